@@ -1,0 +1,57 @@
+//! Settings: flags first, then `MEDLAKE_*` variables, then a TOML file.
+//!
+//! clap resolves flags and variables. What neither gives comes from the TOML file named
+//! by `--config` / `MEDLAKE_CONFIG`, or `./medlake.toml` if it exists, and then from the
+//! defaults below. The file uses the flags' names:
+//!
+//! ```toml
+//! data = "s3://bucket/lake"
+//! workspace = "default"
+//! listen = "0.0.0.0:8080"
+//! wal_dir = "/var/lib/medlake/wal"
+//! flush_interval_secs = 5
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+pub const DEFAULT_DATA: &str = "./medlake-data";
+pub const DEFAULT_WORKSPACE: &str = "default";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// What a TOML file may set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data: Option<String>,
+    pub workspace: Option<String>,
+    pub listen: Option<String>,
+    pub wal_dir: Option<PathBuf>,
+    pub flush_interval_secs: Option<u64>,
+}
+
+impl FileConfig {
+    /// Load the file named by `explicit`, or `./medlake.toml` if present, or nothing.
+    pub fn load(explicit: Option<&Path>) -> Result<FileConfig> {
+        let path = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let p = PathBuf::from("medlake.toml");
+                if !p.exists() {
+                    return Ok(FileConfig::default());
+                }
+                p
+            }
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("could not read the config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a valid medlake config; keys are data, workspace, listen, wal_dir, flush_interval_secs",
+                path.display()
+            )
+        })
+    }
+}

@@ -1,0 +1,324 @@
+//! The `medlake` binary: serve, ingest, sql, generate, optimize.
+
+mod config;
+mod ingest_cmd;
+mod output;
+mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use medlake_lake::{Lake, LakeOptions};
+
+use crate::config::FileConfig;
+
+/// medlake: a health-data lakehouse. FHIR R4 lands in Delta Lake tables and is served,
+/// from that one copy, by SQL and a FHIR REST API.
+#[derive(Parser, Debug)]
+#[command(name = "medlake", version, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+struct Global {
+    /// Where the lake lives: a local folder, file://, s3://, az://, abfss:// or gs://
+    /// [default: ./medlake-data]
+    #[arg(long, global = true, env = "MEDLAKE_DATA")]
+    data: Option<String>,
+    /// The workspace: a folder of tables under the data root [default: default]
+    #[arg(long, global = true, env = "MEDLAKE_WORKSPACE")]
+    workspace: Option<String>,
+    /// Local folder for the write-ahead log [default: <data>/<workspace>/_wal for local
+    /// data, ./medlake-wal/<workspace> for object stores]
+    #[arg(long, global = true, env = "MEDLAKE_WAL_DIR")]
+    wal_dir: Option<PathBuf>,
+    /// A TOML file with defaults for these settings [default: ./medlake.toml if present]
+    #[arg(long, global = true, env = "MEDLAKE_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve SQL and the FHIR API over HTTP.
+    ///
+    /// Example: medlake serve --demo
+    Serve(ServeArgs),
+    /// Load FHIR R4 files (NDJSON, NDJSON.gz, Bundles, single resources) into the lake.
+    ///
+    /// Records that fail the R4 structural checks are reported with their file and line
+    /// (or Bundle entry) and stored in `medlake.ingest_errors`; every good record lands.
+    /// Do not run it against a lake that a running server writes to: POST the data to the
+    /// server's /ingest endpoint instead.
+    ///
+    /// Example: medlake ingest ./synthea/fhir ./more/Observation.ndjson.gz
+    Ingest(IngestArgs),
+    /// Run a read-only SQL query.
+    ///
+    /// Tables: fhir.<type> (current versions), fhir_history.<type> (every version),
+    /// medlake.ingest_errors. JSON functions such as json_get_str(resource, 'gender') work.
+    ///
+    /// Example: medlake sql "SELECT json_get_str(resource, 'gender') AS g, count(*) FROM fhir.patient GROUP BY g"
+    Sql(SqlArgs),
+    /// Write deterministic synthetic FHIR R4 NDJSON, one file per resource type.
+    ///
+    /// Example: medlake generate --patients 100 --seed 7 --out ./synthetic
+    Generate(GenerateArgs),
+    /// Compact small files, checkpoint the Delta logs, and vacuum old files.
+    ///
+    /// Example: medlake optimize --retention-hours 168
+    Optimize(OptimizeArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "MEDLAKE_LISTEN")]
+    listen: Option<String>,
+    /// If the workspace is empty, generate and load a small demo data set first.
+    #[arg(long)]
+    demo: bool,
+    /// Patients in the demo data set.
+    #[arg(long, default_value_t = 25)]
+    demo_patients: u64,
+    /// Seconds between flushes of the write buffer to Delta [default: 5]
+    #[arg(long, env = "MEDLAKE_FLUSH_INTERVAL_SECS")]
+    flush_interval_secs: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+struct IngestArgs {
+    /// Files or folders to load (folders are searched for .ndjson, .ndjson.gz, .json, .json.gz).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Hide the progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Rows per Delta commit and file group.
+    #[arg(long, default_value_t = 200_000)]
+    batch_rows: usize,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Table,
+    Csv,
+    Json,
+    Parquet,
+}
+
+#[derive(Args, Debug)]
+struct SqlArgs {
+    /// The query.
+    query: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Write to this file instead of standard output (required for parquet on a terminal).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct GenerateArgs {
+    /// Number of patients.
+    #[arg(long, default_value_t = 100)]
+    patients: u64,
+    /// Random seed: the same seed gives the same files.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Hide the progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct OptimizeArgs {
+    /// Keep replaced files this many hours, for readers of older snapshots and time travel.
+    #[arg(long, default_value_t = 168)]
+    retention_hours: u64,
+}
+
+/// Settings after flags, environment and file are merged.
+struct Settings {
+    data: String,
+    workspace: String,
+    wal_dir: Option<PathBuf>,
+    file: FileConfig,
+}
+
+impl Settings {
+    fn resolve(g: &Global) -> Result<Settings> {
+        let file = FileConfig::load(g.config.as_deref())?;
+        Ok(Settings {
+            data: g
+                .data
+                .clone()
+                .or_else(|| file.data.clone())
+                .unwrap_or_else(|| config::DEFAULT_DATA.into()),
+            workspace: g
+                .workspace
+                .clone()
+                .or_else(|| file.workspace.clone())
+                .unwrap_or_else(|| config::DEFAULT_WORKSPACE.into()),
+            wal_dir: g.wal_dir.clone().or_else(|| file.wal_dir.clone()),
+            file,
+        })
+    }
+
+    fn lake_options(&self, with_wal: bool) -> LakeOptions {
+        LakeOptions {
+            data: self.data.clone(),
+            workspace: self.workspace.clone(),
+            wal_dir: self.wal_dir.clone(),
+            with_wal,
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MEDLAKE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let settings = Settings::resolve(&cli.global)?;
+    match cli.command {
+        Command::Generate(a) => generate(a),
+        Command::Ingest(a) => {
+            let lake = Lake::open(settings.lake_options(true)).await?;
+            let summary = ingest_cmd::run(&lake, &a.paths, !a.quiet, a.batch_rows).await?;
+            // Anything replayed from an earlier server's WAL goes to Delta too.
+            lake.flush().await?;
+            summary.print();
+            Ok(())
+        }
+        Command::Sql(a) => {
+            let lake = Lake::open(settings.lake_options(false)).await?;
+            let engine = medlake_query::QueryEngine::new(lake)?;
+            let df = engine.sql(&a.query).await?;
+            let batches = df.collect().await?;
+            output::write_cli(&batches, a.format, a.output.as_deref())
+        }
+        Command::Optimize(a) => {
+            let lake = Lake::open(settings.lake_options(true)).await?;
+            let reports = lake
+                .optimize(Duration::from_secs(a.retention_hours * 3600))
+                .await?;
+            for r in reports {
+                println!(
+                    "{:<24} compacted {} files into {}, vacuumed {} files",
+                    r.table, r.files_removed, r.files_added, r.files_vacuumed
+                );
+            }
+            Ok(())
+        }
+        Command::Serve(a) => {
+            let listen = a
+                .listen
+                .clone()
+                .or_else(|| settings.file.listen.clone())
+                .unwrap_or_else(|| config::DEFAULT_LISTEN.into());
+            let addr: SocketAddr = listen.parse().with_context(|| {
+                format!("--listen {listen} is not an address like 127.0.0.1:8080")
+            })?;
+            let flush = a
+                .flush_interval_secs
+                .or(settings.file.flush_interval_secs)
+                .unwrap_or(5);
+            let lake = Lake::open(settings.lake_options(true)).await?;
+            if a.demo {
+                load_demo(&lake, a.demo_patients).await?;
+            }
+            server::serve(lake, addr, Duration::from_secs(flush)).await
+        }
+    }
+}
+
+fn generate(a: GenerateArgs) -> Result<()> {
+    let config = medlake_ingest::synth::GenerateConfig {
+        patients: a.patients,
+        seed: a.seed,
+    };
+    let bar = progress_bar(a.patients, !a.quiet, "patients");
+    let manifest =
+        medlake_ingest::synth::generate_to_dir(&config, &a.out, &mut |n| bar.set_position(n))?;
+    bar.finish_and_clear();
+    println!(
+        "wrote {} resources for {} patients to {}",
+        manifest.total,
+        manifest.patients,
+        a.out.display()
+    );
+    for (t, n) in &manifest.counts {
+        println!("  {t:<20} {n}");
+    }
+    Ok(())
+}
+
+/// When the workspace is empty, generate a small data set and load it.
+async fn load_demo(lake: &Lake, patients: u64) -> Result<()> {
+    if !lake.resource_types().is_empty() {
+        println!("demo: the workspace already holds data; not generating more");
+        return Ok(());
+    }
+    if patients == 0 {
+        bail!("--demo-patients must be at least 1");
+    }
+    let dir = tempfile::tempdir().context("could not create a temporary folder for demo data")?;
+    println!("demo: generating {patients} synthetic patients...");
+    let config = medlake_ingest::synth::GenerateConfig { patients, seed: 42 };
+    let manifest = medlake_ingest::synth::generate_to_dir(&config, dir.path(), &mut |_| {})?;
+    println!("demo: loading {} resources...", manifest.total);
+    let summary = ingest_cmd::run(lake, &[dir.path().to_path_buf()], true, 200_000).await?;
+    summary.print();
+    Ok(())
+}
+
+pub(crate) fn progress_bar(len: u64, visible: bool, unit: &str) -> indicatif::ProgressBar {
+    if !visible {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    let template =
+        format!("{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} ({{eta}})");
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar
+}

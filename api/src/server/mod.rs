@@ -1,0 +1,92 @@
+//! The HTTP server: `/sql`, `/ingest`, and the FHIR API under `/fhir`.
+
+mod fhir;
+mod ingest;
+mod sql;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::routing::{get, post};
+use medlake_lake::Lake;
+use medlake_query::QueryEngine;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub lake: Lake,
+    pub engine: QueryEngine,
+    /// The FHIR base URL, e.g. `http://127.0.0.1:8080/fhir`.
+    pub fhir_base: String,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/sql", post(sql::post_sql))
+        .route("/ingest", post(ingest::post_ingest))
+        .nest("/fhir", fhir::routes())
+        .with_state(state)
+}
+
+async fn index(
+    axum::extract::State(s): axum::extract::State<AppState>,
+) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({
+        "name": "medlake",
+        "version": env!("CARGO_PKG_VERSION"),
+        "fhir": s.fhir_base,
+        "sql": "POST /sql with the query as text or {\"query\": ...}",
+        "ingest": "POST /ingest with NDJSON, a Bundle or one resource",
+        "workspace": s.lake.workspace_url().to_string(),
+    }))
+}
+
+/// Serve until Ctrl-C, flushing the write buffer to Delta in the background.
+pub async fn serve(lake: Lake, addr: SocketAddr, flush_interval: Duration) -> Result<()> {
+    let engine = QueryEngine::new(lake.clone())?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "could not listen on {addr}; is another server using it? Choose another with --listen"
+        )
+    })?;
+    let local = listener.local_addr()?;
+    let base = format!("http://{local}");
+    let state = AppState {
+        lake: lake.clone(),
+        engine,
+        fhir_base: format!("{base}/fhir"),
+    };
+    let flusher = lake.spawn_flusher(flush_interval, 100_000);
+    println!(
+        "medlake is serving the workspace at {}",
+        lake.workspace_url()
+    );
+    println!("  FHIR base URL:  {base}/fhir");
+    println!("  capabilities:   curl {base}/fhir/metadata");
+    if let Some(t) = lake.resource_types().first() {
+        println!(
+            "  SQL:            curl -X POST {base}/sql -d 'SELECT id, last_updated FROM fhir.{} LIMIT 5'",
+            t.to_ascii_lowercase()
+        );
+    } else {
+        println!(
+            "  SQL:            curl -X POST {base}/sql -d 'SELECT count(*) FROM fhir.patient'"
+        );
+    }
+    println!("  load data:      curl -X POST {base}/ingest --data-binary @Patient.ndjson");
+    println!("listening on {local}");
+    let app = router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("the HTTP server stopped")?;
+    flusher.abort();
+    tracing::info!("shutting down: flushing the write buffer to Delta");
+    lake.flush().await?;
+    Ok(())
+}

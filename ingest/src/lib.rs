@@ -1,0 +1,15 @@
+//! Understanding medlake's inputs, with no storage.
+//!
+//! - [`issue`]: FHIR-style problems (`OperationOutcome.issue`).
+//! - [`source`]: reading NDJSON, Bundles and single resources from files, streamed.
+//! - [`validate`]: structural checks of FHIR R4 resources against the vendored R4 definitions.
+//! - [`prepare`]: parse and validate one record.
+//! - [`synth`]: deterministic synthetic FHIR R4 data for demos, tests and benchmarks.
+
+pub mod issue;
+pub mod prepare;
+pub mod source;
+pub mod synth;
+pub mod validate;
+
+pub use issue::{Issue, Severity, operation_outcome};

@@ -1,0 +1,254 @@
+//! Bulk loads: large batches straight to Delta, with no WAL.
+//!
+//! `medlake ingest` pushes resources here. Rows gather per type until a batch is big
+//! (by default 200,000 rows or 128 MB), then a committer task writes it as one Delta
+//! commit of large Parquet files while parsing goes on. The commit is the
+//! acknowledgement: a bulk load killed midway keeps every batch already committed, and
+//! re-running it makes new versions, as re-sending a resource to a FHIR server would.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+};
+use deltalake::DeltaTable;
+use deltalake::kernel::transaction::CommitProperties;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::error::{LakeError, Result};
+use crate::lake::{Lake, load_table};
+use crate::record::{VersionBatchBuilder, now_micros};
+use crate::schema::ingest_errors_schema;
+
+/// Limits of one bulk batch.
+#[derive(Debug, Clone, Copy)]
+pub struct BulkOptions {
+    pub batch_rows: usize,
+    pub batch_bytes: usize,
+}
+
+impl Default for BulkOptions {
+    fn default() -> Self {
+        BulkOptions {
+            batch_rows: 200_000,
+            batch_bytes: 128 << 20,
+        }
+    }
+}
+
+/// Totals of a bulk load.
+#[derive(Debug, Clone, Default)]
+pub struct BulkStats {
+    pub rows: u64,
+    pub commits: u64,
+    pub per_type: HashMap<String, u64>,
+}
+
+/// Streams resources into Delta in large commits.
+pub struct BulkWriter {
+    lake: Lake,
+    options: BulkOptions,
+    builders: HashMap<String, VersionBatchBuilder>,
+    tx: mpsc::Sender<(String, RecordBatch)>,
+    committer: JoinHandle<Result<BulkStats>>,
+    last_updated: i64,
+}
+
+impl BulkWriter {
+    pub fn new(lake: Lake, options: BulkOptions) -> Self {
+        // Two batches in flight: parsing continues while one commits, and memory stays flat.
+        let (tx, rx) = mpsc::channel(1);
+        let committer = tokio::spawn(commit_loop(lake.clone(), rx));
+        BulkWriter {
+            lake,
+            options,
+            builders: HashMap::new(),
+            tx,
+            committer,
+            last_updated: now_micros() / 1000 * 1000,
+        }
+    }
+
+    /// `meta.lastUpdated` for every resource of this load, in microseconds.
+    pub fn last_updated(&self) -> i64 {
+        self.last_updated
+    }
+
+    /// Give a resource its id (a new UUID if it has none) and next version.
+    pub fn assign(&self, resource_type: &str, id: Option<&str>) -> (String, i64) {
+        let id = id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
+        let version = self.lake.with_write_state(|index| {
+            let v = index.next_version(resource_type, &id);
+            index.observe(resource_type, &id, v, false);
+            v
+        });
+        (id, version)
+    }
+
+    /// Add one stamped resource. May wait while an earlier batch commits.
+    pub async fn push(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        version: i64,
+        json: &str,
+    ) -> Result<()> {
+        let b = match self.builders.get_mut(resource_type) {
+            Some(b) => b,
+            None => self.builders.entry(resource_type.to_string()).or_default(),
+        };
+        b.push_parts(id, version, self.last_updated, false, json, None);
+        if b.len() >= self.options.batch_rows || b.approx_bytes() >= self.options.batch_bytes {
+            let batch = b.finish()?;
+            self.send(resource_type.to_string(), batch).await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, resource_type: String, batch: RecordBatch) -> Result<()> {
+        if self.tx.send((resource_type, batch)).await.is_err() {
+            // The committer stopped: its error says why.
+            let (tx, _) = mpsc::channel(1);
+            let committer = std::mem::replace(
+                &mut self.committer,
+                tokio::spawn(async { Ok(BulkStats::default()) }),
+            );
+            self.tx = tx;
+            return match committer.await {
+                Ok(Err(e)) => Err(e),
+                _ => Err(LakeError::WriterStopped(
+                    "the bulk committer stopped".into(),
+                )),
+            };
+        }
+        Ok(())
+    }
+
+    /// Commit what is left and wait for every commit.
+    pub async fn finish(mut self) -> Result<BulkStats> {
+        let mut types: Vec<String> = self.builders.keys().cloned().collect();
+        types.sort();
+        for t in types {
+            let batch = match self.builders.get_mut(&t) {
+                Some(b) if !b.is_empty() => b.finish()?,
+                _ => continue,
+            };
+            self.send(t, batch).await?;
+        }
+        drop(self.tx);
+        match self.committer.await {
+            Ok(r) => r,
+            Err(e) => Err(LakeError::WriterStopped(format!(
+                "the bulk committer panicked: {e}"
+            ))),
+        }
+    }
+}
+
+async fn commit_loop(
+    lake: Lake,
+    mut rx: mpsc::Receiver<(String, RecordBatch)>,
+) -> Result<BulkStats> {
+    let mut stats = BulkStats::default();
+    let mut tables: HashMap<String, DeltaTable> = HashMap::new();
+    while let Some((resource_type, batch)) = rx.recv().await {
+        let table = match tables.remove(&resource_type) {
+            Some(t) => t,
+            None => lake.table_handle(&resource_type).await?,
+        };
+        let rows = batch.num_rows() as u64;
+        let table = table
+            .write(vec![batch])
+            .with_commit_properties(
+                CommitProperties::default().with_cleanup_expired_logs(Some(false)),
+            )
+            .await
+            .map_err(|e| LakeError::delta(&resource_type, e))?;
+        lake.install_table(&resource_type, table.clone());
+        tables.insert(resource_type.clone(), table);
+        stats.rows += rows;
+        stats.commits += 1;
+        *stats.per_type.entry(resource_type).or_default() += rows;
+    }
+    Ok(stats)
+}
+
+/// One rejected input record, as stored in `ingest_errors`.
+#[derive(Debug, Clone)]
+pub struct IngestErrorRow {
+    pub source: String,
+    pub line: Option<i64>,
+    pub entry: Option<i64>,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub severity: String,
+    pub code: String,
+    pub diagnostics: String,
+    pub expression: Option<String>,
+    pub outcome: String,
+}
+
+impl Lake {
+    /// Append rejected records to the `ingest_errors` table under `run_id`.
+    pub async fn append_ingest_errors(&self, run_id: &str, rows: &[IngestErrorRow]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let now = now_micros();
+        let mut run = StringBuilder::new();
+        let mut at = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+        let mut source = StringBuilder::new();
+        let mut line = Int64Builder::new();
+        let mut entry = Int64Builder::new();
+        let mut rtype = StringBuilder::new();
+        let mut rid = StringBuilder::new();
+        let mut severity = StringBuilder::new();
+        let mut code = StringBuilder::new();
+        let mut diagnostics = StringBuilder::new();
+        let mut expression = StringBuilder::new();
+        let mut outcome = StringBuilder::new();
+        for r in rows {
+            run.append_value(run_id);
+            at.append_value(now);
+            source.append_value(&r.source);
+            line.append_option(r.line);
+            entry.append_option(r.entry);
+            rtype.append_option(r.resource_type.as_deref());
+            rid.append_option(r.resource_id.as_deref());
+            severity.append_value(&r.severity);
+            code.append_value(&r.code);
+            diagnostics.append_value(&r.diagnostics);
+            expression.append_option(r.expression.as_deref());
+            outcome.append_value(&r.outcome);
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(run.finish()),
+            Arc::new(at.finish()),
+            Arc::new(source.finish()),
+            Arc::new(line.finish()),
+            Arc::new(entry.finish()),
+            Arc::new(rtype.finish()),
+            Arc::new(rid.finish()),
+            Arc::new(severity.finish()),
+            Arc::new(code.finish()),
+            Arc::new(diagnostics.finish()),
+            Arc::new(expression.finish()),
+            Arc::new(outcome.finish()),
+        ];
+        let batch = RecordBatch::try_new(ingest_errors_schema(), columns)?;
+        let url = self.ingest_errors_url()?;
+        let table = match load_table(&url).await? {
+            Some(t) => t,
+            None => deltalake::DeltaTableBuilder::from_url(url)
+                .and_then(|b| b.build())
+                .map_err(|e| LakeError::delta("ingest_errors", e))?,
+        };
+        table
+            .write(vec![batch])
+            .await
+            .map_err(|e| LakeError::delta("ingest_errors", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,726 @@
+//! [`Lake`]: one workspace's tables, its WAL, its in-memory tail and its id index.
+//!
+//! The write path (see ARCHITECTURE.md):
+//! 1. [`Lake::write`] takes the index lock, gives each resource its id, `meta.versionId`,
+//!    `meta.lastUpdated` and WAL sequence, and queues the rows to the WAL writer in
+//!    sequence order.
+//! 2. The WAL writer appends, fsyncs once for the whole group, inserts the rows into the
+//!    [`TypeBuffer`]s, and only then acknowledges: an acknowledged write is durable and
+//!    readable by id and by SQL.
+//! 3. [`Lake::flush`] (every few seconds, or when the tail is big) rotates the WAL,
+//!    commits each type's buffered rows to its Delta table as one large file, recording
+//!    the WAL sequence as a Delta transaction id (`txn` app id [`WAL_APP_ID`]), swaps in
+//!    the new snapshot and drops the flushed rows under one lock, then deletes the closed
+//!    WAL segments.
+//! 4. [`Lake::open`] recovers: it reads each table's `txn` version and replays only the
+//!    WAL rows above it, so a crash at any point neither loses nor duplicates a row.
+//!
+//! Bulk loads ([`crate::bulk::BulkWriter`]) skip the WAL: a Delta commit of a large batch
+//! is itself the durable acknowledgement.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Array, RecordBatch};
+use datafusion::prelude::SessionContext;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use futures::TryStreamExt;
+use parking_lot::Mutex;
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::buffer::TypeBuffer;
+use crate::error::{LakeError, Result};
+use crate::index::{IdIndex, Latest};
+use crate::record::{ResourceVersion, instant_string, key_columns, now_micros, versions_to_batch};
+use crate::schema::{INGEST_ERRORS_DIR, resource_table_dir};
+use crate::storage::{is_local, resolve_data_url};
+use crate::wal::{Rotation, Wal, remove_segments};
+
+/// The Delta `txn` application id under which flushes record the last WAL sequence.
+pub const WAL_APP_ID: &str = "medlake-wal";
+
+/// How a lake is opened.
+#[derive(Debug, Clone)]
+pub struct LakeOptions {
+    /// The data URL or local path (`./medlake-data`, `s3://bucket/prefix`, ...).
+    pub data: String,
+    /// The workspace: a folder under the data root.
+    pub workspace: String,
+    /// Where the WAL lives. It must be a local disk; defaults to `<data>/<workspace>/_wal`
+    /// for local data, and `./medlake-wal/<workspace>` otherwise.
+    pub wal_dir: Option<PathBuf>,
+    /// Whether this process writes through a WAL (the server) or only bulk-loads and reads.
+    pub with_wal: bool,
+}
+
+impl LakeOptions {
+    pub fn new(data: impl Into<String>) -> Self {
+        LakeOptions {
+            data: data.into(),
+            workspace: "default".into(),
+            wal_dir: None,
+            with_wal: true,
+        }
+    }
+}
+
+/// One resource type's storage: its Delta table (if it exists yet) and its tail.
+#[derive(Default)]
+struct TypeState {
+    delta: Option<DeltaTable>,
+    buffer: TypeBuffer,
+}
+
+/// What a query or a read sees of one type: a Delta snapshot and the tail above it,
+/// taken together so no row is seen twice or missed.
+#[derive(Clone)]
+pub struct TableView {
+    pub delta: Option<DeltaTable>,
+    pub buffered: Option<RecordBatch>,
+}
+
+/// A write to make.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Create or update. Without an id, the server assigns one.
+    Put {
+        resource_type: String,
+        id: Option<String>,
+        resource: Map<String, Value>,
+    },
+    /// A versioned soft delete.
+    Delete { resource_type: String, id: String },
+}
+
+/// The outcome of one [`WriteOp`].
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub version: Arc<ResourceVersion>,
+    /// True when this write made version 1, or revived a deleted resource.
+    pub created: bool,
+}
+
+struct Shared {
+    workspace_url: Url,
+    types: Mutex<HashMap<String, TypeState>>,
+    index: Mutex<WriteState>,
+    wal: Option<Wal>,
+    flush_lock: tokio::sync::Mutex<()>,
+    /// Closed WAL segments waiting for a successful flush before deletion.
+    closed_segments: Mutex<Vec<PathBuf>>,
+    /// Held while the lake is open: one writer per WAL.
+    _wal_lock: Option<std::fs::File>,
+}
+
+struct WriteState {
+    index: IdIndex,
+    next_seq: i64,
+}
+
+/// One workspace of the lake. Cheap to clone.
+#[derive(Clone)]
+pub struct Lake {
+    shared: Arc<Shared>,
+}
+
+impl Lake {
+    /// Open (or start) a workspace: load its tables and id index, and replay the WAL.
+    pub async fn open(options: LakeOptions) -> Result<Lake> {
+        let root = resolve_data_url(&options.data)?;
+        let workspace_url =
+            root.join(&format!("{}/", options.workspace))
+                .map_err(|e| LakeError::BadDataUrl {
+                    url: root.to_string(),
+                    reason: e.to_string(),
+                })?;
+        let mut types: HashMap<String, TypeState> = HashMap::new();
+        let mut index = IdIndex::default();
+        let mut flushed: HashMap<String, i64> = HashMap::new();
+        for resource_type in list_resource_tables(&workspace_url).await? {
+            let url = table_url(&workspace_url, &resource_type)?;
+            let Some(table) = load_table(&url).await? else {
+                continue;
+            };
+            let seq = wal_txn_version(&table).await?;
+            flushed.insert(resource_type.clone(), seq);
+            load_keys(&table, &resource_type, &mut index).await?;
+            types.insert(
+                resource_type,
+                TypeState {
+                    delta: Some(table),
+                    buffer: TypeBuffer::default(),
+                },
+            );
+        }
+
+        let mut next_seq = flushed.values().copied().max().unwrap_or(0) + 1;
+        let mut wal_lock = None;
+        let wal = if options.with_wal {
+            let dir = wal_dir(&options, &workspace_url);
+            wal_lock = Some(crate::wal::lock_dir(&dir)?);
+            let replay = Wal::replay(&dir)?;
+            let mut replayed = 0usize;
+            for row in replay.rows {
+                let done = flushed.get(&row.resource_type).copied().unwrap_or(0);
+                if row.wal_seq.is_some_and(|s| s <= done) {
+                    continue; // already committed to Delta by an earlier flush
+                }
+                index.observe(&row.resource_type, &row.id, row.version_id, row.deleted);
+                types
+                    .entry(row.resource_type.clone())
+                    .or_default()
+                    .buffer
+                    .insert(row);
+                replayed += 1;
+            }
+            if replayed > 0 {
+                tracing::info!(
+                    "replayed {replayed} writes from the WAL in {}",
+                    dir.display()
+                );
+            }
+            next_seq = next_seq.max(replay.last_seq + 1);
+            Some((dir, next_seq - 1))
+        } else {
+            None
+        };
+
+        let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| {
+            let wal = wal.and_then(|(dir, last_seq)| {
+                let weak = weak.clone();
+                let on_durable = Box::new(move |rows: &[ResourceVersion]| {
+                    if let Some(shared) = weak.upgrade() {
+                        let mut types = shared.types.lock();
+                        for r in rows {
+                            types
+                                .entry(r.resource_type.clone())
+                                .or_default()
+                                .buffer
+                                .insert(r.clone());
+                        }
+                    }
+                });
+                match Wal::start(&dir, last_seq, on_durable) {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        None
+                    }
+                }
+            });
+            Shared {
+                workspace_url,
+                types: Mutex::new(types),
+                index: Mutex::new(WriteState { index, next_seq }),
+                wal,
+                flush_lock: tokio::sync::Mutex::new(()),
+                closed_segments: Mutex::new(Vec::new()),
+                _wal_lock: wal_lock,
+            }
+        });
+        if options.with_wal && shared.wal.is_none() {
+            return Err(LakeError::WriterStopped(
+                "the WAL could not be started; see the log above".into(),
+            ));
+        }
+        Ok(Lake { shared })
+    }
+
+    /// The URL of this workspace's root folder.
+    pub fn workspace_url(&self) -> &Url {
+        &self.shared.workspace_url
+    }
+
+    /// The URL of a resource type's Delta table.
+    pub fn table_url(&self, resource_type: &str) -> Result<Url> {
+        table_url(&self.shared.workspace_url, resource_type)
+    }
+
+    /// Resource types that have data (in Delta or in the tail), sorted.
+    pub fn resource_types(&self) -> Vec<String> {
+        let types = self.shared.types.lock();
+        let mut v: Vec<String> = types
+            .iter()
+            .filter(|(_, s)| s.delta.is_some() || !s.buffer.is_empty())
+            .map(|(t, _)| t.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A consistent view of one type for a scan.
+    pub fn table_view(&self, resource_type: &str) -> Result<TableView> {
+        let mut types = self.shared.types.lock();
+        match types.get_mut(resource_type) {
+            None => Ok(TableView {
+                delta: None,
+                buffered: None,
+            }),
+            Some(s) => Ok(TableView {
+                delta: s.delta.clone(),
+                buffered: s.buffer.batch()?,
+            }),
+        }
+    }
+
+    /// Newest version in the index, without reading data.
+    pub fn latest(&self, resource_type: &str, id: &str) -> Option<Latest> {
+        self.shared.index.lock().index.get(resource_type, id)
+    }
+
+    /// Apply writes durably. Returns when they are in the fsync'd WAL and readable.
+    pub async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<Written>> {
+        let wal = self.shared.wal.clone().ok_or_else(|| {
+            LakeError::WriterStopped("this lake was opened read-only (no WAL)".into())
+        })?;
+        let (pending, written) = {
+            let mut st = self.shared.index.lock();
+            let now = now_micros() / 1000 * 1000; // lastUpdated carries milliseconds
+            let mut rows = Vec::with_capacity(ops.len());
+            let mut written = Vec::with_capacity(ops.len());
+            for op in ops {
+                let seq = st.next_seq;
+                st.next_seq += 1;
+                let (resource_type, id, resource, deleted) = match op {
+                    WriteOp::Put {
+                        resource_type,
+                        id,
+                        mut resource,
+                    } => {
+                        let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                        let version = st.index.next_version(&resource_type, &id);
+                        stamp(&mut resource, &resource_type, &id, version, now);
+                        let json = Value::Object(resource).to_string();
+                        (resource_type, id, Arc::<str>::from(json), false)
+                    }
+                    WriteOp::Delete { resource_type, id } => {
+                        (resource_type, id, Arc::<str>::from(""), true)
+                    }
+                };
+                let prev = st.index.get(&resource_type, &id);
+                let version_id = prev.map_or(1, |l| l.version_id + 1);
+                st.index.observe(&resource_type, &id, version_id, deleted);
+                let row = ResourceVersion {
+                    resource_type,
+                    id,
+                    version_id,
+                    last_updated: now,
+                    deleted,
+                    resource,
+                    wal_seq: Some(seq),
+                };
+                written.push(Written {
+                    version: Arc::new(row.clone()),
+                    created: prev.is_none_or(|l| l.deleted),
+                });
+                rows.push(row);
+            }
+            // Queue while still holding the lock: WAL order must be sequence order.
+            (wal.submit(rows)?, written)
+        };
+        pending.wait().await?;
+        Ok(written)
+    }
+
+    /// The newest version of a resource, deleted or not: from the tail, else from Delta.
+    pub async fn read_latest(
+        &self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<Arc<ResourceVersion>>> {
+        let delta = {
+            let types = self.shared.types.lock();
+            let Some(s) = types.get(resource_type) else {
+                return Ok(None);
+            };
+            if let Some(r) = s.buffer.latest(id) {
+                return Ok(Some(r));
+            }
+            s.delta.clone()
+        };
+        let Some(table) = delta else { return Ok(None) };
+        read_from_delta(&table, resource_type, id, None).await
+    }
+
+    /// One version of a resource.
+    pub async fn read_version(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+    ) -> Result<Option<Arc<ResourceVersion>>> {
+        let delta = {
+            let types = self.shared.types.lock();
+            let Some(s) = types.get(resource_type) else {
+                return Ok(None);
+            };
+            if let Some(r) = s.buffer.version(id, version_id) {
+                return Ok(Some(r));
+            }
+            s.delta.clone()
+        };
+        let Some(table) = delta else { return Ok(None) };
+        read_from_delta(&table, resource_type, id, Some(version_id)).await
+    }
+
+    /// Rows in the in-memory tail, all types.
+    pub fn buffered_rows(&self) -> usize {
+        self.shared
+            .types
+            .lock()
+            .values()
+            .map(|s| s.buffer.len())
+            .sum()
+    }
+
+    /// Commit the tail to Delta. Safe to call at any time, from any task.
+    pub async fn flush(&self) -> Result<FlushStats> {
+        let Some(wal) = self.shared.wal.clone() else {
+            return Ok(FlushStats::default());
+        };
+        let _one_at_a_time = self.shared.flush_lock.lock().await;
+        let Rotation { closed, last_seq } = wal.rotate().await?;
+        self.shared.closed_segments.lock().extend(closed);
+        let work: Vec<(String, Vec<Arc<ResourceVersion>>, Option<DeltaTable>)> = {
+            let types = self.shared.types.lock();
+            types
+                .iter()
+                .filter_map(|(t, s)| {
+                    let rows = s.buffer.rows_upto(last_seq);
+                    (!rows.is_empty()).then(|| (t.clone(), rows, s.delta.clone()))
+                })
+                .collect()
+        };
+        let mut stats = FlushStats::default();
+        for (resource_type, rows, delta) in work {
+            let table = match delta {
+                Some(t) => t,
+                None => self.table_handle(&resource_type).await?,
+            };
+            let table = commit_flush(table, &resource_type, &rows, last_seq).await?;
+            stats.rows += rows.len();
+            stats.tables += 1;
+            let mut types = self.shared.types.lock();
+            let s = types.entry(resource_type).or_default();
+            s.delta = Some(table);
+            s.buffer.remove_upto(last_seq);
+        }
+        // Every row up to last_seq is in Delta: the closed segments are no longer needed.
+        let closed = std::mem::take(&mut *self.shared.closed_segments.lock());
+        remove_segments(&closed)?;
+        Ok(stats)
+    }
+
+    /// Flush every `interval`, or sooner once the tail holds `max_rows` rows, until the
+    /// returned handle is dropped or aborted.
+    pub fn spawn_flusher(
+        &self,
+        interval: Duration,
+        max_rows: usize,
+    ) -> tokio::task::JoinHandle<()> {
+        let lake = self.clone();
+        tokio::spawn(async move {
+            let tick = Duration::from_millis(100);
+            let mut waited = Duration::ZERO;
+            loop {
+                tokio::time::sleep(tick).await;
+                waited += tick;
+                let rows = lake.buffered_rows();
+                if rows == 0 || (waited < interval && rows < max_rows) {
+                    continue;
+                }
+                waited = Duration::ZERO;
+                match lake.flush().await {
+                    Ok(s) if s.rows > 0 => {
+                        tracing::debug!("flushed {} rows to {} tables", s.rows, s.tables)
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!("flush to Delta failed, will retry: {e}"),
+                }
+            }
+        })
+    }
+
+    /// A Delta handle for a type, loaded if it exists or ready to be created.
+    pub(crate) async fn table_handle(&self, resource_type: &str) -> Result<DeltaTable> {
+        let url = self.table_url(resource_type)?;
+        match load_table(&url).await? {
+            Some(t) => Ok(t),
+            None => DeltaTableBuilder::from_url(url)
+                .and_then(|b| b.build())
+                .map_err(|e| LakeError::delta(resource_type, e)),
+        }
+    }
+
+    /// Record a version written outside the WAL (bulk loads) in the index.
+    pub(crate) fn with_write_state<R>(&self, f: impl FnOnce(&mut IdIndex) -> R) -> R {
+        f(&mut self.shared.index.lock().index)
+    }
+
+    /// After a bulk commit: make the new snapshot the one queries see.
+    pub(crate) fn install_table(&self, resource_type: &str, table: DeltaTable) {
+        let mut types = self.shared.types.lock();
+        types.entry(resource_type.to_string()).or_default().delta = Some(table);
+    }
+
+    /// The URL of the ingest errors table.
+    pub fn ingest_errors_url(&self) -> Result<Url> {
+        self.shared
+            .workspace_url
+            .join(&format!("{INGEST_ERRORS_DIR}/"))
+            .map_err(|e| LakeError::BadDataUrl {
+                url: self.shared.workspace_url.to_string(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// The ingest errors table, if any record was ever rejected.
+    pub async fn ingest_errors_table(&self) -> Result<Option<DeltaTable>> {
+        load_table(&self.ingest_errors_url()?).await
+    }
+
+    /// Reload every table from storage (to see commits made by other processes).
+    pub async fn refresh(&self) -> Result<()> {
+        let names = list_resource_tables(&self.shared.workspace_url).await?;
+        for t in names {
+            let url = self.table_url(&t)?;
+            if let Some(table) = load_table(&url).await? {
+                self.install_table(&t, table);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What one flush did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FlushStats {
+    pub rows: usize,
+    pub tables: usize,
+}
+
+/// Set `resourceType`, `id`, `meta.versionId` and `meta.lastUpdated`, keeping any other
+/// `meta` elements (profiles, tags, security labels) the client sent.
+pub fn stamp(
+    resource: &mut Map<String, Value>,
+    resource_type: &str,
+    id: &str,
+    version: i64,
+    last_updated_micros: i64,
+) {
+    resource.insert("resourceType".into(), Value::String(resource_type.into()));
+    resource.insert("id".into(), Value::String(id.into()));
+    let meta = resource
+        .entry("meta")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !meta.is_object() {
+        *meta = Value::Object(Map::new());
+    }
+    if let Value::Object(m) = meta {
+        m.insert("versionId".into(), Value::String(version.to_string()));
+        m.insert(
+            "lastUpdated".into(),
+            Value::String(instant_string(last_updated_micros)),
+        );
+    }
+    // resourceType and id first, as FHIR servers conventionally serve them.
+    if resource.keys().next().map(String::as_str) != Some("resourceType") {
+        let mut ordered = Map::with_capacity(resource.len());
+        for k in ["resourceType", "id", "meta"] {
+            if let Some(v) = resource.remove(k) {
+                ordered.insert(k.into(), v);
+            }
+        }
+        ordered.append(resource);
+        *resource = ordered;
+    }
+}
+
+async fn commit_flush(
+    table: DeltaTable,
+    resource_type: &str,
+    rows: &[Arc<ResourceVersion>],
+    last_seq: i64,
+) -> Result<DeltaTable> {
+    if table.version().is_some() {
+        // A replayed flush (after a crash between commit and WAL cleanup) must not land
+        // twice. Delta's conflict checker does not catch a repeated txn, so we do.
+        let done = wal_txn_version(&table).await?;
+        if done >= last_seq {
+            return Ok(table);
+        }
+    }
+    let batch = versions_to_batch(rows.iter().map(|r| r.as_ref()))?;
+    let props = CommitProperties::default()
+        .with_application_transaction(Transaction::new(WAL_APP_ID, last_seq))
+        .with_cleanup_expired_logs(Some(false));
+    table
+        .write(vec![batch])
+        .with_commit_properties(props)
+        .await
+        .map_err(|e| LakeError::delta(resource_type, e))
+}
+
+pub(crate) fn table_url(workspace: &Url, resource_type: &str) -> Result<Url> {
+    workspace
+        .join(&format!("{}/", resource_table_dir(resource_type)))
+        .map_err(|e| LakeError::BadDataUrl {
+            url: workspace.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+fn wal_dir(options: &LakeOptions, workspace_url: &Url) -> PathBuf {
+    if let Some(d) = &options.wal_dir {
+        return d.clone();
+    }
+    if is_local(workspace_url) {
+        if let Ok(p) = workspace_url.to_file_path() {
+            return p.join("_wal");
+        }
+    }
+    Path::new("medlake-wal").join(&options.workspace)
+}
+
+/// Load a Delta table, or `None` if there is none at `url`.
+pub(crate) async fn load_table(url: &Url) -> Result<Option<DeltaTable>> {
+    let builder =
+        DeltaTableBuilder::from_url(url.clone()).map_err(|e| LakeError::delta(url.as_str(), e))?;
+    match builder.load().await {
+        Ok(t) => Ok(Some(t)),
+        Err(DeltaTableError::NotATable(_)) => Ok(None),
+        Err(DeltaTableError::InvalidTableLocation(_)) => Ok(None),
+        Err(e) => Err(LakeError::delta(url.as_str(), e)),
+    }
+}
+
+async fn wal_txn_version(table: &DeltaTable) -> Result<i64> {
+    let snapshot = table
+        .snapshot()
+        .map_err(|e| LakeError::delta(table.table_url().as_str(), e))?;
+    let v = snapshot
+        .transaction_version(table.log_store().as_ref(), WAL_APP_ID)
+        .await
+        .map_err(|e| LakeError::delta(table.table_url().as_str(), e))?;
+    Ok(v.unwrap_or(0))
+}
+
+/// The resource types with a table folder under `<workspace>/fhir/`.
+async fn list_resource_tables(workspace_url: &Url) -> Result<Vec<String>> {
+    let fhir = workspace_url
+        .join("fhir/")
+        .map_err(|e| LakeError::BadDataUrl {
+            url: workspace_url.to_string(),
+            reason: e.to_string(),
+        })?;
+    if is_local(&fhir) && fhir.to_file_path().map(|p| !p.exists()).unwrap_or(true) {
+        return Ok(Vec::new());
+    }
+    let store = deltalake::logstore::store_for(&fhir, std::iter::empty::<(String, String)>())
+        .map_err(|e| LakeError::delta(fhir.as_str(), e))?;
+    let listing = store
+        .list_with_delimiter(None)
+        .await
+        .map_err(|e| LakeError::delta(fhir.as_str(), e.into()))?;
+    let by_lower: HashMap<String, &str> = medlake_ingest::validate::Validator::r4()
+        .resource_types()
+        .into_iter()
+        .map(|t| (t.to_ascii_lowercase(), t))
+        .collect();
+    let mut out = Vec::new();
+    for p in listing.common_prefixes {
+        if let Some(name) = p.filename() {
+            if let Some(t) = by_lower.get(name) {
+                out.push(t.to_string());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Feed the index with the key columns of a table.
+async fn load_keys(table: &DeltaTable, resource_type: &str, index: &mut IdIndex) -> Result<()> {
+    let ctx = SessionContext::new();
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(|e| LakeError::delta(resource_type, e))?;
+    let provider = table.table_provider().await?;
+    ctx.register_table("t", provider)?;
+    let df = ctx.sql("SELECT id, version_id, deleted FROM t").await?;
+    let mut stream = df.execute_stream().await?;
+    while let Some(batch) = stream.try_next().await? {
+        if let Some((ids, versions, deleted)) = key_columns(&batch) {
+            for i in 0..batch.num_rows() {
+                index.observe(
+                    resource_type,
+                    ids.value(i),
+                    versions.value(i),
+                    deleted.value(i),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn read_from_delta(
+    table: &DeltaTable,
+    resource_type: &str,
+    id: &str,
+    version: Option<i64>,
+) -> Result<Option<Arc<ResourceVersion>>> {
+    use datafusion::prelude::{col, lit};
+    let ctx = SessionContext::new();
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(|e| LakeError::delta(resource_type, e))?;
+    let provider = table.table_provider().await?;
+    let mut df = ctx.read_table(provider)?.filter(col("id").eq(lit(id)))?;
+    if let Some(v) = version {
+        df = df.filter(col("version_id").eq(lit(v)))?;
+    }
+    let df = df
+        .sort(vec![col("version_id").sort(false, false)])?
+        .limit(0, Some(1))?;
+    let batches = df.collect().await?;
+    for b in batches {
+        if b.num_rows() == 0 {
+            continue;
+        }
+        return Ok(Some(Arc::new(row_from_batch(&b, resource_type, 0)?)));
+    }
+    Ok(None)
+}
+
+fn row_from_batch(b: &RecordBatch, resource_type: &str, i: usize) -> Result<ResourceVersion> {
+    use arrow::array::{AsArray, cast::as_string_array};
+    use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+    let col = |name: &str| {
+        b.column_by_name(name).cloned().ok_or_else(|| {
+            LakeError::Arrow(arrow::error::ArrowError::SchemaError(format!(
+                "missing column {name}"
+            )))
+        })
+    };
+    let id = col("id")?;
+    let resource = col("resource")?;
+    let seq = col("wal_seq")?;
+    let seq = seq.as_primitive::<Int64Type>();
+    Ok(ResourceVersion {
+        resource_type: resource_type.to_string(),
+        id: as_string_array(&id).value(i).to_string(),
+        version_id: col("version_id")?.as_primitive::<Int64Type>().value(i),
+        last_updated: col("last_updated")?
+            .as_primitive::<TimestampMicrosecondType>()
+            .value(i),
+        deleted: col("deleted")?.as_boolean().value(i),
+        resource: Arc::from(as_string_array(&resource).value(i)),
+        wal_seq: (!seq.is_null(i)).then(|| seq.value(i)),
+    })
+}

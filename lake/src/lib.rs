@@ -1,0 +1,30 @@
+//! medlake's storage: Delta tables on object storage, with a write-ahead log and an
+//! in-memory tail in front of them for durable, immediately readable writes.
+//!
+//! - [`storage`]: where the lake lives (local folder, S3, Azure Blob, GCS).
+//! - [`schema`]: the layout of every table medlake writes.
+//! - [`record`]: one stored resource version and its Arrow form.
+//! - [`wal`]: the write-ahead log with group commit.
+//! - [`buffer`], [`index`]: the in-memory tail and the resident id index.
+//! - [`lake`]: [`Lake`], which ties them together: writes, flushes, recovery, reads.
+//! - [`bulk`]: large-batch loads straight to Delta, and the ingest errors table.
+//! - [`maintenance`]: compaction, checkpoints and vacuum.
+
+pub mod buffer;
+pub mod bulk;
+pub mod error;
+pub mod index;
+pub mod lake;
+pub mod maintenance;
+pub mod record;
+pub mod schema;
+pub mod storage;
+pub mod wal;
+
+pub use bulk::{BulkOptions, BulkStats, BulkWriter, IngestErrorRow};
+pub use error::{LakeError, Result};
+pub use lake::{FlushStats, Lake, LakeOptions, TableView, WriteOp, Written, stamp};
+pub use record::ResourceVersion;
+
+pub use deltalake;
+pub use medlake_ingest as ingest;

@@ -1,0 +1,152 @@
+//! One stored version of one resource, and its Arrow form.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, BooleanBuilder, Int64Array, Int64Builder, RecordBatch, StringArray,
+    StringBuilder, TimestampMicrosecondBuilder,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::schema::resource_schema;
+
+/// One row of a resource table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceVersion {
+    pub resource_type: String,
+    pub id: String,
+    pub version_id: i64,
+    /// Microseconds since the Unix epoch, UTC.
+    pub last_updated: i64,
+    pub deleted: bool,
+    /// The served JSON, `meta` included. Empty for a delete marker.
+    pub resource: Arc<str>,
+    pub wal_seq: Option<i64>,
+}
+
+/// Builds resource-table record batches row by row.
+pub struct VersionBatchBuilder {
+    id: StringBuilder,
+    version_id: Int64Builder,
+    last_updated: TimestampMicrosecondBuilder,
+    deleted: BooleanBuilder,
+    resource: StringBuilder,
+    wal_seq: Int64Builder,
+    rows: usize,
+    bytes: usize,
+}
+
+impl Default for VersionBatchBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VersionBatchBuilder {
+    pub fn new() -> Self {
+        VersionBatchBuilder {
+            id: StringBuilder::new(),
+            version_id: Int64Builder::new(),
+            last_updated: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            deleted: BooleanBuilder::new(),
+            resource: StringBuilder::new(),
+            wal_seq: Int64Builder::new(),
+            rows: 0,
+            bytes: 0,
+        }
+    }
+
+    pub fn push(&mut self, v: &ResourceVersion) {
+        self.push_parts(
+            &v.id,
+            v.version_id,
+            v.last_updated,
+            v.deleted,
+            &v.resource,
+            v.wal_seq,
+        );
+    }
+
+    pub fn push_parts(
+        &mut self,
+        id: &str,
+        version_id: i64,
+        last_updated: i64,
+        deleted: bool,
+        resource: &str,
+        wal_seq: Option<i64>,
+    ) {
+        self.id.append_value(id);
+        self.version_id.append_value(version_id);
+        self.last_updated.append_value(last_updated);
+        self.deleted.append_value(deleted);
+        self.resource.append_value(resource);
+        self.wal_seq.append_option(wal_seq);
+        self.rows += 1;
+        self.bytes += id.len() + resource.len() + 32;
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Approximate bytes held, to decide when a batch is big enough to write.
+    pub fn approx_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The rows so far as one batch; the builder is empty afterwards.
+    pub fn finish(&mut self) -> Result<RecordBatch> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.id.finish()),
+            Arc::new(self.version_id.finish()),
+            Arc::new(self.last_updated.finish()),
+            Arc::new(self.deleted.finish()),
+            Arc::new(self.resource.finish()),
+            Arc::new(self.wal_seq.finish()),
+        ];
+        self.rows = 0;
+        self.bytes = 0;
+        Ok(RecordBatch::try_new(resource_schema(), columns)?)
+    }
+}
+
+/// Rows to one batch.
+pub fn versions_to_batch<'a>(
+    rows: impl IntoIterator<Item = &'a ResourceVersion>,
+) -> Result<RecordBatch> {
+    let mut b = VersionBatchBuilder::new();
+    for r in rows {
+        b.push(r);
+    }
+    b.finish()
+}
+
+/// Read the (id, version_id, deleted) columns of a resource-table batch.
+pub fn key_columns(batch: &RecordBatch) -> Option<(&StringArray, &Int64Array, &BooleanArray)> {
+    let id = batch.column_by_name("id")?.as_any().downcast_ref()?;
+    let v = batch
+        .column_by_name("version_id")?
+        .as_any()
+        .downcast_ref()?;
+    let d = batch.column_by_name("deleted")?.as_any().downcast_ref()?;
+    Some((id, v, d))
+}
+
+/// Microseconds since the epoch, now.
+pub fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// A FHIR instant for `micros`, with millisecond precision, as `meta.lastUpdated` carries it.
+pub fn instant_string(micros: i64) -> String {
+    match chrono::DateTime::from_timestamp_micros(micros) {
+        Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        None => "1970-01-01T00:00:00.000Z".to_string(),
+    }
+}

@@ -1,0 +1,71 @@
+//! The layouts of the lake's tables. Every table medlake writes is defined here.
+//!
+//! A resource table (`<data>/<workspace>/fhir/<type>/`) holds every version of every
+//! resource of one type, one row per version:
+//!
+//! | column | type | meaning |
+//! |---|---|---|
+//! | `id` | string | the logical id |
+//! | `version_id` | int64 | `meta.versionId`, 1, 2, ... per id |
+//! | `last_updated` | timestamp(us, UTC) | `meta.lastUpdated` |
+//! | `deleted` | bool | a delete marker: the version that ended the resource |
+//! | `resource` | string | the JSON exactly as the FHIR API serves it (`meta` included); empty for a delete |
+//! | `wal_seq` | int64, nullable | the write-ahead-log sequence of the write; null for bulk loads |
+//!
+//! The ingest errors table (`<data>/<workspace>/ingest_errors/`) holds one row per
+//! rejected record: see [`ingest_errors_schema`].
+
+use std::sync::{Arc, LazyLock};
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// Arrow type of `last_updated` and other instants.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// The schema shared by all resource tables.
+pub fn resource_schema() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("version_id", DataType::Int64, false),
+            Field::new("last_updated", timestamp_type(), false),
+            Field::new("deleted", DataType::Boolean, false),
+            Field::new("resource", DataType::Utf8, false),
+            Field::new("wal_seq", DataType::Int64, true),
+        ]))
+    });
+    SCHEMA.clone()
+}
+
+/// The schema of `ingest_errors`: one row per rejected input record.
+pub fn ingest_errors_schema() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("run_id", DataType::Utf8, false),
+            Field::new("recorded_at", timestamp_type(), false),
+            Field::new("source", DataType::Utf8, false),
+            // 1-based line of an NDJSON file, or 0-based entry of a Bundle.
+            Field::new("line", DataType::Int64, true),
+            Field::new("entry", DataType::Int64, true),
+            Field::new("resource_type", DataType::Utf8, true),
+            Field::new("resource_id", DataType::Utf8, true),
+            Field::new("severity", DataType::Utf8, false),
+            Field::new("code", DataType::Utf8, false),
+            Field::new("diagnostics", DataType::Utf8, false),
+            Field::new("expression", DataType::Utf8, true),
+            // The OperationOutcome with every issue of the record.
+            Field::new("outcome", DataType::Utf8, false),
+        ]))
+    });
+    SCHEMA.clone()
+}
+
+/// Folder of a resource type's table, relative to the workspace root.
+pub fn resource_table_dir(resource_type: &str) -> String {
+    format!("fhir/{}", resource_type.to_ascii_lowercase())
+}
+
+/// Folder of the ingest errors table, relative to the workspace root.
+pub const INGEST_ERRORS_DIR: &str = "ingest_errors";

@@ -1,0 +1,216 @@
+//! The SQL catalog `medlake`, with three schemas:
+//!
+//! - `fhir_history.<type>`: every version of every resource ([`ResourceHistoryTable`]);
+//! - `fhir.<type>`: the current, non-deleted version of each resource, as a view over
+//!   `fhir_history` that keeps the newest `version_id` per `id`;
+//! - `medlake.ingest_errors`: one row per record that ingest rejected.
+//!
+//! Table names are the lower-case resource type (`fhir.observation`). Every R4 type
+//! answers, empty if nothing was stored yet, so queries do not break on a fresh lake;
+//! listings show only the types that hold data.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use async_trait::async_trait;
+use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::datasource::provider_as_source;
+use datafusion::datasource::view::ViewTable;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::functions_window::expr_fn::row_number;
+use datafusion::logical_expr::{ExprFunctionExt, LogicalPlanBuilder, col, lit, not};
+use medlake_lake::Lake;
+use medlake_lake::ingest::validate::Validator;
+
+use crate::provider::ResourceHistoryTable;
+
+/// Lower-case table name -> R4 resource type.
+fn resource_type_for(table: &str) -> Option<&'static str> {
+    static BY_LOWER: LazyLock<HashMap<String, &'static str>> = LazyLock::new(|| {
+        Validator::r4()
+            .resource_types()
+            .into_iter()
+            .map(|t| (t.to_ascii_lowercase(), t))
+            .collect()
+    });
+    BY_LOWER.get(&table.to_ascii_lowercase()).copied()
+}
+
+fn listed(lake: &Lake) -> Vec<String> {
+    lake.resource_types()
+        .iter()
+        .map(|t| t.to_ascii_lowercase())
+        .collect()
+}
+
+/// `fhir_history`.
+#[derive(Debug)]
+pub struct HistorySchema {
+    lake: crate::provider::LakeHandle,
+}
+
+impl HistorySchema {
+    pub fn new(lake: Lake) -> Self {
+        HistorySchema {
+            lake: crate::provider::LakeHandle(lake),
+        }
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for HistorySchema {
+    fn table_names(&self) -> Vec<String> {
+        listed(&self.lake.0)
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        Ok(resource_type_for(name)
+            .map(|t| Arc::new(ResourceHistoryTable::new(self.lake.0.clone(), t)) as _))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        resource_type_for(name).is_some()
+    }
+}
+
+/// `fhir`: the current version of each resource.
+#[derive(Debug)]
+pub struct CurrentSchema {
+    lake: crate::provider::LakeHandle,
+}
+
+impl CurrentSchema {
+    pub fn new(lake: Lake) -> Self {
+        CurrentSchema {
+            lake: crate::provider::LakeHandle(lake),
+        }
+    }
+}
+
+/// The view `fhir.<type>`: newest version per id, without delete markers.
+pub fn current_view(lake: Lake, resource_type: &str) -> Result<ViewTable> {
+    let history = Arc::new(ResourceHistoryTable::new(lake, resource_type));
+    let table_ref = format!("fhir_history.{}", resource_type.to_ascii_lowercase());
+    let newest_first = row_number()
+        .partition_by(vec![col("id")])
+        .order_by(vec![col("version_id").sort(false, false)])
+        .build()?
+        .alias("__medlake_rank");
+    let plan = LogicalPlanBuilder::scan(table_ref, provider_as_source(history), None)?
+        .window(vec![newest_first])?
+        .filter(col("__medlake_rank").eq(lit(1u64)).and(not(col("deleted"))))?
+        .project(vec![
+            col("id"),
+            col("version_id"),
+            col("last_updated"),
+            col("resource"),
+        ])?
+        .build()?;
+    Ok(ViewTable::new(plan, None))
+}
+
+#[async_trait]
+impl SchemaProvider for CurrentSchema {
+    fn table_names(&self) -> Vec<String> {
+        listed(&self.lake.0)
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        match resource_type_for(name) {
+            Some(t) => Ok(Some(Arc::new(current_view(self.lake.0.clone(), t)?))),
+            None => Ok(None),
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        resource_type_for(name).is_some()
+    }
+}
+
+/// `medlake`: the lake's own tables.
+#[derive(Debug)]
+pub struct SystemSchema {
+    lake: crate::provider::LakeHandle,
+}
+
+impl SystemSchema {
+    pub fn new(lake: Lake) -> Self {
+        SystemSchema {
+            lake: crate::provider::LakeHandle(lake),
+        }
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for SystemSchema {
+    fn table_names(&self) -> Vec<String> {
+        vec!["ingest_errors".to_string()]
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if name != "ingest_errors" {
+            return Ok(None);
+        }
+        let table = self
+            .lake
+            .0
+            .ingest_errors_table()
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        match table {
+            Some(t) => {
+                let provider = t.table_provider().await?;
+                Ok(Some(Arc::new(ErrorsTable {
+                    inner: provider,
+                    table: t,
+                })))
+            }
+            None => {
+                let empty = datafusion::datasource::MemTable::try_new(
+                    medlake_lake::schema::ingest_errors_schema(),
+                    vec![vec![]],
+                )?;
+                Ok(Some(Arc::new(empty)))
+            }
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        name == "ingest_errors"
+    }
+}
+
+/// The Delta provider of `ingest_errors`, registering its object store on scan.
+#[derive(Debug)]
+struct ErrorsTable {
+    inner: Arc<dyn TableProvider>,
+    table: medlake_lake::deltalake::DeltaTable,
+}
+
+#[async_trait]
+impl TableProvider for ErrorsTable {
+    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        self.inner.schema()
+    }
+    fn table_type(&self) -> datafusion::datasource::TableType {
+        datafusion::datasource::TableType::Base
+    }
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&datafusion::logical_expr::Expr],
+    ) -> Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
+        self.inner.supports_filters_pushdown(filters)
+    }
+    async fn scan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[datafusion::logical_expr::Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        self.table
+            .update_datafusion_session(state)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        self.inner.scan(state, projection, filters, limit).await
+    }
+}

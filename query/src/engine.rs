@@ -1,0 +1,97 @@
+//! [`QueryEngine`]: read-only SQL over a workspace.
+
+use std::sync::Arc;
+
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use medlake_lake::Lake;
+use thiserror::Error;
+
+use crate::catalog::{CurrentSchema, HistorySchema, SystemSchema};
+
+/// Why a query failed.
+#[derive(Debug, Error)]
+pub enum QueryError {
+    /// The statement would change data or the catalog.
+    #[error("medlake's SQL is read-only: {0}. Write data with `medlake ingest` or the FHIR API")]
+    ReadOnly(String),
+    /// Anything DataFusion rejects: syntax, unknown columns, types.
+    #[error("{0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+}
+
+/// The catalog name clients see.
+pub const CATALOG: &str = "medlake";
+
+/// SQL over one workspace of the lake.
+#[derive(Clone)]
+pub struct QueryEngine {
+    ctx: SessionContext,
+}
+
+impl QueryEngine {
+    /// A session with the `fhir`, `fhir_history` and `medlake` schemas and the JSON
+    /// functions (`json_get_str(resource, 'gender')`, `resource->'name'`, ...).
+    pub fn new(lake: Lake) -> Result<Self, QueryError> {
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, "fhir")
+            .with_information_schema(true);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .build();
+        let mut ctx = SessionContext::new_with_state(state);
+        datafusion_functions_json::register_all(&mut ctx)?;
+        let catalog = MemoryCatalogProvider::new();
+        catalog.register_schema("fhir", Arc::new(CurrentSchema::new(lake.clone())))?;
+        catalog.register_schema("fhir_history", Arc::new(HistorySchema::new(lake.clone())))?;
+        catalog.register_schema("medlake", Arc::new(SystemSchema::new(lake)))?;
+        ctx.register_catalog(CATALOG, Arc::new(catalog));
+        Ok(QueryEngine { ctx })
+    }
+
+    /// Plan a query, refusing DDL, DML and session statements.
+    pub async fn sql(&self, query: &str) -> Result<DataFrame, QueryError> {
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        match self.ctx.sql_with_options(query, options).await {
+            Ok(df) => Ok(df),
+            Err(e) => {
+                let msg = e.to_string();
+                if msg.contains("not supported") && is_write_statement(query) {
+                    Err(QueryError::ReadOnly(first_line(&msg)))
+                } else if msg.contains("DDL not supported")
+                    || msg.contains("DML not supported")
+                    || msg.contains("Statement not supported")
+                {
+                    Err(QueryError::ReadOnly(first_line(&msg)))
+                } else {
+                    Err(QueryError::DataFusion(e))
+                }
+            }
+        }
+    }
+
+    /// The DataFusion session, for callers that need more than [`QueryEngine::sql`].
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or(s).to_string()
+}
+
+fn is_write_statement(query: &str) -> bool {
+    let head = query.trim_start().to_ascii_lowercase();
+    [
+        "insert", "update", "delete", "create", "drop", "alter", "copy", "merge", "truncate",
+        "set", "grant",
+    ]
+    .iter()
+    .any(|k| head.starts_with(k))
+}

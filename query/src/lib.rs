@@ -1,0 +1,11 @@
+//! medlake's query layer: DataFusion over the lake.
+//!
+//! - [`provider`]: `fhir_history.<type>`, the union of a Delta snapshot and the tail.
+//! - [`catalog`]: the `fhir`, `fhir_history` and `medlake` schemas.
+//! - [`engine`]: [`QueryEngine`], read-only SQL with the JSON functions.
+
+pub mod catalog;
+pub mod engine;
+pub mod provider;
+
+pub use engine::{CATALOG, QueryEngine, QueryError};
