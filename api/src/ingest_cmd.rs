@@ -16,7 +16,9 @@ use anyhow::{Context, Result};
 use medlake_ingest::issue::operation_outcome;
 use medlake_ingest::prepare::{Prepared, Rejected, prepare};
 use medlake_ingest::source::{Origin, RawRecord, input_files, read_file};
-use medlake_lake::{BulkOptions, BulkWriter, IngestErrorRow, Lake, stamp};
+use medlake_lake::{
+    BulkOptions, BulkWriter, IngestErrorRow, Lake, instant_string, stamp, stamp_text,
+};
 use rayon::prelude::*;
 use serde_json::Value;
 
@@ -139,6 +141,7 @@ pub async fn run(
     };
     let mut error_rows: Vec<IngestErrorRow> = Vec::new();
     let last_updated = writer.last_updated();
+    let last_updated_text = Arc::new(instant_string(last_updated));
 
     while let Some(chunk) = rx.recv().await {
         // Parse and validate in parallel, off the async workers.
@@ -146,7 +149,14 @@ pub async fn run(
             chunk
                 .into_par_iter()
                 .map(|r| match prepare(r.payload) {
-                    Ok(p) => Stage::Good(p),
+                    Ok(mut p) => {
+                        // Free the parsed tree on the thread that built it: the text
+                        // is what gets stored, and freeing across threads is slow.
+                        if p.text.is_some() {
+                            p.resource = serde_json::Map::new();
+                        }
+                        Stage::Good(p)
+                    }
                     Err(e) => Stage::Bad(r.origin, e),
                 })
                 .collect()
@@ -168,11 +178,25 @@ pub async fn run(
                 }
             }
         }
+        let last_updated_text = last_updated_text.clone();
         let stamped: Vec<(String, String, i64, String)> = tokio::task::spawn_blocking(move || {
             good.into_par_iter()
                 .map(|(t, id, v, mut p)| {
-                    stamp(&mut p.resource, &t, &id, v, last_updated);
-                    let json = Value::Object(p.resource).to_string();
+                    let spliced = match &p.text {
+                        Some(text) if p.id.as_deref() == Some(id.as_str()) => {
+                            stamp_text(text, v, &last_updated_text)
+                        }
+                        _ => None,
+                    };
+                    let json = spliced.unwrap_or_else(|| {
+                        if let (true, Some(text)) = (p.resource.is_empty(), &p.text) {
+                            if let Ok(Value::Object(m)) = serde_json::from_str(text) {
+                                p.resource = m;
+                            }
+                        }
+                        stamp(&mut p.resource, &t, &id, v, last_updated);
+                        Value::Object(std::mem::take(&mut p.resource)).to_string()
+                    });
                     (t, id, v, json)
                 })
                 .collect()

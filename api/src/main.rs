@@ -210,7 +210,7 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(e.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }
@@ -321,4 +321,20 @@ pub(crate) fn progress_bar(len: u64, visible: bool, unit: &str) -> indicatif::Pr
         bar.set_style(style);
     }
     bar
+}
+
+/// An error and its causes on one line, leaving out a cause whose text the message
+/// already quotes (DataFusion and delta-rs errors repeat their sources).
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
 }

@@ -12,6 +12,10 @@ pub struct Prepared {
     pub resource_type: String,
     pub id: Option<String>,
     pub resource: Map<String, Value>,
+    /// The record's own text, kept when it can be stored as is with a `meta` appended:
+    /// it came as text, has an id and has no `meta` of its own. Bulk loads then skip
+    /// re-serialising the resource, which was a fifth of their cost.
+    pub text: Option<String>,
 }
 
 /// A record that did not pass, with what is known of it.
@@ -24,9 +28,9 @@ pub struct Rejected {
 
 /// Parse and validate one record.
 pub fn prepare(payload: Payload) -> Result<Prepared, Rejected> {
-    let value = match payload {
+    let (value, text) = match payload {
         Payload::Text(text) => match serde_json::from_str::<Value>(&text) {
-            Ok(v) => v,
+            Ok(v) => (v, Some(text)),
             Err(e) => {
                 return Err(Rejected {
                     resource_type: None,
@@ -35,7 +39,7 @@ pub fn prepare(payload: Payload) -> Result<Prepared, Rejected> {
                 });
             }
         },
-        Payload::Json(v) => v,
+        Payload::Json(v) => (v, None),
         Payload::Broken(issue) => {
             return Err(Rejected {
                 resource_type: None,
@@ -44,7 +48,10 @@ pub fn prepare(payload: Payload) -> Result<Prepared, Rejected> {
             });
         }
     };
-    prepare_value(value)
+    let mut prepared = prepare_value(value)?;
+    prepared.text =
+        text.filter(|_| prepared.id.is_some() && !prepared.resource.contains_key("meta"));
+    Ok(prepared)
 }
 
 /// Validate an already parsed resource.
@@ -66,6 +73,7 @@ pub fn prepare_value(value: Value) -> Result<Prepared, Rejected> {
             resource_type,
             id,
             resource,
+            text: None,
         }),
         _ => Err(Rejected {
             resource_type: None,

@@ -2,7 +2,9 @@
 //!
 //! `medlake ingest` pushes resources here. Rows gather per type until a batch is big
 //! (by default 200,000 rows or 128 MB), then a committer task writes it as one Delta
-//! commit of large Parquet files while parsing goes on. The commit is the
+//! commit of large Parquet files while parsing goes on. All types together may hold at
+//! most `buffer_bytes` (256 MB): past that the largest batch is committed early, so
+//! memory does not grow with the number of types or the size of the input. The commit is the
 //! acknowledgement: a bulk load killed midway keeps every batch already committed, and
 //! re-running it makes new versions, as re-sending a resource to a FHIR server would.
 
@@ -27,6 +29,8 @@ use crate::schema::ingest_errors_schema;
 pub struct BulkOptions {
     pub batch_rows: usize,
     pub batch_bytes: usize,
+    /// The most all open batches may hold together.
+    pub buffer_bytes: usize,
 }
 
 impl Default for BulkOptions {
@@ -34,6 +38,7 @@ impl Default for BulkOptions {
         BulkOptions {
             batch_rows: 200_000,
             batch_bytes: 128 << 20,
+            buffer_bytes: 256 << 20,
         }
     }
 }
@@ -51,6 +56,7 @@ pub struct BulkWriter {
     lake: Lake,
     options: BulkOptions,
     builders: HashMap<String, VersionBatchBuilder>,
+    buffered_bytes: usize,
     tx: mpsc::Sender<(String, RecordBatch)>,
     committer: JoinHandle<Result<BulkStats>>,
     last_updated: i64,
@@ -65,6 +71,7 @@ impl BulkWriter {
             lake,
             options,
             builders: HashMap::new(),
+            buffered_bytes: 0,
             tx,
             committer,
             last_updated: now_micros() / 1000 * 1000,
@@ -99,12 +106,37 @@ impl BulkWriter {
             Some(b) => b,
             None => self.builders.entry(resource_type.to_string()).or_default(),
         };
+        let before = b.approx_bytes();
         b.push_parts(id, version, self.last_updated, false, json, None);
+        self.buffered_bytes += b.approx_bytes() - before;
         if b.len() >= self.options.batch_rows || b.approx_bytes() >= self.options.batch_bytes {
-            let batch = b.finish()?;
-            self.send(resource_type.to_string(), batch).await?;
+            self.commit_type(resource_type.to_string()).await?;
+        }
+        while self.buffered_bytes >= self.options.buffer_bytes {
+            let largest = self
+                .builders
+                .iter()
+                .max_by_key(|(_, b)| b.approx_bytes())
+                .map(|(t, _)| t.clone());
+            match largest {
+                Some(t) => self.commit_type(t).await?,
+                None => break,
+            }
         }
         Ok(())
+    }
+
+    /// Close the open batch of a type and hand it to the committer.
+    async fn commit_type(&mut self, resource_type: String) -> Result<()> {
+        let Some(b) = self.builders.get_mut(&resource_type) else {
+            return Ok(());
+        };
+        if b.is_empty() {
+            return Ok(());
+        }
+        self.buffered_bytes = self.buffered_bytes.saturating_sub(b.approx_bytes());
+        let batch = b.finish()?;
+        self.send(resource_type, batch).await
     }
 
     async fn send(&mut self, resource_type: String, batch: RecordBatch) -> Result<()> {
@@ -131,11 +163,7 @@ impl BulkWriter {
         let mut types: Vec<String> = self.builders.keys().cloned().collect();
         types.sort();
         for t in types {
-            let batch = match self.builders.get_mut(&t) {
-                Some(b) if !b.is_empty() => b.finish()?,
-                _ => continue,
-            };
-            self.send(t, batch).await?;
+            self.commit_type(t).await?;
         }
         drop(self.tx);
         match self.committer.await {
@@ -161,6 +189,7 @@ async fn commit_loop(
         let rows = batch.num_rows() as u64;
         let table = table
             .write(vec![batch])
+            .with_writer_properties(crate::schema::resource_writer_properties())
             .with_commit_properties(
                 CommitProperties::default().with_cleanup_expired_logs(Some(false)),
             )

@@ -541,6 +541,24 @@ pub fn stamp(
     }
 }
 
+/// [`stamp`] for a resource kept as text that has an id and no `meta`: append the meta
+/// instead of rebuilding the JSON. `None` if the text is not a JSON object.
+pub fn stamp_text(text: &str, version: i64, last_updated: &str) -> Option<String> {
+    let body = text.trim_end();
+    let open = body.strip_suffix('}')?.trim_end();
+    if !text.trim_start().starts_with('{') || open.ends_with('{') {
+        return None;
+    }
+    let mut out = String::with_capacity(open.len() + 64);
+    out.push_str(open);
+    out.push_str(",\"meta\":{\"versionId\":\"");
+    out.push_str(&version.to_string());
+    out.push_str("\",\"lastUpdated\":\"");
+    out.push_str(last_updated);
+    out.push_str("\"}}");
+    Some(out)
+}
+
 async fn commit_flush(
     table: DeltaTable,
     resource_type: &str,
@@ -561,6 +579,7 @@ async fn commit_flush(
         .with_cleanup_expired_logs(Some(false));
     table
         .write(vec![batch])
+        .with_writer_properties(crate::schema::resource_writer_properties())
         .with_commit_properties(props)
         .await
         .map_err(|e| LakeError::delta(resource_type, e))
@@ -589,6 +608,21 @@ fn wal_dir(options: &LakeOptions, workspace_url: &Url) -> PathBuf {
 
 /// Load a Delta table, or `None` if there is none at `url`.
 pub(crate) async fn load_table(url: &Url) -> Result<Option<DeltaTable>> {
+    let builder =
+        DeltaTableBuilder::from_url(url.clone()).map_err(|e| LakeError::delta(url.as_str(), e))?;
+    // Probe first: loading a missing table reports the absence as a kernel error that
+    // we cannot tell apart from a real failure.
+    let probe = builder
+        .build()
+        .map_err(|e| LakeError::delta(url.as_str(), e))?;
+    let exists = probe
+        .log_store()
+        .is_delta_table_location()
+        .await
+        .map_err(|e| LakeError::delta(url.as_str(), e))?;
+    if !exists {
+        return Ok(None);
+    }
     let builder =
         DeltaTableBuilder::from_url(url.clone()).map_err(|e| LakeError::delta(url.as_str(), e))?;
     match builder.load().await {
@@ -652,18 +686,25 @@ async fn load_keys(table: &DeltaTable, resource_type: &str, index: &mut IdIndex)
         .map_err(|e| LakeError::delta(resource_type, e))?;
     let provider = table.table_provider().await?;
     ctx.register_table("t", provider)?;
-    let df = ctx.sql("SELECT id, version_id, deleted FROM t").await?;
+    // delta-rs reads strings as Utf8View; the key reader wants plain Utf8.
+    let df = ctx
+        .sql("SELECT arrow_cast(id, 'Utf8') AS id, version_id, deleted FROM t")
+        .await?;
     let mut stream = df.execute_stream().await?;
     while let Some(batch) = stream.try_next().await? {
-        if let Some((ids, versions, deleted)) = key_columns(&batch) {
-            for i in 0..batch.num_rows() {
-                index.observe(
-                    resource_type,
-                    ids.value(i),
-                    versions.value(i),
-                    deleted.value(i),
-                );
-            }
+        let (ids, versions, deleted) = key_columns(&batch).ok_or_else(|| {
+            LakeError::Arrow(arrow::error::ArrowError::SchemaError(format!(
+                "the key columns of {resource_type} have unexpected types: {}",
+                batch.schema()
+            )))
+        })?;
+        for i in 0..batch.num_rows() {
+            index.observe(
+                resource_type,
+                ids.value(i),
+                versions.value(i),
+                deleted.value(i),
+            );
         }
     }
     Ok(())
@@ -699,7 +740,7 @@ async fn read_from_delta(
 }
 
 fn row_from_batch(b: &RecordBatch, resource_type: &str, i: usize) -> Result<ResourceVersion> {
-    use arrow::array::{AsArray, cast::as_string_array};
+    use arrow::array::AsArray;
     use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
     let col = |name: &str| {
         b.column_by_name(name).cloned().ok_or_else(|| {
@@ -714,13 +755,27 @@ fn row_from_batch(b: &RecordBatch, resource_type: &str, i: usize) -> Result<Reso
     let seq = seq.as_primitive::<Int64Type>();
     Ok(ResourceVersion {
         resource_type: resource_type.to_string(),
-        id: as_string_array(&id).value(i).to_string(),
+        id: string_at(&id, i)?.to_string(),
         version_id: col("version_id")?.as_primitive::<Int64Type>().value(i),
         last_updated: col("last_updated")?
             .as_primitive::<TimestampMicrosecondType>()
             .value(i),
         deleted: col("deleted")?.as_boolean().value(i),
-        resource: Arc::from(as_string_array(&resource).value(i)),
+        resource: Arc::from(string_at(&resource, i)?),
         wal_seq: (!seq.is_null(i)).then(|| seq.value(i)),
     })
+}
+
+/// A string cell, whichever string layout the reader chose (delta-rs reads `Utf8View`).
+fn string_at(array: &arrow::array::ArrayRef, i: usize) -> Result<&str> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::DataType;
+    match array.data_type() {
+        DataType::Utf8 => Ok(array.as_string::<i32>().value(i)),
+        DataType::LargeUtf8 => Ok(array.as_string::<i64>().value(i)),
+        DataType::Utf8View => Ok(array.as_string_view().value(i)),
+        other => Err(LakeError::Arrow(arrow::error::ArrowError::SchemaError(
+            format!("expected a string column, found {other}"),
+        ))),
+    }
 }

@@ -23,8 +23,8 @@ pub mod wal;
 
 pub use bulk::{BulkOptions, BulkStats, BulkWriter, IngestErrorRow};
 pub use error::{LakeError, Result};
-pub use lake::{FlushStats, Lake, LakeOptions, TableView, WriteOp, Written, stamp};
-pub use record::ResourceVersion;
+pub use lake::{FlushStats, Lake, LakeOptions, TableView, WriteOp, Written, stamp, stamp_text};
+pub use record::{ResourceVersion, instant_string};
 
 pub use deltalake;
 pub use medlake_ingest as ingest;

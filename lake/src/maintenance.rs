@@ -35,10 +35,12 @@ impl Lake {
             let Some(table) = load_table(&url).await? else {
                 continue;
             };
-            let (table, metrics) = table
-                .optimize()
-                .await
-                .map_err(|e| LakeError::delta(&name, e))?;
+            let mut optimize = table.optimize();
+            if name != "ingest_errors" {
+                optimize =
+                    optimize.with_writer_properties(crate::schema::resource_writer_properties());
+            }
+            let (table, metrics) = optimize.await.map_err(|e| LakeError::delta(&name, e))?;
             deltalake::checkpoints::create_checkpoint(&table, None)
                 .await
                 .map_err(|e| LakeError::delta(&name, e))?;

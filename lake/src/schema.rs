@@ -69,3 +69,22 @@ pub fn resource_table_dir(resource_type: &str) -> String {
 
 /// Folder of the ingest errors table, relative to the workspace root.
 pub const INGEST_ERRORS_DIR: &str = "ingest_errors";
+
+/// How resource tables are written to Parquet.
+///
+/// `resource` holds a distinct JSON document per row: dictionary encoding and min/max
+/// statistics would cost a hash and a string comparison per row and never help, so
+/// both are off for it. `id` keeps its statistics (reads by id prune files with them)
+/// but not a dictionary, since ids are unique too.
+pub fn resource_writer_properties() -> parquet::file::properties::WriterProperties {
+    use parquet::basic::Compression;
+    use parquet::file::properties::{EnabledStatistics, WriterProperties};
+    use parquet::schema::types::ColumnPath;
+    let resource = ColumnPath::from("resource");
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_column_dictionary_enabled(resource.clone(), false)
+        .set_column_statistics_enabled(resource, EnabledStatistics::None)
+        .set_column_dictionary_enabled(ColumnPath::from("id"), false)
+        .build()
+}

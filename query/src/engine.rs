@@ -6,6 +6,7 @@ use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DFStatement;
 use medlake_lake::Lake;
 use thiserror::Error;
 
@@ -53,7 +54,18 @@ impl QueryEngine {
     }
 
     /// Plan a query, refusing DDL, DML and session statements.
+    ///
+    /// The statement kind is checked on the parse tree before planning, so a malformed
+    /// `INSERT` is refused as a write rather than reported as a planning error.
     pub async fn sql(&self, query: &str) -> Result<DataFrame, QueryError> {
+        let state = self.ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state.sql_to_statement(query, &dialect)?;
+        if let Some(kind) = write_statement_kind(&statement) {
+            return Err(QueryError::ReadOnly(format!(
+                "{kind} statements are refused"
+            )));
+        }
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -62,9 +74,7 @@ impl QueryEngine {
             Ok(df) => Ok(df),
             Err(e) => {
                 let msg = e.to_string();
-                if msg.contains("not supported") && is_write_statement(query) {
-                    Err(QueryError::ReadOnly(first_line(&msg)))
-                } else if msg.contains("DDL not supported")
+                if msg.contains("DDL not supported")
                     || msg.contains("DML not supported")
                     || msg.contains("Statement not supported")
                 {
@@ -86,12 +96,31 @@ fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or(s).to_string()
 }
 
-fn is_write_statement(query: &str) -> bool {
-    let head = query.trim_start().to_ascii_lowercase();
-    [
-        "insert", "update", "delete", "create", "drop", "alter", "copy", "merge", "truncate",
-        "set", "grant",
-    ]
-    .iter()
-    .any(|k| head.starts_with(k))
+/// `None` for a read (a query, `EXPLAIN` or `SHOW`), else the kind of statement.
+fn write_statement_kind(statement: &DFStatement) -> Option<String> {
+    use datafusion::sql::sqlparser::ast::Statement as S;
+    match statement {
+        DFStatement::Statement(s) => match s.as_ref() {
+            S::Query(_)
+            | S::Explain { .. }
+            | S::ExplainTable { .. }
+            | S::ShowTables { .. }
+            | S::ShowColumns { .. }
+            | S::ShowVariable { .. }
+            | S::ShowFunctions { .. } => None,
+            other => {
+                let text = other.to_string();
+                let kind = text
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("this")
+                    .to_ascii_uppercase();
+                Some(kind)
+            }
+        },
+        DFStatement::Explain(_) => None,
+        DFStatement::CreateExternalTable(_) => Some("CREATE EXTERNAL TABLE".into()),
+        DFStatement::CopyTo(_) => Some("COPY".into()),
+        _ => Some("this".into()),
+    }
 }

@@ -7,17 +7,103 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::expressions::{CastExpr, Column};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use datafusion::physical_plan::union::UnionExec;
 use medlake_lake::Lake;
 use medlake_lake::schema::resource_schema;
+use std::sync::LazyLock;
+
+/// The schema SQL sees: the stored one with strings as `Utf8View`, which is what
+/// DataFusion and delta-rs read Parquet strings as. The in-memory tail is cast to it so
+/// both halves of the union agree.
+pub fn query_resource_schema() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        let stored = resource_schema();
+        Arc::new(Schema::new(
+            stored
+                .fields()
+                .iter()
+                .map(|f| match f.data_type() {
+                    DataType::Utf8 | DataType::LargeUtf8 => {
+                        Field::new(f.name(), DataType::Utf8View, f.is_nullable())
+                    }
+                    _ => f.as_ref().clone(),
+                })
+                .collect::<Vec<_>>(),
+        ))
+    });
+    SCHEMA.clone()
+}
+
+fn project_schema(projection: Option<&Vec<usize>>) -> Result<SchemaRef> {
+    Ok(match projection {
+        Some(p) => Arc::new(query_resource_schema().project(p)?),
+        None => query_resource_schema(),
+    })
+}
+
+/// Cast a plan's columns to `target` where their types differ (same names and order).
+fn conform(plan: Arc<dyn ExecutionPlan>, target: &SchemaRef) -> Result<Arc<dyn ExecutionPlan>> {
+    let input = plan.schema();
+    let same = input.fields().len() == target.fields().len()
+        && input
+            .fields()
+            .iter()
+            .zip(target.fields())
+            .all(|(a, b)| a.data_type() == b.data_type());
+    if same {
+        return Ok(plan);
+    }
+    if input.fields().len() != target.fields().len() {
+        return Err(DataFusionError::Internal(format!(
+            "Delta scan returned {} columns where {} were asked for",
+            input.fields().len(),
+            target.fields().len()
+        )));
+    }
+    let exprs = target
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let column = Arc::new(Column::new(input.field(i).name(), i));
+            let expr: Arc<dyn datafusion::physical_expr::PhysicalExpr> =
+                if input.field(i).data_type() == f.data_type() {
+                    column
+                } else {
+                    Arc::new(CastExpr::new(column, f.data_type().clone(), None))
+                };
+            ProjectionExpr {
+                expr,
+                alias: f.name().clone(),
+            }
+        })
+        .collect::<Vec<_>>();
+    Ok(Arc::new(ProjectionExec::try_new(exprs, plan)?))
+}
+
+fn to_query_schema(batch: RecordBatch) -> Result<RecordBatch> {
+    let target = query_resource_schema();
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(target.fields())
+        .map(|(c, f)| cast(c, f.data_type()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(target, columns)?)
+}
 
 /// All versions of one resource type.
 #[derive(Debug)]
@@ -52,7 +138,7 @@ fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionErro
 #[async_trait]
 impl TableProvider for ResourceHistoryTable {
     fn schema(&self) -> SchemaRef {
-        resource_schema()
+        query_resource_schema()
     }
 
     fn table_type(&self) -> TableType {
@@ -79,27 +165,28 @@ impl TableProvider for ResourceHistoryTable {
             .0
             .table_view(&self.resource_type)
             .map_err(external)?;
+        let target = project_schema(projection)?;
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if let Some(table) = &view.delta {
             if table.version().is_some() {
                 table.update_datafusion_session(state).map_err(external)?;
                 let provider = table.table_provider().await?;
-                inputs.push(provider.scan(state, projection, filters, limit).await?);
+                let plan = provider.scan(state, projection, filters, limit).await?;
+                inputs.push(conform(plan, &target)?);
             }
         }
         if let Some(batch) = view.buffered {
             inputs.push(MemorySourceConfig::try_new_exec(
-                &[vec![batch]],
-                resource_schema(),
+                &[vec![to_query_schema(batch)?]],
+                query_resource_schema(),
                 projection.cloned(),
             )?);
         }
         if inputs.is_empty() {
-            let schema = match projection {
-                Some(p) => Arc::new(resource_schema().project(p)?),
-                None => resource_schema(),
-            };
-            return Ok(Arc::new(EmptyExec::new(schema)));
+            return Ok(Arc::new(EmptyExec::new(target)));
+        }
+        if inputs.len() == 1 {
+            return Ok(inputs.remove(0));
         }
         UnionExec::try_new(inputs)
     }

@@ -258,3 +258,65 @@ fn sql_writes_csv_json_and_parquet() {
     assert_eq!(&bytes[..4], b"PAR1");
     assert_eq!(&bytes[bytes.len() - 4..], b"PAR1");
 }
+
+/// Parquet data files directly in a table folder.
+fn parquet_files(table_dir: &std::path::Path) -> usize {
+    std::fs::read_dir(table_dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "parquet")
+        })
+        .count()
+}
+
+#[test]
+fn optimize_compacts_small_files_and_vacuums_without_changing_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("lake");
+    // Four separate ingests: four commits, four small files per table.
+    for i in 0..4 {
+        let file = dir.path().join(format!("batch{i}.ndjson"));
+        let lines: Vec<String> = (0..25)
+            .map(|j| {
+                format!(
+                    r#"{{"resourceType":"Patient","id":"p{i}-{j}","gender":"female","birthDate":"19{:02}-01-01"}}"#,
+                    50 + j
+                )
+            })
+            .collect();
+        std::fs::write(&file, lines.join("\n")).unwrap();
+        medlake(&data, &["ingest", "-q", file.to_str().unwrap()]);
+    }
+    let table_dir = data.join("default/fhir/patient");
+    assert_eq!(parquet_files(&table_dir), 4);
+    let before = sql_json(
+        &data,
+        "SELECT id, version_id, resource FROM fhir_history.patient ORDER BY id",
+    );
+    assert_eq!(before.len(), 100);
+
+    let out = medlake(&data, &["optimize", "--retention-hours", "0"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("Patient") && l.contains("compacted 4 files into 1")),
+        "{stdout}"
+    );
+
+    // One compacted file is left: the four small ones were vacuumed.
+    assert_eq!(parquet_files(&table_dir), 1, "{stdout}");
+    let after = sql_json(
+        &data,
+        "SELECT id, version_id, resource FROM fhir_history.patient ORDER BY id",
+    );
+    assert_eq!(before, after);
+    assert_eq!(
+        sql_count(&data, "SELECT count(*) AS n FROM fhir.patient"),
+        100
+    );
+}

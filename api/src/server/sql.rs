@@ -89,6 +89,9 @@ pub async fn post_sql(State(state): State<AppState>, headers: HeaderMap, body: B
     };
     match encoded {
         Ok(bytes) => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            crate::error_chain(e.as_ref()),
+        ),
     }
 }

@@ -2277,15 +2277,15 @@ impl<'a> Gen<'a> {
         let active = self.death.is_none() && expires > self.end;
         let d = obj! {
             "resourceType" => "Device",
-            "id" => id,
-            "udiCarrier" => [{"deviceIdentifier": di, "carrierHRF": hrf}],
+            "id" => id.clone(),
+            "udiCarrier" => json!([{"deviceIdentifier": di, "carrierHRF": hrf}]),
             "status" => if active { "active" } else { "inactive" },
             "manufacturer" => manufacturer,
             "manufactureDate" => dt(made),
             "expirationDate" => dt(expires),
             "lotNumber" => lot,
             "serialNumber" => serial,
-            "deviceName" => [{"name": name, "type": "user-friendly-name"}],
+            "deviceName" => json!([{"name": name, "type": "user-friendly-name"}]),
             "type" => cc(code),
             "patient" => reference(&self.pref)
         };
