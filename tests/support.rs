@@ -26,7 +26,7 @@ pub fn medlake_bin() -> PathBuf {
     let bin = profile_dir.join("medlake");
     assert!(
         bin.exists(),
-        "{} does not exist: build it first with `cargo build -p medlake` (the test command does)",
+        "{} does not exist: build it first with `cargo build --workspace --all-targets` (the test command does)",
         bin.display()
     );
     bin

@@ -41,6 +41,16 @@ pub enum LakeError {
     #[error("the writer has stopped: {0}")]
     WriterStopped(String),
 
+    #[error(
+        "{resource} is at version {}, not {expected}: read it again and retry with its current version",
+        current.map_or_else(|| "none (it does not exist)".to_string(), |v| v.to_string())
+    )]
+    VersionConflict {
+        resource: String,
+        expected: i64,
+        current: Option<i64>,
+    },
+
     #[error("'{0}' is not a FHIR R4 resource type")]
     UnknownType(String),
 }

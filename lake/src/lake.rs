@@ -92,9 +92,16 @@ pub enum WriteOp {
         resource_type: String,
         id: Option<String>,
         resource: Map<String, Value>,
+        /// The version the writer last saw (HTTP `If-Match`): the write fails with
+        /// [`LakeError::VersionConflict`] if the current version differs.
+        if_match: Option<i64>,
     },
     /// A versioned soft delete.
-    Delete { resource_type: String, id: String },
+    Delete {
+        resource_type: String,
+        id: String,
+        if_match: Option<i64>,
+    },
 }
 
 /// The outcome of one [`WriteOp`].
@@ -274,12 +281,39 @@ impl Lake {
     }
 
     /// Apply writes durably. Returns when they are in the fsync'd WAL and readable.
+    ///
+    /// The preconditions (`if_match`) of all `ops` are checked first, under the same lock
+    /// that assigns versions: if one fails, nothing is written.
     pub async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<Written>> {
         let wal = self.shared.wal.clone().ok_or_else(|| {
             LakeError::WriterStopped("this lake was opened read-only (no WAL)".into())
         })?;
         let (pending, written) = {
             let mut st = self.shared.index.lock();
+            for op in &ops {
+                let (resource_type, id, if_match) = match op {
+                    WriteOp::Put {
+                        resource_type,
+                        id: Some(id),
+                        if_match: Some(v),
+                        ..
+                    } => (resource_type, id, *v),
+                    WriteOp::Delete {
+                        resource_type,
+                        id,
+                        if_match: Some(v),
+                    } => (resource_type, id, *v),
+                    _ => continue,
+                };
+                let current = st.index.get(resource_type, id);
+                if current.map(|l| l.version_id) != Some(if_match) {
+                    return Err(LakeError::VersionConflict {
+                        resource: format!("{resource_type}/{id}"),
+                        expected: if_match,
+                        current: current.map(|l| l.version_id),
+                    });
+                }
+            }
             let now = now_micros() / 1000 * 1000; // lastUpdated carries milliseconds
             let mut rows = Vec::with_capacity(ops.len());
             let mut written = Vec::with_capacity(ops.len());
@@ -291,6 +325,7 @@ impl Lake {
                         resource_type,
                         id,
                         mut resource,
+                        ..
                     } => {
                         let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
                         let version = st.index.next_version(&resource_type, &id);
@@ -298,9 +333,9 @@ impl Lake {
                         let json = Value::Object(resource).to_string();
                         (resource_type, id, Arc::<str>::from(json), false)
                     }
-                    WriteOp::Delete { resource_type, id } => {
-                        (resource_type, id, Arc::<str>::from(""), true)
-                    }
+                    WriteOp::Delete {
+                        resource_type, id, ..
+                    } => (resource_type, id, Arc::<str>::from(""), true),
                 };
                 let prev = st.index.get(&resource_type, &id);
                 let version_id = prev.map_or(1, |l| l.version_id + 1);

@@ -192,7 +192,24 @@ fn the_fhir_surface_answers_with_operation_outcomes() {
         .iter()
         .map(|i| i["code"].as_str().unwrap())
         .collect();
-    assert_eq!(codes, vec!["read", "vread"], "only what is built is listed");
+    assert_eq!(
+        codes,
+        vec![
+            "read",
+            "vread",
+            "create",
+            "update",
+            "delete",
+            "history-instance",
+            "history-type"
+        ],
+        "only what is built is listed"
+    );
+    assert_eq!(patient["conditionalCreate"], false);
+    assert!(
+        patient.get("searchParam").is_none(),
+        "search is not built, so no search parameters are listed"
+    );
 
     for (path, status, code) in [
         ("/fhir/Patient/nope", 404, "not-found"),
@@ -207,13 +224,40 @@ fn the_fhir_surface_answers_with_operation_outcomes() {
         assert_eq!(oo["issue"][0]["code"], code, "{path}");
     }
     // Interactions that are not built yet say so.
-    let mut r = agent
-        .post(&server.url("/fhir/Patient"))
-        .send("{\"resourceType\":\"Patient\"}")
+    for (method, path) in [
+        ("GET", "/fhir/Patient?name=x"),
+        ("POST", "/fhir/Patient/_search"),
+        ("PATCH", "/fhir/Patient/x"),
+        ("POST", "/fhir"),
+        ("DELETE", "/fhir/Patient?name=x"),
+    ] {
+        let url = server.url(path);
+        let body = "{\"resourceType\":\"Parameters\"}";
+        let mut r = match method {
+            "GET" => agent.get(&url).call(),
+            "DELETE" => agent.delete(&url).call(),
+            "PATCH" => agent
+                .patch(&url)
+                .header("Content-Type", "application/fhir+json")
+                .send(body),
+            _ => agent
+                .post(&url)
+                .header("Content-Type", "application/fhir+json")
+                .send(body),
+        }
         .unwrap();
-    assert_eq!(r.status(), 501);
+        assert_eq!(r.status(), 501, "{method} {path}");
+        let oo: Value = r.body_mut().read_json().unwrap();
+        assert_eq!(oo["issue"][0]["code"], "not-supported", "{method} {path}");
+    }
+    // A method a route does not take is 405, with an OperationOutcome.
+    let mut r = agent
+        .post(&server.url("/fhir/Patient/x"))
+        .send("{}")
+        .unwrap();
+    assert_eq!(r.status(), 405);
     let oo: Value = r.body_mut().read_json().unwrap();
-    assert_eq!(oo["issue"][0]["code"], "not-supported");
+    assert_eq!(oo["resourceType"], "OperationOutcome");
 }
 
 #[test]

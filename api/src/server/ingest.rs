@@ -49,6 +49,7 @@ pub async fn post_ingest(State(state): State<AppState>, body: Bytes) -> Response
                 resource_type: p.resource_type,
                 id: p.id,
                 resource: p.resource,
+                if_match: None,
             }),
             Err(r) => rejected.push(json!({
                 "line": origin.line,

@@ -1,13 +1,23 @@
-//! The FHIR R4 REST API under `/fhir`: so far `metadata`, read and vread.
+//! The FHIR R4 REST API under `/fhir`.
 //!
-//! Everything else answers with an OperationOutcome that says it is not supported yet,
-//! and the CapabilityStatement lists only what is built.
+//! Built: `metadata`; read and vread ([`read`]); create, update (with create-on-update
+//! and `If-Match`) and versioned delete ([`write`]); history at instance, type and system
+//! level ([`history`]). Everything else (search, patch, conditional interactions,
+//! batch and transaction) answers 501 with an OperationOutcome, and the
+//! CapabilityStatement lists only what is built.
+//!
+//! A write goes through the lake's write-ahead log ([`medlake_lake::Lake::write`]): it is
+//! durable when answered, and a REST read or a SQL query sees it at once.
+
+mod history;
+mod read;
+mod write;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use medlake_ingest::issue::{Issue, operation_outcome};
 use medlake_ingest::validate::Validator;
 use medlake_lake::ResourceVersion;
@@ -21,13 +31,48 @@ const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/metadata", get(metadata).fallback(not_supported))
-        .route("/{type}/{id}", get(read).fallback(not_supported))
+        .route("/metadata", get(metadata).fallback(method_not_allowed))
+        .route(
+            "/",
+            post(not_supported_yet("batch and transaction Bundles")).fallback(method_not_allowed),
+        )
+        .route(
+            "/_history",
+            get(history::system_history).fallback(method_not_allowed),
+        )
+        .route(
+            "/{type}",
+            post(write::create)
+                .get(not_supported_yet("search"))
+                .put(not_supported_yet("conditional update"))
+                .delete(not_supported_yet("conditional delete"))
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/{type}/_search",
+            post(not_supported_yet("search")).fallback(method_not_allowed),
+        )
+        .route(
+            "/{type}/_history",
+            get(history::type_history).fallback(method_not_allowed),
+        )
+        .route(
+            "/{type}/{id}",
+            get(read::read)
+                .put(write::update)
+                .delete(write::delete)
+                .patch(not_supported_yet("patch"))
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/{type}/{id}/_history",
+            get(history::instance_history).fallback(method_not_allowed),
+        )
         .route(
             "/{type}/{id}/_history/{vid}",
-            get(vread).fallback(not_supported),
+            get(read::vread).fallback(method_not_allowed),
         )
-        .fallback(not_supported)
+        .fallback(unknown_path)
 }
 
 /// An OperationOutcome response.
@@ -38,14 +83,42 @@ pub fn outcome(status: StatusCode, issue: Issue) -> Response {
     r
 }
 
-async fn not_supported(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+/// A handler for an interaction that is not built yet.
+fn not_supported_yet(
+    what: &'static str,
+) -> impl Fn(Method, axum::http::Uri) -> std::future::Ready<Response> + Clone + Send + Sync + 'static
+{
+    move |method, uri| {
+        std::future::ready(outcome(
+            StatusCode::NOT_IMPLEMENTED,
+            Issue::error(
+                "not-supported",
+                format!(
+                    "{what} ({method} {}) is not supported yet; GET /fhir/metadata lists what this server does",
+                    uri.path()
+                ),
+            ),
+        ))
+    }
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
     outcome(
-        StatusCode::NOT_IMPLEMENTED,
+        StatusCode::METHOD_NOT_ALLOWED,
         Issue::error(
             "not-supported",
+            format!("{method} is not allowed on {}", uri.path()),
+        ),
+    )
+}
+
+async fn unknown_path(method: Method, uri: axum::http::Uri) -> Response {
+    outcome(
+        StatusCode::NOT_FOUND,
+        Issue::error(
+            "not-found",
             format!(
-                "{method} {} is not supported yet: this server implements metadata, read and vread. \
-                 Load data with POST /ingest or `medlake ingest`; see GET /fhir/metadata",
+                "{method} {} is not a FHIR REST interaction this server knows; see GET /fhir/metadata",
                 uri.path()
             ),
         ),
@@ -53,7 +126,10 @@ async fn not_supported(method: axum::http::Method, uri: axum::http::Uri) -> Resp
 }
 
 /// JSON is the only format; XML (or anything else) is refused up front.
-fn check_format(params: &HashMap<String, String>, headers: &HeaderMap) -> Result<(), Response> {
+pub(super) fn check_format(
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<(), Response> {
     let requested = params.get("_format").map(String::as_str).or_else(|| {
         headers
             .get(header::ACCEPT)
@@ -75,7 +151,7 @@ fn check_format(params: &HashMap<String, String>, headers: &HeaderMap) -> Result
     }
 }
 
-fn check_type(resource_type: &str) -> Result<(), Response> {
+pub(super) fn check_type(resource_type: &str) -> Result<(), Response> {
     if Validator::r4().is_resource_type(resource_type) {
         Ok(())
     } else {
@@ -89,7 +165,7 @@ fn check_type(resource_type: &str) -> Result<(), Response> {
     }
 }
 
-fn check_id(id: &str) -> Result<(), Response> {
+pub(super) fn check_id(id: &str) -> Result<(), Response> {
     let ok = !id.is_empty()
         && id.len() <= 64
         && id
@@ -109,7 +185,7 @@ fn check_id(id: &str) -> Result<(), Response> {
 }
 
 /// The response for one stored version.
-fn resource_response(v: &ResourceVersion, pretty: bool) -> Response {
+pub(super) fn resource_response(v: &ResourceVersion, pretty: bool) -> Response {
     let body = if pretty {
         serde_json::from_str::<Value>(&v.resource)
             .ok()
@@ -125,7 +201,7 @@ fn resource_response(v: &ResourceVersion, pretty: bool) -> Response {
     r
 }
 
-fn version_headers(h: &mut HeaderMap, v: &ResourceVersion) {
+pub(super) fn version_headers(h: &mut HeaderMap, v: &ResourceVersion) {
     if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{}\"", v.version_id)) {
         h.insert(header::ETAG, etag);
     }
@@ -135,7 +211,7 @@ fn version_headers(h: &mut HeaderMap, v: &ResourceVersion) {
     }
 }
 
-fn gone(v: &ResourceVersion) -> Response {
+pub(super) fn gone(v: &ResourceVersion) -> Response {
     let mut r = outcome(
         StatusCode::GONE,
         Issue {
@@ -152,14 +228,14 @@ fn gone(v: &ResourceVersion) -> Response {
     r
 }
 
-fn not_found(resource_type: &str, id: &str) -> Response {
+pub(super) fn not_found(resource_type: &str, id: &str) -> Response {
     outcome(
         StatusCode::NOT_FOUND,
         Issue::error("not-found", format!("{resource_type}/{id} is not known")),
     )
 }
 
-fn storage_error(e: medlake_lake::LakeError) -> Response {
+pub(super) fn storage_error(e: medlake_lake::LakeError) -> Response {
     tracing::error!("read failed: {e}");
     outcome(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -167,60 +243,8 @@ fn storage_error(e: medlake_lake::LakeError) -> Response {
     )
 }
 
-fn is_pretty(params: &HashMap<String, String>) -> bool {
+pub(super) fn is_pretty(params: &HashMap<String, String>) -> bool {
     params.get("_pretty").is_some_and(|v| v == "true")
-}
-
-async fn read(
-    State(state): State<AppState>,
-    Path((resource_type, id)): Path<(String, String)>,
-    Query(params): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = check_format(&params, &headers)
-        .and_then(|()| check_type(&resource_type))
-        .and_then(|()| check_id(&id))
-    {
-        return r;
-    }
-    match state.lake.read_latest(&resource_type, &id).await {
-        Ok(Some(v)) if v.deleted => gone(&v),
-        Ok(Some(v)) => resource_response(&v, is_pretty(&params)),
-        Ok(None) => not_found(&resource_type, &id),
-        Err(e) => storage_error(e),
-    }
-}
-
-async fn vread(
-    State(state): State<AppState>,
-    Path((resource_type, id, vid)): Path<(String, String, String)>,
-    Query(params): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = check_format(&params, &headers)
-        .and_then(|()| check_type(&resource_type))
-        .and_then(|()| check_id(&id))
-    {
-        return r;
-    }
-    let Ok(version) = vid.parse::<i64>() else {
-        return outcome(
-            StatusCode::BAD_REQUEST,
-            Issue::error("invalid", format!("'{vid}' is not a version number")),
-        );
-    };
-    match state.lake.read_version(&resource_type, &id, version).await {
-        Ok(Some(v)) if v.deleted => gone(&v),
-        Ok(Some(v)) => resource_response(&v, is_pretty(&params)),
-        Ok(None) => outcome(
-            StatusCode::NOT_FOUND,
-            Issue::error(
-                "not-found",
-                format!("{resource_type}/{id} has no version {version}"),
-            ),
-        ),
-        Err(e) => storage_error(e),
-    }
 }
 
 async fn metadata(
@@ -237,10 +261,22 @@ async fn metadata(
         .map(|t| {
             json!({
                 "type": t,
-                "interaction": [{"code": "read"}, {"code": "vread"}],
-                "versioning": "versioned",
+                "interaction": [
+                    {"code": "read"},
+                    {"code": "vread"},
+                    {"code": "create"},
+                    {"code": "update"},
+                    {"code": "delete"},
+                    {"code": "history-instance"},
+                    {"code": "history-type"},
+                ],
+                "versioning": "versioned-update",
                 "readHistory": true,
-                "updateCreate": false,
+                "updateCreate": true,
+                "conditionalCreate": false,
+                "conditionalRead": "not-supported",
+                "conditionalUpdate": false,
+                "conditionalDelete": "not-supported",
             })
         })
         .collect();
@@ -258,10 +294,13 @@ async fn metadata(
         "format": ["json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Implemented: metadata, read and vread for every R4 resource type. \
-                Not supported yet: create, update, patch, delete, history, search, batch and transaction; \
-                they answer 501 with an OperationOutcome. Data is loaded with POST /ingest or `medlake ingest`.",
+            "documentation": "Implemented for every R4 resource type: read, vread, create, update \
+                (create-on-update, If-Match), versioned delete, and history at instance, type and \
+                system level (_since, _count). Not supported yet: search, patch, conditional \
+                create/update/delete, batch and transaction; they answer 501 with an \
+                OperationOutcome. JSON only.",
             "resource": resources,
+            "interaction": [{"code": "history-system"}],
         }],
     });
     let body = if is_pretty(&params) {

@@ -1,0 +1,66 @@
+//! read and vread: `GET /fhir/<type>/<id>` and `GET /fhir/<type>/<id>/_history/<vid>`.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use medlake_ingest::issue::Issue;
+
+use super::{
+    check_format, check_id, check_type, gone, is_pretty, not_found, outcome, resource_response,
+    storage_error,
+};
+use crate::server::AppState;
+
+pub async fn read(
+    State(state): State<AppState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = check_format(&params, &headers)
+        .and_then(|()| check_type(&resource_type))
+        .and_then(|()| check_id(&id))
+    {
+        return r;
+    }
+    match state.lake.read_latest(&resource_type, &id).await {
+        Ok(Some(v)) if v.deleted => gone(&v),
+        Ok(Some(v)) => resource_response(&v, is_pretty(&params)),
+        Ok(None) => not_found(&resource_type, &id),
+        Err(e) => storage_error(e),
+    }
+}
+
+pub async fn vread(
+    State(state): State<AppState>,
+    Path((resource_type, id, vid)): Path<(String, String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = check_format(&params, &headers)
+        .and_then(|()| check_type(&resource_type))
+        .and_then(|()| check_id(&id))
+    {
+        return r;
+    }
+    let Ok(version) = vid.parse::<i64>() else {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            Issue::error("invalid", format!("'{vid}' is not a version number")),
+        );
+    };
+    match state.lake.read_version(&resource_type, &id, version).await {
+        Ok(Some(v)) if v.deleted => gone(&v),
+        Ok(Some(v)) => resource_response(&v, is_pretty(&params)),
+        Ok(None) => outcome(
+            StatusCode::NOT_FOUND,
+            Issue::error(
+                "not-found",
+                format!("{resource_type}/{id} has no version {version}"),
+            ),
+        ),
+        Err(e) => storage_error(e),
+    }
+}

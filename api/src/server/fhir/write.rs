@@ -1,0 +1,363 @@
+//! create, update and delete: `POST /fhir/<type>`, `PUT` and `DELETE /fhir/<type>/<id>`.
+//!
+//! Each is one [`Lake::write`](medlake_lake::Lake::write): the resource is checked against
+//! R4, stamped with its version under the lake's lock (where `If-Match` is checked too),
+//! and answered once it is in the fsync'd write-ahead log, so a read or a SQL query
+//! that follows sees it.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use medlake_ingest::issue::{Issue, Severity, operation_outcome};
+use medlake_ingest::prepare::prepare_value;
+use medlake_lake::{LakeError, WriteOp, Written};
+use serde_json::{Map, Value};
+
+use super::{FHIR_JSON, check_format, check_id, check_type, is_pretty, outcome, version_headers};
+use crate::server::AppState;
+
+/// What the client asked to get back (`Prefer: return=...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Return {
+    Minimal,
+    Representation,
+    OperationOutcome,
+}
+
+fn prefer_return(headers: &HeaderMap) -> Return {
+    let prefer = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix("return="));
+    match prefer.map(|p| p.trim_matches('"')) {
+        Some("minimal") => Return::Minimal,
+        Some("OperationOutcome") => Return::OperationOutcome,
+        _ => Return::Representation,
+    }
+}
+
+/// The version an `If-Match` header names: `W/"3"`, `"3"` or `3`.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, Response> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = v.to_str().unwrap_or("").trim();
+    let bare = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    bare.parse::<i64>().map(Some).map_err(|_| {
+        outcome(
+            StatusCode::BAD_REQUEST,
+            Issue::error(
+                "invalid",
+                format!("If-Match '{text}' is not a version ETag like W/\"3\""),
+            ),
+        )
+    })
+}
+
+/// The request body as a resource of `resource_type`, checked against R4.
+fn parse_body(
+    resource_type: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Map<String, Value>, Response> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.contains("xml") {
+        return Err(outcome(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Issue::error(
+                "not-supported",
+                "FHIR XML is not supported: send application/fhir+json",
+            ),
+        ));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        outcome(
+            StatusCode::BAD_REQUEST,
+            Issue::error("structure", format!("the body is not valid JSON: {e}")),
+        )
+    })?;
+    let found = value.get("resourceType").and_then(Value::as_str);
+    if found != Some(resource_type) {
+        return Err(outcome(
+            StatusCode::BAD_REQUEST,
+            Issue::error(
+                "invalid",
+                format!(
+                    "the body's resourceType is {}, but the URL is for {resource_type}",
+                    found.map_or_else(|| "missing".to_string(), |t| format!("'{t}'"))
+                ),
+            ),
+        ));
+    }
+    match prepare_value(value) {
+        Ok(p) => Ok(p.resource),
+        Err(rejected) => {
+            let mut r = (
+                StatusCode::BAD_REQUEST,
+                axum::Json(operation_outcome(&rejected.issues)),
+            )
+                .into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+            Err(r)
+        }
+    }
+}
+
+fn write_error(e: LakeError) -> Response {
+    match e {
+        LakeError::VersionConflict { .. } => outcome(
+            StatusCode::PRECONDITION_FAILED,
+            Issue::error("conflict", e.to_string()),
+        ),
+        other => {
+            tracing::error!("write failed: {other}");
+            outcome(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Issue::error("exception", format!("the write failed: {other}")),
+            )
+        }
+    }
+}
+
+/// The answer to a successful create or update.
+fn written_response(state: &AppState, written: &Written, prefer: Return, pretty: bool) -> Response {
+    let v = &written.version;
+    let status = if written.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut r = match prefer {
+        Return::Minimal => status.into_response(),
+        Return::OperationOutcome => {
+            let verb = if written.created {
+                "created"
+            } else {
+                "updated"
+            };
+            let oo = operation_outcome(&[Issue {
+                severity: Severity::Information,
+                code: "informational",
+                diagnostics: format!(
+                    "{}/{} {verb}: version {}",
+                    v.resource_type, v.id, v.version_id
+                ),
+                expression: None,
+            }]);
+            (status, oo.to_string()).into_response()
+        }
+        Return::Representation => {
+            let body = if pretty {
+                serde_json::from_str::<Value>(&v.resource)
+                    .ok()
+                    .and_then(|j| serde_json::to_string_pretty(&j).ok())
+                    .unwrap_or_else(|| v.resource.to_string())
+            } else {
+                v.resource.to_string()
+            };
+            (status, body).into_response()
+        }
+    };
+    let h = r.headers_mut();
+    if prefer != Return::Minimal {
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    }
+    version_headers(h, v);
+    let location = format!(
+        "{}/{}/{}/_history/{}",
+        state.fhir_base, v.resource_type, v.id, v.version_id
+    );
+    if let Ok(l) = HeaderValue::from_str(&location) {
+        h.insert(header::LOCATION, l.clone());
+        h.insert(header::CONTENT_LOCATION, l);
+    }
+    r
+}
+
+/// `POST /fhir/<type>`: a new resource with a server-assigned id.
+pub async fn create(
+    State(state): State<AppState>,
+    Path(resource_type): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = check_format(&params, &headers).and_then(|()| check_type(&resource_type)) {
+        return r;
+    }
+    if headers.contains_key("if-none-exist") {
+        return outcome(
+            StatusCode::NOT_IMPLEMENTED,
+            Issue::error(
+                "not-supported",
+                "conditional create (If-None-Exist) is not supported yet: it needs search",
+            ),
+        );
+    }
+    let resource = match parse_body(&resource_type, &headers, &body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    // The id in the body is ignored on create, as the specification says.
+    let op = WriteOp::Put {
+        resource_type,
+        id: Some(uuid::Uuid::new_v4().to_string()),
+        resource,
+        if_match: None,
+    };
+    match state.lake.write(vec![op]).await {
+        Ok(w) => match w.first() {
+            Some(w) => written_response(&state, w, prefer_return(&headers), is_pretty(&params)),
+            None => write_error(LakeError::WriterStopped("no write was made".into())),
+        },
+        Err(e) => write_error(e),
+    }
+}
+
+/// `PUT /fhir/<type>/<id>`: a new version, or the first one under the client's id.
+pub async fn update(
+    State(state): State<AppState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = check_format(&params, &headers)
+        .and_then(|()| check_type(&resource_type))
+        .and_then(|()| check_id(&id))
+    {
+        return r;
+    }
+    let expected = match if_match(&headers) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let resource = match parse_body(&resource_type, &headers, &body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    match resource.get("id").and_then(Value::as_str) {
+        Some(body_id) if body_id == id => {}
+        Some(body_id) => {
+            return outcome(
+                StatusCode::BAD_REQUEST,
+                Issue::error(
+                    "invalid",
+                    format!("the body's id '{body_id}' is not the id in the URL, '{id}'"),
+                ),
+            );
+        }
+        None => {
+            return outcome(
+                StatusCode::BAD_REQUEST,
+                Issue::error(
+                    "required",
+                    format!(
+                        "an update must carry the resource's id in the body (\"id\": \"{id}\")"
+                    ),
+                ),
+            );
+        }
+    }
+    let op = WriteOp::Put {
+        resource_type,
+        id: Some(id),
+        resource,
+        if_match: expected,
+    };
+    match state.lake.write(vec![op]).await {
+        Ok(w) => match w.first() {
+            Some(w) => written_response(&state, w, prefer_return(&headers), is_pretty(&params)),
+            None => write_error(LakeError::WriterStopped("no write was made".into())),
+        },
+        Err(e) => write_error(e),
+    }
+}
+
+/// `DELETE /fhir/<type>/<id>`: a delete marker as a new version; reads then answer 410.
+///
+/// Deleting what does not exist, or is already deleted, succeeds and writes nothing,
+/// as the specification allows.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = check_format(&params, &headers)
+        .and_then(|()| check_type(&resource_type))
+        .and_then(|()| check_id(&id))
+    {
+        return r;
+    }
+    let expected = match if_match(&headers) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let prefer = prefer_return(&headers);
+    let current = state.lake.latest(&resource_type, &id);
+    let message = match current {
+        Some(l) if !l.deleted => {
+            let op = WriteOp::Delete {
+                resource_type: resource_type.clone(),
+                id: id.clone(),
+                if_match: expected,
+            };
+            match state.lake.write(vec![op]).await {
+                Ok(w) => {
+                    let version = w.first().map_or(l.version_id + 1, |w| w.version.version_id);
+                    let mut r = deleted_response(
+                        prefer,
+                        format!(
+                            "{resource_type}/{id} deleted: version {version} is the delete marker"
+                        ),
+                    );
+                    if let Some(w) = w.first() {
+                        version_headers(r.headers_mut(), &w.version);
+                    }
+                    return r;
+                }
+                Err(e) => return write_error(e),
+            }
+        }
+        Some(_) => format!("{resource_type}/{id} was already deleted; nothing was written"),
+        None => format!("{resource_type}/{id} does not exist; nothing was written"),
+    };
+    if let (Some(v), Some(l)) = (expected, current) {
+        if v != l.version_id {
+            return write_error(LakeError::VersionConflict {
+                resource: format!("{resource_type}/{id}"),
+                expected: v,
+                current: Some(l.version_id),
+            });
+        }
+    }
+    deleted_response(prefer, message)
+}
+
+fn deleted_response(prefer: Return, message: String) -> Response {
+    if prefer == Return::OperationOutcome {
+        let oo = operation_outcome(&[Issue {
+            severity: Severity::Information,
+            code: "informational",
+            diagnostics: message,
+            expression: None,
+        }]);
+        let mut r = (StatusCode::OK, oo.to_string()).into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+        r
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    }
+}

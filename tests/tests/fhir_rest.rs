@@ -1,0 +1,352 @@
+//! The FHIR REST write interactions over HTTP against the built server: create, update,
+//! If-Match, delete, history, Prefer, and SQL seeing every REST write at once.
+
+use medlake_e2e::{Server, http};
+use serde_json::{Value, json};
+
+const FHIR_JSON: &str = "application/fhir+json";
+
+fn json_body(r: &mut ureq::http::Response<ureq::Body>) -> Value {
+    r.body_mut().read_json().unwrap()
+}
+
+fn header(r: &ureq::http::Response<ureq::Body>, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+fn sql(agent: &ureq::Agent, server: &Server, q: &str) -> Vec<Value> {
+    let mut r = agent.post(&server.url("/sql")).send(q).unwrap();
+    assert_eq!(r.status(), 200, "{q}");
+    serde_json::from_value(json_body(&mut r)).unwrap()
+}
+
+#[test]
+fn create_read_update_delete_and_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("lake"), &[]);
+    let agent = http();
+
+    // create: the server picks the id, answers 201 with Location and ETag.
+    let patient = json!({
+        "resourceType": "Patient",
+        "id": "ignored-on-create",
+        "name": [{"family": "Okafor", "given": ["Ada"]}],
+        "gender": "female",
+        "birthDate": "1984-03-07"
+    });
+    let mut r = agent
+        .post(&server.url("/fhir/Patient"))
+        .header("Content-Type", FHIR_JSON)
+        .send(patient.to_string())
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let location = header(&r, "location");
+    assert_eq!(header(&r, "etag"), "W/\"1\"");
+    assert!(!header(&r, "last-modified").is_empty());
+    let created = json_body(&mut r);
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_ne!(id, "ignored-on-create");
+    assert_eq!(created["meta"]["versionId"], "1");
+    assert_eq!(
+        location,
+        server.url(&format!("/fhir/Patient/{id}/_history/1"))
+    );
+
+    // SQL sees it at once, through the same tables.
+    let rows = sql(
+        &agent,
+        &server,
+        &format!(
+            "SELECT version_id, json_get_str(resource, 'birthDate') AS birth FROM fhir.patient WHERE id = '{id}'"
+        ),
+    );
+    assert_eq!(rows, vec![json!({"version_id": 1, "birth": "1984-03-07"})]);
+
+    // update: 200, version 2; the old version stays readable.
+    let mut v2 = created.clone();
+    v2["gender"] = json!("other");
+    let mut r = agent
+        .put(&server.url(&format!("/fhir/Patient/{id}")))
+        .header("Content-Type", FHIR_JSON)
+        .header("If-Match", "W/\"1\"")
+        .send(v2.to_string())
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "etag"), "W/\"2\"");
+    assert_eq!(json_body(&mut r)["meta"]["versionId"], "2");
+
+    // If-Match with a stale version: 412, nothing written.
+    let mut r = agent
+        .put(&server.url(&format!("/fhir/Patient/{id}")))
+        .header("Content-Type", FHIR_JSON)
+        .header("If-Match", "W/\"1\"")
+        .send(v2.to_string())
+        .unwrap();
+    assert_eq!(r.status(), 412);
+    let oo = json_body(&mut r);
+    assert_eq!(oo["resourceType"], "OperationOutcome");
+    assert!(
+        oo["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("version 2"),
+        "{oo}"
+    );
+
+    let mut r = agent
+        .get(&server.url(&format!("/fhir/Patient/{id}/_history/1")))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(json_body(&mut r)["gender"], "female");
+    let mut r = agent
+        .get(&server.url(&format!("/fhir/Patient/{id}")))
+        .call()
+        .unwrap();
+    assert_eq!(json_body(&mut r)["gender"], "other");
+
+    // delete: 204; then read is 410 Gone, and SQL's current view drops it.
+    let r = agent
+        .delete(&server.url(&format!("/fhir/Patient/{id}")))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let mut r = agent
+        .get(&server.url(&format!("/fhir/Patient/{id}")))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 410);
+    assert_eq!(json_body(&mut r)["resourceType"], "OperationOutcome");
+    let rows = sql(
+        &agent,
+        &server,
+        &format!("SELECT count(*) AS n FROM fhir.patient WHERE id = '{id}'"),
+    );
+    assert_eq!(rows[0]["n"], 0);
+    let rows = sql(
+        &agent,
+        &server,
+        &format!(
+            "SELECT version_id, deleted FROM fhir_history.patient WHERE id = '{id}' ORDER BY version_id"
+        ),
+    );
+    assert_eq!(
+        rows,
+        vec![
+            json!({"version_id": 1, "deleted": false}),
+            json!({"version_id": 2, "deleted": false}),
+            json!({"version_id": 3, "deleted": true}),
+        ]
+    );
+    // Deleting again writes nothing.
+    let r = agent
+        .delete(&server.url(&format!("/fhir/Patient/{id}")))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+
+    // Instance history: newest first, with the delete as an entry without a resource.
+    let mut r = agent
+        .get(&server.url(&format!("/fhir/Patient/{id}/_history")))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let bundle = json_body(&mut r);
+    assert_eq!(bundle["type"], "history");
+    assert_eq!(bundle["total"], 3);
+    let entries = bundle["entry"].as_array().unwrap();
+    let methods: Vec<&str> = entries
+        .iter()
+        .map(|e| e["request"]["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods, vec!["DELETE", "PUT", "POST"]);
+    assert!(entries[0].get("resource").is_none());
+    assert_eq!(entries[1]["resource"]["meta"]["versionId"], "2");
+    assert_eq!(entries[2]["response"]["etag"], "W/\"1\"");
+
+    // create-on-update with a client id: 201.
+    let mut r = agent
+        .put(&server.url("/fhir/Patient/client-chosen-1"))
+        .header("Content-Type", FHIR_JSON)
+        .send(
+            json!({"resourceType": "Patient", "id": "client-chosen-1", "active": true}).to_string(),
+        )
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(json_body(&mut r)["meta"]["versionId"], "1");
+}
+
+#[test]
+fn history_pages_stay_stable_while_writes_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("lake"), &[]);
+    let agent = http();
+    for i in 0..7 {
+        let r = agent
+            .put(&server.url(&format!("/fhir/Observation/obs-{i}")))
+            .header("Content-Type", FHIR_JSON)
+            .send(
+                json!({
+                    "resourceType": "Observation",
+                    "id": format!("obs-{i}"),
+                    "status": "final",
+                    "code": {"text": "heart rate"},
+                    "valueQuantity": {"value": 60 + i, "unit": "/min"}
+                })
+                .to_string(),
+            )
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let mut r = agent
+        .get(&server.url("/fhir/Observation/_history?_count=3"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let first = json_body(&mut r);
+    let ids = |b: &Value| -> Vec<String> {
+        b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let page1 = ids(&first);
+    assert_eq!(page1.len(), 3);
+    let next = first["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .expect("a next link")["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A new write lands on top; the next page is unaffected by it.
+    agent
+        .post(&server.url("/fhir/Observation"))
+        .header("Content-Type", FHIR_JSON)
+        .send(
+            json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}})
+                .to_string(),
+        )
+        .unwrap();
+    let mut r = agent.get(&next).call().unwrap();
+    assert_eq!(r.status(), 200);
+    let page2 = ids(&json_body(&mut r));
+    assert_eq!(page2.len(), 3);
+    assert!(
+        page2.iter().all(|id| !page1.contains(id)),
+        "{page1:?} {page2:?}"
+    );
+
+    // System history sees every type; _since in the future sees nothing.
+    let mut r = agent
+        .get(&server.url("/fhir/_history?_count=100"))
+        .call()
+        .unwrap();
+    assert_eq!(json_body(&mut r)["entry"].as_array().unwrap().len(), 8);
+    let mut r = agent
+        .get(&server.url("/fhir/_history?_since=2999-01-01T00:00:00Z"))
+        .call()
+        .unwrap();
+    let empty = json_body(&mut r);
+    assert_eq!(empty["resourceType"], "Bundle", "{empty}");
+    assert!(empty.get("entry").is_none(), "no empty arrays in FHIR JSON");
+    let r = agent
+        .get(&server.url("/fhir/_history?_since=yesterday"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[test]
+fn bad_writes_get_operation_outcomes_with_the_right_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("lake"), &[]);
+    let agent = http();
+    let put = |path: &str, content_type: &str, body: &str| {
+        agent
+            .put(&server.url(path))
+            .header("Content-Type", content_type)
+            .send(body)
+            .unwrap()
+    };
+    for (path, content_type, body, status) in [
+        ("/fhir/Patient/a", FHIR_JSON, "{not json", 400),
+        (
+            "/fhir/Patient/a",
+            FHIR_JSON,
+            r#"{"resourceType":"Observation","id":"a"}"#,
+            400,
+        ),
+        (
+            "/fhir/Patient/a",
+            FHIR_JSON,
+            r#"{"resourceType":"Patient","id":"b"}"#,
+            400,
+        ),
+        (
+            "/fhir/Patient/a",
+            FHIR_JSON,
+            r#"{"resourceType":"Patient"}"#,
+            400,
+        ),
+        (
+            "/fhir/Patient/a",
+            FHIR_JSON,
+            r#"{"resourceType":"Patient","id":"a","gender":7}"#,
+            400,
+        ),
+        (
+            "/fhir/Patient/a",
+            FHIR_JSON,
+            r#"{"resourceType":"Patient","id":"a","shoeSize":43}"#,
+            400,
+        ),
+        ("/fhir/Patient/a", "application/fhir+xml", "<Patient/>", 415),
+    ] {
+        let mut r = put(path, content_type, body);
+        assert_eq!(r.status(), status, "{body}");
+        let oo = json_body(&mut r);
+        assert_eq!(oo["resourceType"], "OperationOutcome", "{body}");
+        assert_eq!(oo["issue"][0]["severity"], "error", "{body}");
+    }
+    // Nothing of that landed.
+    let r = agent.get(&server.url("/fhir/Patient/a")).call().unwrap();
+    assert_eq!(r.status(), 404);
+
+    // Prefer: return=minimal has no body; return=OperationOutcome has one.
+    let mut r = agent
+        .post(&server.url("/fhir/Patient"))
+        .header("Content-Type", FHIR_JSON)
+        .header("Prefer", "return=minimal")
+        .send(r#"{"resourceType":"Patient"}"#)
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(!header(&r, "location").is_empty());
+    assert_eq!(r.body_mut().read_to_string().unwrap(), "");
+    let mut r = agent
+        .post(&server.url("/fhir/Patient"))
+        .header("Content-Type", FHIR_JSON)
+        .header("Prefer", "return=OperationOutcome")
+        .send(r#"{"resourceType":"Patient"}"#)
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(json_body(&mut r)["resourceType"], "OperationOutcome");
+
+    // Conditional create is not built: it says so rather than creating blindly.
+    let r = agent
+        .post(&server.url("/fhir/Patient"))
+        .header("Content-Type", FHIR_JSON)
+        .header("If-None-Exist", "identifier=x|1")
+        .send(r#"{"resourceType":"Patient"}"#)
+        .unwrap();
+    assert_eq!(r.status(), 501);
+}
