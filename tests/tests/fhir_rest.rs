@@ -350,3 +350,96 @@ fn bad_writes_get_operation_outcomes_with_the_right_status() {
         .unwrap();
     assert_eq!(r.status(), 501);
 }
+
+#[test]
+fn json_patch_applies_atomically_and_is_checked_like_an_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("lake"), &[]);
+    let agent = http();
+    let r = agent
+        .put(&server.url("/fhir/Patient/p1"))
+        .header("Content-Type", FHIR_JSON)
+        .send(
+            json!({"resourceType": "Patient", "id": "p1", "gender": "female", "active": true})
+                .to_string(),
+        )
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let patch = |body: Value, content_type: &str| {
+        agent
+            .patch(&server.url("/fhir/Patient/p1"))
+            .header("Content-Type", content_type)
+            .send(body.to_string())
+            .unwrap()
+    };
+    const JSON_PATCH: &str = "application/json-patch+json";
+
+    let mut r = patch(
+        json!([
+            {"op": "test", "path": "/gender", "value": "female"},
+            {"op": "replace", "path": "/gender", "value": "other"},
+            {"op": "add", "path": "/birthDate", "value": "1990-05-01"},
+            {"op": "remove", "path": "/active"}
+        ]),
+        JSON_PATCH,
+    );
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "etag"), "W/\"2\"");
+    let patched = json_body(&mut r);
+    assert_eq!(patched["gender"], "other");
+    assert_eq!(patched["birthDate"], "1990-05-01");
+    assert!(patched.get("active").is_none());
+    assert_eq!(patched["meta"]["versionId"], "2");
+
+    // A failing test op: 422, and nothing of the patch lands.
+    let mut r = patch(
+        json!([
+            {"op": "replace", "path": "/gender", "value": "male"},
+            {"op": "test", "path": "/gender", "value": "female"}
+        ]),
+        JSON_PATCH,
+    );
+    assert_eq!(r.status(), 422);
+    assert_eq!(json_body(&mut r)["resourceType"], "OperationOutcome");
+    // A result that is not valid R4: 422.
+    let r = patch(
+        json!([{"op": "add", "path": "/shoeSize", "value": 43}]),
+        JSON_PATCH,
+    );
+    assert_eq!(r.status(), 422);
+    // Changing the id: 422.
+    let r = patch(
+        json!([{"op": "replace", "path": "/id", "value": "p2"}]),
+        JSON_PATCH,
+    );
+    assert_eq!(r.status(), 422);
+    // Not a patch document: 400.
+    let r = patch(json!({"op": "replace"}), JSON_PATCH);
+    assert_eq!(r.status(), 400);
+    // FHIRPath Patch is not built yet and says so.
+    let r = patch(json!({"resourceType": "Parameters"}), FHIR_JSON);
+    assert_eq!(r.status(), 501);
+
+    let mut r = agent.get(&server.url("/fhir/Patient/p1")).call().unwrap();
+    let current = json_body(&mut r);
+    assert_eq!(
+        current["meta"]["versionId"], "2",
+        "failed patches wrote nothing"
+    );
+    assert_eq!(current["gender"], "other");
+
+    // A stale If-Match: 412. Patching what does not exist: 404.
+    let r = agent
+        .patch(&server.url("/fhir/Patient/p1"))
+        .header("Content-Type", JSON_PATCH)
+        .header("If-Match", "W/\"1\"")
+        .send(json!([{"op": "remove", "path": "/gender"}]).to_string())
+        .unwrap();
+    assert_eq!(r.status(), 412);
+    let r = agent
+        .patch(&server.url("/fhir/Patient/nobody"))
+        .header("Content-Type", JSON_PATCH)
+        .send("[]")
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

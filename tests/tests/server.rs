@@ -199,6 +199,7 @@ fn the_fhir_surface_answers_with_operation_outcomes() {
             "vread",
             "create",
             "update",
+            "patch",
             "delete",
             "history-instance",
             "history-type"

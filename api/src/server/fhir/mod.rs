@@ -1,8 +1,9 @@
 //! The FHIR R4 REST API under `/fhir`.
 //!
 //! Built: `metadata`; read and vread ([`read`]); create, update (with create-on-update
-//! and `If-Match`) and versioned delete ([`write`]); history at instance, type and system
-//! level ([`history`]). Everything else (search, patch, conditional interactions,
+//! and `If-Match`) and versioned delete ([`write`]); JSON Patch ([`patch`]); history at
+//! instance, type and system level ([`history`]). Everything else (search, FHIRPath
+//! Patch, conditional interactions,
 //! batch and transaction) answers 501 with an OperationOutcome, and the
 //! CapabilityStatement lists only what is built.
 //!
@@ -10,6 +11,7 @@
 //! durable when answered, and a REST read or a SQL query sees it at once.
 
 mod history;
+mod patch;
 mod read;
 mod write;
 
@@ -61,7 +63,7 @@ pub fn routes() -> Router<AppState> {
             get(read::read)
                 .put(write::update)
                 .delete(write::delete)
-                .patch(not_supported_yet("patch"))
+                .patch(patch::patch)
                 .fallback(method_not_allowed),
         )
         .route(
@@ -266,6 +268,7 @@ async fn metadata(
                     {"code": "vread"},
                     {"code": "create"},
                     {"code": "update"},
+                    {"code": "patch"},
                     {"code": "delete"},
                     {"code": "history-instance"},
                     {"code": "history-type"},
@@ -296,7 +299,8 @@ async fn metadata(
             "mode": "server",
             "documentation": "Implemented for every R4 resource type: read, vread, create, update \
                 (create-on-update, If-Match), versioned delete, and history at instance, type and \
-                system level (_since, _count). Not supported yet: search, patch, conditional \
+                system level (_since, _count), and patch with JSON Patch. Not supported yet: search, \
+                FHIRPath Patch, conditional \
                 create/update/delete, batch and transaction; they answer 501 with an \
                 OperationOutcome. JSON only.",
             "resource": resources,

@@ -21,13 +21,13 @@ use crate::server::AppState;
 
 /// What the client asked to get back (`Prefer: return=...`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Return {
+pub(super) enum Return {
     Minimal,
     Representation,
     OperationOutcome,
 }
 
-fn prefer_return(headers: &HeaderMap) -> Return {
+pub(super) fn prefer_return(headers: &HeaderMap) -> Return {
     let prefer = headers
         .get_all("prefer")
         .iter()
@@ -43,7 +43,7 @@ fn prefer_return(headers: &HeaderMap) -> Return {
 }
 
 /// The version an `If-Match` header names: `W/"3"`, `"3"` or `3`.
-fn if_match(headers: &HeaderMap) -> Result<Option<i64>, Response> {
+pub(super) fn if_match(headers: &HeaderMap) -> Result<Option<i64>, Response> {
     let Some(v) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
@@ -113,7 +113,7 @@ fn parse_body(
     }
 }
 
-fn write_error(e: LakeError) -> Response {
+pub(super) fn write_error(e: LakeError) -> Response {
     match e {
         LakeError::VersionConflict { .. } => outcome(
             StatusCode::PRECONDITION_FAILED,
@@ -130,7 +130,12 @@ fn write_error(e: LakeError) -> Response {
 }
 
 /// The answer to a successful create or update.
-fn written_response(state: &AppState, written: &Written, prefer: Return, pretty: bool) -> Response {
+pub(super) fn written_response(
+    state: &AppState,
+    written: &Written,
+    prefer: Return,
+    pretty: bool,
+) -> Response {
     let v = &written.version;
     let status = if written.created {
         StatusCode::CREATED

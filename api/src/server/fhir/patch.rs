@@ -1,0 +1,199 @@
+//! patch: `PATCH /fhir/<type>/<id>` with a JSON Patch (RFC 6902) document.
+//!
+//! The patch is applied to the current version with the `json-patch` crate (all or
+//! nothing), the result is checked against R4 like any update, and written with the
+//! version it was made from as its precondition, so a concurrent update is never lost:
+//! the patch is retried on the newer version, or, under the client's own `If-Match`,
+//! answered 412. FHIRPath Patch (a Parameters body) is not supported yet.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use medlake_ingest::issue::{Issue, operation_outcome};
+use medlake_ingest::prepare::prepare_value;
+use medlake_lake::{LakeError, WriteOp};
+use serde_json::Value;
+
+use super::write::{if_match, prefer_return, write_error, written_response};
+use super::{
+    check_format, check_id, check_type, gone, is_pretty, not_found, outcome, storage_error,
+};
+use crate::server::AppState;
+
+/// How often a patch is re-applied when another write got in between.
+const ATTEMPTS: usize = 5;
+
+pub async fn patch(
+    State(state): State<AppState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = check_format(&params, &headers)
+        .and_then(|()| check_type(&resource_type))
+        .and_then(|()| check_id(&id))
+    {
+        return r;
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.starts_with("application/json-patch+json") {
+        let message = if content_type.contains("fhir+json") || content_type.contains("/json") {
+            "FHIRPath Patch (a Parameters resource) is not supported yet; send a JSON Patch \
+             document as application/json-patch+json"
+                .to_string()
+        } else {
+            format!(
+                "a patch must be a JSON Patch document (application/json-patch+json), not '{content_type}'"
+            )
+        };
+        let status = if content_type.contains("xml") {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        } else if content_type.contains("json") {
+            StatusCode::NOT_IMPLEMENTED
+        } else {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        };
+        return outcome(status, Issue::error("not-supported", message));
+    }
+    let operations: json_patch::Patch = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            return outcome(
+                StatusCode::BAD_REQUEST,
+                Issue::error(
+                    "structure",
+                    format!("the body is not a JSON Patch document: {e}"),
+                ),
+            );
+        }
+    };
+    let client_expects = match if_match(&headers) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    for _ in 0..ATTEMPTS {
+        let current = match state.lake.read_latest(&resource_type, &id).await {
+            Ok(Some(v)) if v.deleted => return gone(&v),
+            Ok(Some(v)) => v,
+            Ok(None) => return not_found(&resource_type, &id),
+            Err(e) => return storage_error(e),
+        };
+        if let Some(expected) = client_expects {
+            if expected != current.version_id {
+                return write_error(LakeError::VersionConflict {
+                    resource: format!("{resource_type}/{id}"),
+                    expected,
+                    current: Some(current.version_id),
+                });
+            }
+        }
+        let mut doc: Value = match serde_json::from_str(&current.resource) {
+            Ok(v) => v,
+            Err(e) => return storage_error(LakeError::WriterStopped(e.to_string())),
+        };
+        if let Err(e) = json_patch::patch(&mut doc, &operations) {
+            return outcome(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Issue::error("processing", format!("the patch could not be applied: {e}")),
+            );
+        }
+        if doc.get("resourceType").and_then(Value::as_str) != Some(resource_type.as_str())
+            || doc.get("id").and_then(Value::as_str) != Some(id.as_str())
+        {
+            return outcome(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Issue::error(
+                    "processing",
+                    "a patch may not change the resource's resourceType or id",
+                ),
+            );
+        }
+        let resource = match prepare_value(doc) {
+            Ok(p) => p.resource,
+            Err(rejected) => {
+                let mut issues = rejected.issues;
+                issues.insert(
+                    0,
+                    Issue::error("processing", "the patched resource is not valid FHIR R4"),
+                );
+                let mut r = outcome(StatusCode::UNPROCESSABLE_ENTITY, issues[0].clone());
+                *r.body_mut() = axum::body::Body::from(operation_outcome(&issues).to_string());
+                return r;
+            }
+        };
+        let op = WriteOp::Put {
+            resource_type: resource_type.clone(),
+            id: Some(id.clone()),
+            resource,
+            if_match: Some(current.version_id),
+        };
+        match state.lake.write(vec![op]).await {
+            Ok(w) => {
+                return match w.first() {
+                    Some(w) => {
+                        written_response(&state, w, prefer_return(&headers), is_pretty(&params))
+                    }
+                    None => write_error(LakeError::WriterStopped("no write was made".into())),
+                };
+            }
+            // Someone wrote in between: patch the newer version, unless the client pinned one.
+            Err(LakeError::VersionConflict { .. }) if client_expects.is_none() => continue,
+            Err(e) => return write_error(e),
+        }
+    }
+    outcome(
+        StatusCode::CONFLICT,
+        Issue::error(
+            "conflict",
+            format!("{resource_type}/{id} kept changing while the patch was applied; try again"),
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    /// The JSON Patch cases of the FHIR test suite (`../shared/conformance/fhir-patch`):
+    /// the patches the endpoint applies behave as RFC 6902 says.
+    #[test]
+    fn the_fhir_json_patch_cases_pass() {
+        let shared = std::env::var("MEDLAKE_SHARED").map_or_else(
+            |_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
+            std::path::PathBuf::from,
+        );
+        let path = shared.join("conformance/fhir-patch/json-patch-tests.json");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (set MEDLAKE_SHARED)", path.display()));
+        let cases: Vec<Value> = serde_json::from_str(&text).unwrap();
+        let mut passed = 0;
+        let mut failures = Vec::new();
+        for case in &cases {
+            let name = case["comment"].as_str().unwrap_or("?");
+            let mut doc = case["doc"].clone();
+            let outcome = serde_json::from_value::<json_patch::Patch>(case["patch"].clone())
+                .map_err(|e| e.to_string())
+                .and_then(|p| json_patch::patch(&mut doc, &p).map_err(|e| e.to_string()));
+            let ok = match (case.get("expected"), outcome) {
+                (Some(expected), Ok(())) => &doc == expected,
+                (None, Err(_)) => case.get("error").is_some(),
+                _ => false,
+            };
+            if ok {
+                passed += 1;
+            } else {
+                failures.push(name.to_string());
+            }
+        }
+        println!("FHIR JSON Patch cases: {passed}/{} passed", cases.len());
+        assert!(failures.is_empty(), "failed: {failures:?}");
+        assert_eq!(cases.len(), 16);
+    }
+}
