@@ -122,6 +122,9 @@ struct Shared {
     closed_segments: Mutex<Vec<PathBuf>>,
     /// Held while the lake is open: one writer per WAL.
     _wal_lock: Option<std::fs::File>,
+    /// The DataFusion session of point reads: made once, as making one costs more than
+    /// the read.
+    reader: SessionContext,
 }
 
 struct WriteState {
@@ -228,6 +231,7 @@ impl Lake {
                 flush_lock: tokio::sync::Mutex::new(()),
                 closed_segments: Mutex::new(Vec::new()),
                 _wal_lock: wal_lock,
+                reader: point_read_session(),
             }
         });
         if options.with_wal && shared.wal.is_none() {
@@ -379,7 +383,7 @@ impl Lake {
             s.delta.clone()
         };
         let Some(table) = delta else { return Ok(None) };
-        read_from_delta(&table, resource_type, id, None).await
+        read_from_delta(&self.shared.reader, &table, resource_type, id, None).await
     }
 
     /// One version of a resource.
@@ -400,7 +404,14 @@ impl Lake {
             s.delta.clone()
         };
         let Some(table) = delta else { return Ok(None) };
-        read_from_delta(&table, resource_type, id, Some(version_id)).await
+        read_from_delta(
+            &self.shared.reader,
+            &table,
+            resource_type,
+            id,
+            Some(version_id),
+        )
+        .await
     }
 
     /// Rows in the in-memory tail, all types.
@@ -745,14 +756,24 @@ async fn load_keys(table: &DeltaTable, resource_type: &str, index: &mut IdIndex)
     Ok(())
 }
 
+/// A session for reads of one resource: filters are evaluated inside the Parquet
+/// reader, so only the rows whose id matches have their `resource` decoded.
+fn point_read_session() -> SessionContext {
+    let mut config = datafusion::prelude::SessionConfig::new().with_target_partitions(2);
+    let options = config.options_mut();
+    options.execution.parquet.pushdown_filters = true;
+    options.execution.parquet.reorder_filters = true;
+    SessionContext::new_with_config(config)
+}
+
 async fn read_from_delta(
+    ctx: &SessionContext,
     table: &DeltaTable,
     resource_type: &str,
     id: &str,
     version: Option<i64>,
 ) -> Result<Option<Arc<ResourceVersion>>> {
     use datafusion::prelude::{col, lit};
-    let ctx = SessionContext::new();
     table
         .update_datafusion_session(&ctx.state())
         .map_err(|e| LakeError::delta(resource_type, e))?;

@@ -443,3 +443,191 @@ fn json_patch_applies_atomically_and_is_checked_like_an_update() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+fn post_bundle(
+    agent: &ureq::Agent,
+    server: &Server,
+    bundle: Value,
+) -> ureq::http::Response<ureq::Body> {
+    agent
+        .post(&server.url("/fhir"))
+        .header("Content-Type", FHIR_JSON)
+        .send(bundle.to_string())
+        .unwrap()
+}
+
+#[test]
+fn a_transaction_is_all_or_nothing_and_rewrites_urn_uuid_references() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("lake"), &[]);
+    let agent = http();
+    let r = agent
+        .put(&server.url("/fhir/Practitioner/dr-1"))
+        .header("Content-Type", FHIR_JSON)
+        .send(json!({"resourceType": "Practitioner", "id": "dr-1", "active": true}).to_string())
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let patient_url = "urn:uuid:8f6a1a1e-3b7c-4e0a-9d7e-2a4b6c8d0e1f";
+    let transaction = json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:0c3f0d4e-1111-4222-8333-944455556666",
+                "resource": {"resourceType": "Observation", "status": "final",
+                              "code": {"text": "weight"}, "subject": {"reference": patient_url}},
+                "request": {"method": "POST", "url": "Observation"}
+            },
+            {"request": {"method": "GET", "url": "Practitioner/dr-1"}},
+            {
+                "fullUrl": patient_url,
+                "resource": {"resourceType": "Patient", "name": [{"family": "Nakamura"}]},
+                "request": {"method": "POST", "url": "Patient"}
+            },
+            {"request": {"method": "DELETE", "url": "Practitioner/dr-1"}}
+        ]
+    });
+    let mut r = post_bundle(&agent, &server, transaction);
+    assert_eq!(r.status(), 200);
+    let response = json_body(&mut r);
+    assert_eq!(response["type"], "transaction-response");
+    let entries = response["entry"].as_array().unwrap();
+    let statuses: Vec<&str> = entries
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    // Entries answer in request order; the GET ran after the DELETE.
+    assert_eq!(
+        statuses,
+        vec!["201 Created", "410 Gone", "201 Created", "204 No Content"]
+    );
+    let patient_id = entries[2]["resource"]["id"].as_str().unwrap().to_string();
+    assert!(
+        entries[2]["response"]["location"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("Patient/{patient_id}/_history/1"))
+    );
+    assert_eq!(
+        entries[0]["resource"]["subject"]["reference"],
+        format!("Patient/{patient_id}"),
+        "the urn:uuid reference points at the new Patient"
+    );
+    let r = agent
+        .get(&server.url("/fhir/Practitioner/dr-1"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 410);
+
+    // One bad entry: nothing of the transaction lands.
+    let count = |agent: &ureq::Agent| -> i64 {
+        sql(
+            agent,
+            &server,
+            "SELECT count(*) AS n FROM fhir_history.patient",
+        )[0]["n"]
+            .as_i64()
+            .unwrap()
+    };
+    let before = count(&agent);
+    let bad = json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "active": true},
+             "request": {"method": "POST", "url": "Patient"}},
+            {"resource": {"resourceType": "Patient", "id": "x", "shoeSize": 43},
+             "request": {"method": "PUT", "url": "Patient/x"}}
+        ]
+    });
+    let mut r = post_bundle(&agent, &server, bad);
+    assert_eq!(r.status(), 400);
+    let oo = json_body(&mut r);
+    assert!(
+        oo["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("entry 1"),
+        "{oo}"
+    );
+    assert_eq!(count(&agent), before);
+
+    // A stale ifMatch fails the whole transaction with 412.
+    let stale = json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "active": true},
+             "request": {"method": "POST", "url": "Patient"}},
+            {"resource": {"resourceType": "Patient", "id": patient_id, "active": false},
+             "request": {"method": "PUT", "url": format!("Patient/{patient_id}"), "ifMatch": "W/\"7\""}}
+        ]
+    });
+    let r = post_bundle(&agent, &server, stale);
+    assert_eq!(r.status(), 412);
+    assert_eq!(count(&agent), before);
+
+    // Conditional references need search: refused, not guessed.
+    let conditional = json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                                 "subject": {"reference": "Patient?identifier=mrn|1"}},
+                   "request": {"method": "POST", "url": "Observation"}}]
+    });
+    let r = post_bundle(&agent, &server, conditional);
+    assert_eq!(r.status(), 501);
+}
+
+#[test]
+fn a_batch_answers_each_entry_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("lake"), &[]);
+    let agent = http();
+    let batch = json!({
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "id": "b1", "active": true},
+             "request": {"method": "PUT", "url": "Patient/b1"}},
+            {"resource": {"resourceType": "Patient", "id": "b2", "shoeSize": 1},
+             "request": {"method": "PUT", "url": "Patient/b2"}},
+            {"request": {"method": "GET", "url": "Patient/nobody"}},
+            {"request": {"method": "GET", "url": "Patient?name=x"}}
+        ]
+    });
+    let mut r = post_bundle(&agent, &server, batch);
+    assert_eq!(r.status(), 200);
+    let response = json_body(&mut r);
+    assert_eq!(response["type"], "batch-response");
+    let entries = response["entry"].as_array().unwrap();
+    let statuses: Vec<&str> = entries
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            "201 Created",
+            "400 Bad Request",
+            "404 Not Found",
+            "501 Not Implemented"
+        ]
+    );
+    assert_eq!(
+        entries[1]["response"]["outcome"]["resourceType"],
+        "OperationOutcome"
+    );
+    let r = agent.get(&server.url("/fhir/Patient/b1")).call().unwrap();
+    assert_eq!(r.status(), 200);
+    let r = agent.get(&server.url("/fhir/Patient/b2")).call().unwrap();
+    assert_eq!(r.status(), 404);
+
+    // Not a batch or transaction: 400.
+    let r = post_bundle(
+        &agent,
+        &server,
+        json!({"resourceType": "Bundle", "type": "collection"}),
+    );
+    assert_eq!(r.status(), 400);
+}

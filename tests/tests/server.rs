@@ -229,7 +229,6 @@ fn the_fhir_surface_answers_with_operation_outcomes() {
         ("GET", "/fhir/Patient?name=x"),
         ("POST", "/fhir/Patient/_search"),
         ("PATCH", "/fhir/Patient/x"),
-        ("POST", "/fhir"),
         ("DELETE", "/fhir/Patient?name=x"),
     ] {
         let url = server.url(path);

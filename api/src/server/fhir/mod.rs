@@ -2,14 +2,15 @@
 //!
 //! Built: `metadata`; read and vread ([`read`]); create, update (with create-on-update
 //! and `If-Match`) and versioned delete ([`write`]); JSON Patch ([`patch`]); history at
-//! instance, type and system level ([`history`]). Everything else (search, FHIRPath
-//! Patch, conditional interactions,
-//! batch and transaction) answers 501 with an OperationOutcome, and the
+//! instance, type and system level ([`history`]); batch and transaction Bundles
+//! ([`bundle`]). Everything else (search, FHIRPath Patch, conditional interactions)
+//! answers 501 with an OperationOutcome, and the
 //! CapabilityStatement lists only what is built.
 //!
 //! A write goes through the lake's write-ahead log ([`medlake_lake::Lake::write`]): it is
 //! durable when answered, and a REST read or a SQL query sees it at once.
 
+mod bundle;
 mod history;
 mod patch;
 mod read;
@@ -36,7 +37,7 @@ pub fn routes() -> Router<AppState> {
         .route("/metadata", get(metadata).fallback(method_not_allowed))
         .route(
             "/",
-            post(not_supported_yet("batch and transaction Bundles")).fallback(method_not_allowed),
+            post(bundle::post_bundle).fallback(method_not_allowed),
         )
         .route(
             "/_history",
@@ -299,12 +300,16 @@ async fn metadata(
             "mode": "server",
             "documentation": "Implemented for every R4 resource type: read, vread, create, update \
                 (create-on-update, If-Match), versioned delete, and history at instance, type and \
-                system level (_since, _count), and patch with JSON Patch. Not supported yet: search, \
-                FHIRPath Patch, conditional \
-                create/update/delete, batch and transaction; they answer 501 with an \
-                OperationOutcome. JSON only.",
+                system level (_since, _count), patch with JSON Patch, and batch and atomic transaction \
+                Bundles (urn:uuid references rewritten). Not supported yet: search, FHIRPath Patch, \
+                conditional create/update/delete and conditional references; they answer 501 with \
+                an OperationOutcome. JSON only.",
             "resource": resources,
-            "interaction": [{"code": "history-system"}],
+            "interaction": [
+                {"code": "transaction"},
+                {"code": "batch"},
+                {"code": "history-system"},
+            ],
         }],
     });
     let body = if is_pretty(&params) {
