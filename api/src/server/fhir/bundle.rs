@@ -135,7 +135,9 @@ pub async fn post_bundle(
             StatusCode::BAD_REQUEST,
             Issue::error(
                 "invalid",
-                format!("a Bundle of type '{other}' cannot be processed: send a batch or a transaction"),
+                format!(
+                    "a Bundle of type '{other}' cannot be processed: send a batch or a transaction"
+                ),
             ),
         ),
     }
@@ -517,7 +519,14 @@ async fn transaction(
             answers.insert(*i, read_answer(state, resource_type, id, *version).await);
         }
     }
-    response_bundle(state, "transaction-response", entries.len(), answers, prefer, pretty)
+    response_bundle(
+        state,
+        "transaction-response",
+        entries.len(),
+        answers,
+        prefer,
+        pretty,
+    )
 }
 
 async fn batch(state: &AppState, entries: Vec<Value>, prefer: Return, pretty: bool) -> Response {
@@ -585,7 +594,14 @@ async fn batch(state: &AppState, entries: Vec<Value>, prefer: Return, pretty: bo
         };
         answers.insert(i, answer);
     }
-    response_bundle(state, "batch-response", entries.len(), answers, prefer, pretty)
+    response_bundle(
+        state,
+        "batch-response",
+        entries.len(),
+        answers,
+        prefer,
+        pretty,
+    )
 }
 
 async fn single_write(state: &AppState, op: WriteOp) -> Answer {

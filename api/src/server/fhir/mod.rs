@@ -35,10 +35,7 @@ const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/metadata", get(metadata).fallback(method_not_allowed))
-        .route(
-            "/",
-            post(bundle::post_bundle).fallback(method_not_allowed),
-        )
+        .route("/", post(bundle::post_bundle).fallback(method_not_allowed))
         .route(
             "/_history",
             get(history::system_history).fallback(method_not_allowed),
