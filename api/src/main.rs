@@ -74,6 +74,19 @@ enum Command {
     ///
     /// Example: medlake optimize --retention-hours 168
     Optimize(OptimizeArgs),
+    /// Evaluate a FHIRPath expression on a resource and print the result as JSON.
+    ///
+    /// Example: medlake fhirpath "Patient.name.where(use = 'official').family" --input patient.json
+    Fhirpath(FhirpathArgs),
+}
+
+#[derive(Args, Debug)]
+struct FhirpathArgs {
+    /// The FHIRPath expression (FHIRPath N1 with the FHIR R4 additions).
+    expression: String,
+    /// A JSON file with one FHIR resource; `-` reads standard input.
+    #[arg(long, short)]
+    input: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -186,6 +199,12 @@ impl Settings {
 }
 
 fn main() -> std::process::ExitCode {
+    // `medlake sql ... | head` should end quietly when the reader goes away, as other
+    // command-line tools do, not panic on the broken pipe (Rust ignores SIGPIPE).
+    // SAFETY: called before any thread starts; resets one signal to its default action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let default_level = match cli.command {
         Command::Serve(_) => "info",
@@ -220,6 +239,7 @@ async fn run(cli: Cli) -> Result<()> {
     let settings = Settings::resolve(&cli.global)?;
     match cli.command {
         Command::Generate(a) => generate(a),
+        Command::Fhirpath(a) => fhirpath(a),
         Command::Ingest(a) => {
             let lake = Lake::open(settings.lake_options(true)).await?;
             let summary = ingest_cmd::run(&lake, &a.paths, !a.quiet, a.batch_rows).await?;
@@ -337,4 +357,32 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     text
+}
+
+/// `medlake fhirpath`: the result collection as a JSON array on stdout.
+fn fhirpath(a: FhirpathArgs) -> Result<()> {
+    use medlake_ingest::fhirpath::Expression;
+    let text = if a.input.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .context("could not read the resource from standard input")?;
+        s
+    } else {
+        std::fs::read_to_string(&a.input)
+            .with_context(|| format!("could not read {}", a.input.display()))?
+    };
+    let resource: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not JSON", a.input.display()))?;
+    let expression = Expression::parse(&a.expression).map_err(|e| {
+        anyhow::anyhow!(
+            "the expression is not valid FHIRPath:\n{}",
+            e.pointer(&a.expression)
+        )
+    })?;
+    let items = expression
+        .evaluate(&resource)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let out: Vec<serde_json::Value> = items.iter().map(|i| i.to_json()).collect();
+    println!("{}", serde_json::Value::Array(out));
+    Ok(())
 }

@@ -6,6 +6,7 @@
 //! - [`prepare`]: parse and validate one record.
 //! - [`synth`]: deterministic synthetic FHIR R4 data for demos, tests and benchmarks.
 
+pub mod fhirpath;
 pub mod issue;
 pub mod prepare;
 pub mod source;

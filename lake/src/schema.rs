@@ -70,21 +70,30 @@ pub fn resource_table_dir(resource_type: &str) -> String {
 /// Folder of the ingest errors table, relative to the workspace root.
 pub const INGEST_ERRORS_DIR: &str = "ingest_errors";
 
+/// Rows per Parquet row group in resource tables: the unit a read by id skips or reads.
+pub const ROW_GROUP_ROWS: usize = 32 * 1024;
+
 /// How resource tables are written to Parquet.
 ///
 /// `resource` holds a distinct JSON document per row: dictionary encoding and min/max
 /// statistics would cost a hash and a string comparison per row and never help, so
-/// both are off for it. `id` keeps its statistics (reads by id prune files with them)
-/// but not a dictionary, since ids are unique too.
+/// both are off for it. `id` has no dictionary either (ids are unique), but a bloom
+/// filter per row group of [`ROW_GROUP_ROWS`] rows: a read by id skips every row group
+/// whose filter rules the id out, where min/max statistics of random ids never could.
 pub fn resource_writer_properties() -> parquet::file::properties::WriterProperties {
     use parquet::basic::Compression;
     use parquet::file::properties::{EnabledStatistics, WriterProperties};
     use parquet::schema::types::ColumnPath;
     let resource = ColumnPath::from("resource");
+    let id = ColumnPath::from("id");
     WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_column_dictionary_enabled(resource.clone(), false)
         .set_column_statistics_enabled(resource, EnabledStatistics::None)
-        .set_column_dictionary_enabled(ColumnPath::from("id"), false)
+        .set_column_dictionary_enabled(id.clone(), false)
+        .set_column_bloom_filter_enabled(id.clone(), true)
+        .set_column_bloom_filter_max_ndv(id.clone(), ROW_GROUP_ROWS as u64)
+        .set_column_bloom_filter_fpp(id, 0.01)
         .build()
 }

@@ -320,3 +320,49 @@ fn optimize_compacts_small_files_and_vacuums_without_changing_answers() {
         100
     );
 }
+
+#[test]
+fn a_folder_of_gzipped_ndjson_and_single_resources_is_ingested() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("lake");
+    let input = dir.path().join("input");
+    std::fs::create_dir_all(&input).unwrap();
+    let ndjson = input.join("patients.ndjson");
+    std::fs::write(
+        &ndjson,
+        "{\"resourceType\":\"Patient\",\"id\":\"gz-1\"}\n{\"resourceType\":\"Patient\",\"id\":\"gz-2\"}\n",
+    )
+    .unwrap();
+    let status = std::process::Command::new("gzip")
+        .arg(&ndjson)
+        .status()
+        .expect("gzip runs");
+    assert!(status.success());
+    assert!(input.join("patients.ndjson.gz").exists());
+    std::fs::write(
+        input.join("one.json"),
+        r#"{"resourceType": "Observation", "id": "single-1", "status": "final", "code": {"text": "x"}}"#,
+    )
+    .unwrap();
+    let out = medlake(&data, &["ingest", "-q", input.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("ingested 3 resources from 2 files"),
+        "{stdout}"
+    );
+    let ids = sql_json(&data, "SELECT id FROM fhir.patient ORDER BY id");
+    assert_eq!(
+        ids,
+        vec![
+            serde_json::json!({"id": "gz-1"}),
+            serde_json::json!({"id": "gz-2"})
+        ]
+    );
+    assert_eq!(
+        sql_count(
+            &data,
+            "SELECT count(*) FROM fhir.observation WHERE id = 'single-1'"
+        ),
+        1
+    );
+}

@@ -47,6 +47,7 @@
 //! is reported, so a valid resource is validated without allocating.
 
 mod defs;
+mod model;
 mod primitive;
 #[cfg(test)]
 mod tests;
@@ -57,6 +58,7 @@ use serde_json::{Map, Value};
 
 use crate::issue::Issue;
 use defs::{Defs, Elem, Key, Prim, Shape, Ty};
+pub use model::{Field, FieldType, ShapeId};
 use primitive::PrimError;
 
 /// At most this many issues are reported for one resource.

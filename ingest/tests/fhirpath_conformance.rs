@@ -1,0 +1,257 @@
+//! Runs the HL7 FHIRPath R4 test suite (`$MEDLAKE_SHARED/conformance/fhirpath/r4`, by
+//! default `../shared` beside the checkout) against the engine, prints the pass count per
+//! group and the failing tests, and fails if the pass rate drops below what was reached.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use medlake_ingest::fhirpath::{Expression, Item};
+use serde_json::Value;
+
+/// The pass rate reached when this test was last tightened, rounded down.
+const FLOOR_PERCENT: f64 = 99.0;
+
+fn suite_dir() -> PathBuf {
+    let shared = std::env::var_os("MEDLAKE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    shared.join("conformance/fhirpath/r4")
+}
+
+struct Case {
+    group: String,
+    name: String,
+    input: Option<String>,
+    expression: String,
+    invalid: bool,
+    /// The expected output is whether the result is non-empty.
+    predicate: bool,
+    outputs: Vec<(String, String)>,
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+fn attr(tag: &str, name: &str) -> Option<String> {
+    let tag = tag.replace(['\t', '\n', '\r'], " ");
+    let pat = format!(" {name}=\"");
+    let start = tag.find(&pat)? + pat.len();
+    let end = tag[start..].find('"')? + start;
+    Some(unescape(&tag[start..end]))
+}
+
+/// The element `<name ...>body</name>` at or after `from`: (tag, body, end offset).
+fn element<'t>(text: &'t str, name: &str, from: usize) -> Option<(&'t str, &'t str, usize)> {
+    let open = format!("<{name}");
+    let mut at = from;
+    loop {
+        let s = text[at..].find(&open)? + at;
+        let next = text[s + open.len()..].chars().next()?;
+        if next == '>' || next.is_whitespace() {
+            let te = text[s..].find('>')? + s;
+            let close = format!("</{name}>");
+            let ce = text[te..].find(&close)? + te;
+            return Some((&text[s..=te], &text[te + 1..ce], ce + close.len()));
+        }
+        at = s + open.len();
+    }
+}
+
+/// A small reader for the suite's regular XML: groups of tests, each with one
+/// expression and its outputs.
+fn parse_suite(xml: &str) -> Vec<Case> {
+    let mut text = String::with_capacity(xml.len());
+    let mut rest = xml;
+    while let Some(p) = rest.find("<!--") {
+        text.push_str(&rest[..p]);
+        rest = rest[p..].find("-->").map_or("", |e| &rest[p + e + 3..]);
+    }
+    text.push_str(rest);
+
+    let mut cases = Vec::new();
+    let mut unnamed = 0;
+    let mut gpos = 0;
+    while let Some((gtag, gbody, gend)) = element(&text, "group", gpos) {
+        gpos = gend;
+        let group = attr(gtag, "name").unwrap_or_default();
+        let mut tpos = 0;
+        while let Some((ttag, tbody, tend)) = element(gbody, "test", tpos) {
+            tpos = tend;
+            let Some((etag, ebody, eend)) = element(tbody, "expression", 0) else {
+                continue;
+            };
+            let name = attr(ttag, "name").unwrap_or_else(|| {
+                unnamed += 1;
+                format!("unnamed-{unnamed}")
+            });
+            let mut outputs = Vec::new();
+            let mut opos = eend;
+            while let Some((otag, obody, oend)) = element(tbody, "output", opos) {
+                opos = oend;
+                outputs.push((attr(otag, "type").unwrap_or_default(), unescape(obody)));
+            }
+            cases.push(Case {
+                group: group.clone(),
+                name,
+                input: attr(ttag, "inputfile"),
+                expression: unescape(ebody),
+                invalid: attr(etag, "invalid").is_some(),
+                predicate: attr(ttag, "predicate").as_deref() == Some("true"),
+                outputs,
+            });
+        }
+    }
+    cases
+}
+
+/// An expected output written as a FHIRPath literal, evaluated.
+fn literal(text: &str) -> Option<Item<'static>> {
+    static EMPTY: Value = Value::Null;
+    let e = Expression::parse(text).ok()?;
+    let v = e.evaluate(&EMPTY).ok()?;
+    v.into_iter().next().map(|i| i.to_system())
+}
+
+fn literal_text(item: &Item<'_>) -> Option<String> {
+    Some(match item {
+        Item::Boolean(b) => b.to_string(),
+        Item::String(s) => s.clone(),
+        Item::Integer(i) => i.to_string(),
+        Item::Decimal(d) => d.to_string(),
+        Item::Date(d) => format!("@{}", d.format_date()),
+        Item::DateTime(d) => format!("@{}", d.format_date_time()),
+        Item::Time(t) => format!("@T{}", t.format_time()),
+        Item::Quantity(q) => q.format(),
+        _ => return None,
+    })
+}
+
+fn matches_output(actual: &Item<'_>, ty: &str, expected: &str) -> bool {
+    let sys = actual.to_system();
+    match ty {
+        "boolean" => matches!(sys, Item::Boolean(b) if b.to_string() == expected),
+        "integer" => matches!(sys, Item::Integer(i) if i.to_string() == expected),
+        "decimal" => match (&sys, literal(expected)) {
+            (Item::Decimal(a), Some(Item::Decimal(b))) => a.to_string() == b.to_string(),
+            (Item::Decimal(a), Some(Item::Integer(b))) => a.to_string() == b.to_string(),
+            _ => false,
+        },
+        "date" | "dateTime" | "time" => {
+            literal(expected).is_some_and(|e| format!("{e:?}") == format!("{sys:?}"))
+        }
+        "Quantity" => match (&sys, literal(expected)) {
+            (Item::Quantity(a), Some(Item::Quantity(b))) => {
+                a.unit == b.unit && a.value.to_string() == b.value.to_string()
+            }
+            _ => false,
+        },
+        "string" => matches!(&sys, Item::String(s) if s == expected),
+        // Untyped outputs are written as FHIRPath literals.
+        "" => literal_text(&sys).is_some_and(|t| t == expected),
+        _ => match actual {
+            Item::Node(n) => {
+                n.type_name() == ty && matches!(&sys, Item::String(s) if s == expected)
+            }
+            _ => false,
+        },
+    }
+}
+
+fn run(case: &Case, inputs: &mut BTreeMap<String, Value>) -> Result<(), String> {
+    let input = match &case.input {
+        Some(file) => {
+            let json = file.replace(".xml", ".json");
+            if !inputs.contains_key(&json) {
+                let path = suite_dir().join(&json);
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+                inputs.insert(json.clone(), v);
+            }
+            inputs.get(&json).cloned().unwrap_or(Value::Null)
+        }
+        None => serde_json::json!({}),
+    };
+    let outcome = Expression::parse(&case.expression)
+        .map_err(|e| e.to_string())
+        .and_then(|e| e.evaluate(&input).map_err(|e| e.to_string()));
+    if case.invalid {
+        return match outcome {
+            Err(_) => Ok(()),
+            Ok(r) => Err(format!(
+                "expected an error, got {:?}",
+                r.iter().map(Item::to_json).collect::<Vec<_>>()
+            )),
+        };
+    }
+    let mut out = outcome?;
+    if case.predicate {
+        out = vec![Item::Boolean(!out.is_empty())];
+    }
+    let show = || {
+        format!(
+            "expected {:?}, got {:?}",
+            case.outputs,
+            out.iter().map(Item::to_json).collect::<Vec<_>>()
+        )
+    };
+    if out.len() != case.outputs.len() {
+        return Err(show());
+    }
+    for (a, (ty, v)) in out.iter().zip(case.outputs.iter()) {
+        if !matches_output(a, ty, v) {
+            return Err(show());
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn fhirpath_r4_suite() {
+    let path = suite_dir().join("tests-fhir-r4.xml");
+    let xml = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let cases = parse_suite(&xml);
+    assert!(cases.len() > 600, "parsed only {} tests", cases.len());
+    let mut inputs = BTreeMap::new();
+    let mut per_group: Vec<(String, usize, usize)> = Vec::new();
+    let mut failures = Vec::new();
+    let mut passed = 0;
+    for case in &cases {
+        let outcome = run(case, &mut inputs);
+        if per_group.last().is_none_or(|g| g.0 != case.group) {
+            per_group.push((case.group.clone(), 0, 0));
+        }
+        if let Some(g) = per_group.last_mut() {
+            g.2 += 1;
+            g.1 += usize::from(outcome.is_ok());
+        }
+        match outcome {
+            Ok(()) => passed += 1,
+            Err(e) => failures.push(format!(
+                "{}/{}: {}  -- {e}",
+                case.group, case.name, case.expression
+            )),
+        }
+    }
+    for (g, p, n) in &per_group {
+        println!("{g:30} {p:4}/{n:<4}");
+    }
+    for f in &failures {
+        println!("FAIL {f}");
+    }
+    let percent = passed as f64 * 100.0 / cases.len() as f64;
+    println!(
+        "FHIRPath R4 suite: {passed}/{} passed ({percent:.1}%)",
+        cases.len()
+    );
+    assert!(
+        percent >= FLOOR_PERCENT,
+        "pass rate {percent:.1}% fell below the floor of {FLOOR_PERCENT}%"
+    );
+}
