@@ -23,7 +23,7 @@ Output format (JSON, gzip, no whitespace):
       "resources":  ["Account", "ActivityDefinition", ...],     # concrete resource types
       "types": {                                                # resources and complex types
         "Patient": {
-          "id": [0, "1", "id"],                                 # [min, max, types]
+          "id": [0, "1", "id", 1],                              # [min, max, types, summary?]
           "contact": [0, "*", "BackboneElement"],               # children follow inline
           "contact.name": [0, "1", "HumanName"],
           "deceased[x]": [0, "1", "boolean|dateTime"],          # choice: one JSON key per type
@@ -34,7 +34,8 @@ Output format (JSON, gzip, no whitespace):
     }
 
 Element paths are relative to the type (the root element itself is left out); max is "1"
-or "*"; types are FHIR type codes joined by "|". FHIRPath system types
+or "*"; types are FHIR type codes joined by "|"; a fourth item, 1, marks an element that
+is part of the summary (isSummary, for `_summary=true`). FHIRPath system types
 (http://hl7.org/fhirpath/System.String, used for `id`, `Extension.url`, ...) are replaced
 by the FHIR type named in their structuredefinition-fhir-type extension, and element types
 that name a specific resource are written as "Resource" (as R4 4.0.1 publishes them).
@@ -132,7 +133,10 @@ def element_table(sd, resource_names):
             if not codes:
                 raise SystemExit(f"{sd['id']}: element {path} has no type")
             types = "|".join(codes)
-        table[rel] = [mn, mx, types]
+        spec = [mn, mx, types]
+        if el.get("isSummary"):
+            spec.append(1)
+        table[rel] = spec
     return table
 
 
@@ -172,7 +176,8 @@ def main(argv):
     # Every type code used must be known.
     known = set(primitives) | set(types) | {"Resource", "BackboneElement", "Element"}
     for name, table in types.items():
-        for rel, (_, _, t) in table.items():
+        for rel, spec in table.items():
+            t = spec[2]
             if t.startswith("#"):
                 if t[1:] not in table:
                     raise SystemExit(f"{name}.{rel}: contentReference to unknown {t}")

@@ -631,3 +631,74 @@ fn a_batch_answers_each_entry_on_its_own() {
     );
     assert_eq!(r.status(), 400);
 }
+
+#[test]
+fn summary_and_elements_cut_reads_down_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("lake"), &[]);
+    let agent = http();
+    let r = agent
+        .put(&server.url("/fhir/Patient/s1"))
+        .header("Content-Type", FHIR_JSON)
+        .send(
+            json!({
+                "resourceType": "Patient", "id": "s1",
+                "name": [{"family": "Osei"}], "gender": "male",
+                "photo": [{"contentType": "image/png", "data": "iVBORw0KGgo="}],
+                "maritalStatus": {"text": "Married"}
+            })
+            .to_string(),
+        )
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    let mut r = agent
+        .get(&server.url("/fhir/Patient/s1?_summary=true"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let summary = json_body(&mut r);
+    assert_eq!(summary["name"][0]["family"], "Osei");
+    assert_eq!(summary["gender"], "male");
+    assert!(
+        summary.get("photo").is_none(),
+        "photo is not a summary element"
+    );
+    assert!(summary.get("maritalStatus").is_none());
+    assert_eq!(summary["meta"]["tag"][0]["code"], "SUBSETTED");
+
+    let mut r = agent
+        .get(&server.url("/fhir/Patient/s1/_history/1?_elements=gender"))
+        .call()
+        .unwrap();
+    let only = json_body(&mut r);
+    let mut keys: Vec<&str> = only
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, vec!["gender", "id", "meta", "resourceType"]);
+
+    let mut r = agent
+        .get(&server.url("/fhir/Patient/s1/_history?_elements=name"))
+        .call()
+        .unwrap();
+    let history = json_body(&mut r);
+    assert!(history["entry"][0]["resource"].get("gender").is_none());
+    assert_eq!(history["entry"][0]["resource"]["name"][0]["family"], "Osei");
+
+    let r = agent
+        .get(&server.url("/fhir/Patient/s1?_summary=count"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let mut r = agent.get(&server.url("/fhir/Patient/s1")).call().unwrap();
+    let full = json_body(&mut r);
+    assert!(full.get("photo").is_some());
+    assert!(
+        full["meta"].get("tag").is_none(),
+        "a full read is not tagged"
+    );
+}

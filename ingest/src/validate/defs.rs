@@ -187,6 +187,8 @@ pub(super) struct Elem {
     pub choice: bool,
     /// For a choice, the JSON keys it allows (`valueQuantity`, ...), for messages.
     pub variants: Vec<Box<str>>,
+    /// Part of the summary view (`isSummary`, for `_summary=true`).
+    pub summary: bool,
 }
 
 /// The allowed content of one kind of JSON object.
@@ -306,6 +308,7 @@ impl Defs {
                 let min = spec[0].as_u64().expect("R4 definitions: min") as u32;
                 let many = spec[1].as_str().expect("R4 definitions: max") == "*";
                 let types_str = spec[2].as_str().expect("R4 definitions: types");
+                let summary = spec.get(3).and_then(Value::as_u64) == Some(1);
                 let (owner, name) = match path.rfind('.') {
                     Some(dot) => (format!("{type_name}.{}", &path[..dot]), &path[dot + 1..]),
                     None => (type_name.clone(), path.as_str()),
@@ -395,6 +398,7 @@ impl Defs {
                     many,
                     choice,
                     variants,
+                    summary,
                 });
             }
         }

@@ -32,6 +32,10 @@ pub struct Field<'d> {
     pub companion: bool,
     /// The element repeats (max `*`).
     pub many: bool,
+    /// The element is required (min 1 or more).
+    pub required: bool,
+    /// The element is part of the summary view (`isSummary`, for `_summary=true`).
+    pub summary: bool,
 }
 
 impl Validator {
@@ -86,6 +90,8 @@ impl Validator {
             choice: elem.choice,
             companion: k.companion,
             many: elem.many,
+            required: elem.min > 0,
+            summary: elem.summary,
         })
     }
 }

@@ -18,6 +18,7 @@ use medlake_ingest::issue::Issue;
 use medlake_lake::instant_string;
 use serde_json::{Value, json};
 
+use super::subset::Subset;
 use super::{FHIR_JSON, check_format, check_id, check_type, is_pretty, outcome};
 use crate::server::AppState;
 
@@ -248,6 +249,10 @@ fn bundle(
     mut entries: Vec<Entry>,
     total: Option<usize>,
 ) -> Response {
+    let subset = match Subset::from_params(params) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     entries.sort_by(newest_first);
     let more = entries.len() > page.count;
     entries.truncate(page.count);
@@ -300,8 +305,9 @@ fn bundle(
                 },
             });
             if !e.deleted {
-                if let Ok(resource) = serde_json::from_str::<Value>(&e.resource) {
-                    item["resource"] = resource;
+                if let Ok(Value::Object(mut resource)) = serde_json::from_str::<Value>(&e.resource) {
+                    subset.apply(&mut resource);
+                    item["resource"] = Value::Object(resource);
                 }
             }
             item

@@ -14,6 +14,7 @@ mod bundle;
 mod history;
 mod patch;
 mod read;
+mod subset;
 mod write;
 
 use axum::Router;
@@ -184,15 +185,27 @@ pub(super) fn check_id(id: &str) -> Result<(), Response> {
     }
 }
 
-/// The response for one stored version.
-pub(super) fn resource_response(v: &ResourceVersion, pretty: bool) -> Response {
-    let body = if pretty {
-        serde_json::from_str::<Value>(&v.resource)
-            .ok()
-            .and_then(|j| serde_json::to_string_pretty(&j).ok())
-            .unwrap_or_else(|| v.resource.to_string())
-    } else {
+/// The response for one stored version, cut down by `_summary` / `_elements`.
+pub(super) fn resource_response(
+    v: &ResourceVersion,
+    pretty: bool,
+    subset: &subset::Subset,
+) -> Response {
+    let body = if !pretty && *subset == subset::Subset::Full {
         v.resource.to_string()
+    } else {
+        match serde_json::from_str::<Value>(&v.resource) {
+            Ok(Value::Object(mut m)) => {
+                subset.apply(&mut m);
+                let j = Value::Object(m);
+                if pretty {
+                    serde_json::to_string_pretty(&j).unwrap_or_else(|_| j.to_string())
+                } else {
+                    j.to_string()
+                }
+            }
+            _ => v.resource.to_string(),
+        }
     };
     let mut r = (StatusCode::OK, body).into_response();
     let h = r.headers_mut();
@@ -298,7 +311,8 @@ async fn metadata(
             "documentation": "Implemented for every R4 resource type: read, vread, create, update \
                 (create-on-update, If-Match), versioned delete, and history at instance, type and \
                 system level (_since, _count), patch with JSON Patch, and batch and atomic transaction \
-                Bundles (urn:uuid references rewritten). Not supported yet: search, FHIRPath Patch, \
+                Bundles (urn:uuid references rewritten); _summary and _elements on read, vread and \
+                history. Not supported yet: search, FHIRPath Patch, \
                 conditional create/update/delete and conditional references; they answer 501 with \
                 an OperationOutcome. JSON only.",
             "resource": resources,

@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use medlake_ingest::issue::Issue;
 
+use super::subset::Subset;
 use super::{
     check_format, check_id, check_type, gone, is_pretty, not_found, outcome, resource_response,
     storage_error,
@@ -25,9 +26,13 @@ pub async fn read(
     {
         return r;
     }
+    let subset = match Subset::from_params(&params) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     match state.lake.read_latest(&resource_type, &id).await {
         Ok(Some(v)) if v.deleted => gone(&v),
-        Ok(Some(v)) => resource_response(&v, is_pretty(&params)),
+        Ok(Some(v)) => resource_response(&v, is_pretty(&params), &subset),
         Ok(None) => not_found(&resource_type, &id),
         Err(e) => storage_error(e),
     }
@@ -45,6 +50,10 @@ pub async fn vread(
     {
         return r;
     }
+    let subset = match Subset::from_params(&params) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     let Ok(version) = vid.parse::<i64>() else {
         return outcome(
             StatusCode::BAD_REQUEST,
@@ -53,7 +62,7 @@ pub async fn vread(
     };
     match state.lake.read_version(&resource_type, &id, version).await {
         Ok(Some(v)) if v.deleted => gone(&v),
-        Ok(Some(v)) => resource_response(&v, is_pretty(&params)),
+        Ok(Some(v)) => resource_response(&v, is_pretty(&params), &subset),
         Ok(None) => outcome(
             StatusCode::NOT_FOUND,
             Issue::error(
