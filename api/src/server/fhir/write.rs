@@ -338,12 +338,12 @@ pub async fn delete(
         Some(_) => format!("{resource_type}/{id} was already deleted; nothing was written"),
         None => format!("{resource_type}/{id} does not exist; nothing was written"),
     };
-    if let (Some(v), Some(l)) = (expected, current) {
-        if v != l.version_id {
+    if let Some(v) = expected {
+        if current.map(|l| l.version_id) != Some(v) {
             return write_error(LakeError::VersionConflict {
                 resource: format!("{resource_type}/{id}"),
                 expected: v,
-                current: Some(l.version_id),
+                current: current.map(|l| l.version_id),
             });
         }
     }
