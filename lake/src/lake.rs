@@ -36,6 +36,7 @@ use url::Url;
 use crate::buffer::TypeBuffer;
 use crate::error::{LakeError, Result};
 use crate::index::{IdIndex, Latest};
+use crate::point_read::PointReader;
 use crate::record::{ResourceVersion, instant_string, key_columns, now_micros, versions_to_batch};
 use crate::schema::{INGEST_ERRORS_DIR, resource_table_dir};
 use crate::storage::{is_local, resolve_data_url};
@@ -122,9 +123,8 @@ struct Shared {
     closed_segments: Mutex<Vec<PathBuf>>,
     /// Held while the lake is open: one writer per WAL.
     _wal_lock: Option<std::fs::File>,
-    /// The DataFusion session of point reads: made once, as making one costs more than
-    /// the read.
-    reader: SessionContext,
+    /// Footers and bloom filters of data files, for reads of one resource.
+    points: PointReader,
 }
 
 struct WriteState {
@@ -231,7 +231,7 @@ impl Lake {
                 flush_lock: tokio::sync::Mutex::new(()),
                 closed_segments: Mutex::new(Vec::new()),
                 _wal_lock: wal_lock,
-                reader: point_read_session(),
+                points: PointReader::default(),
             }
         });
         if options.with_wal && shared.wal.is_none() {
@@ -372,6 +372,10 @@ impl Lake {
         resource_type: &str,
         id: &str,
     ) -> Result<Option<Arc<ResourceVersion>>> {
+        // The index knows every id: an unknown one needs no file read.
+        if self.latest(resource_type, id).is_none() {
+            return Ok(None);
+        }
         let delta = {
             let types = self.shared.types.lock();
             let Some(s) = types.get(resource_type) else {
@@ -383,7 +387,12 @@ impl Lake {
             s.delta.clone()
         };
         let Some(table) = delta else { return Ok(None) };
-        read_from_delta(&self.shared.reader, &table, resource_type, id, None).await
+        let row = self
+            .shared
+            .points
+            .read(&table, resource_type, id, None)
+            .await?;
+        Ok(row.map(Arc::new))
     }
 
     /// One version of a resource.
@@ -393,6 +402,12 @@ impl Lake {
         id: &str,
         version_id: i64,
     ) -> Result<Option<Arc<ResourceVersion>>> {
+        if self
+            .latest(resource_type, id)
+            .is_none_or(|l| version_id > l.version_id || version_id < 1)
+        {
+            return Ok(None);
+        }
         let delta = {
             let types = self.shared.types.lock();
             let Some(s) = types.get(resource_type) else {
@@ -404,14 +419,12 @@ impl Lake {
             s.delta.clone()
         };
         let Some(table) = delta else { return Ok(None) };
-        read_from_delta(
-            &self.shared.reader,
-            &table,
-            resource_type,
-            id,
-            Some(version_id),
-        )
-        .await
+        let row = self
+            .shared
+            .points
+            .read(&table, resource_type, id, Some(version_id))
+            .await?;
+        Ok(row.map(Arc::new))
     }
 
     /// Rows in the in-memory tail, all types.
@@ -756,46 +769,11 @@ async fn load_keys(table: &DeltaTable, resource_type: &str, index: &mut IdIndex)
     Ok(())
 }
 
-/// A session for reads of one resource: filters are evaluated inside the Parquet
-/// reader, so only the rows whose id matches have their `resource` decoded.
-fn point_read_session() -> SessionContext {
-    let mut config = datafusion::prelude::SessionConfig::new().with_target_partitions(2);
-    let options = config.options_mut();
-    options.execution.parquet.pushdown_filters = true;
-    options.execution.parquet.reorder_filters = true;
-    SessionContext::new_with_config(config)
-}
-
-async fn read_from_delta(
-    ctx: &SessionContext,
-    table: &DeltaTable,
+pub(crate) fn row_from_batch(
+    b: &RecordBatch,
     resource_type: &str,
-    id: &str,
-    version: Option<i64>,
-) -> Result<Option<Arc<ResourceVersion>>> {
-    use datafusion::prelude::{col, lit};
-    table
-        .update_datafusion_session(&ctx.state())
-        .map_err(|e| LakeError::delta(resource_type, e))?;
-    let provider = table.table_provider().await?;
-    let mut df = ctx.read_table(provider)?.filter(col("id").eq(lit(id)))?;
-    if let Some(v) = version {
-        df = df.filter(col("version_id").eq(lit(v)))?;
-    }
-    let df = df
-        .sort(vec![col("version_id").sort(false, false)])?
-        .limit(0, Some(1))?;
-    let batches = df.collect().await?;
-    for b in batches {
-        if b.num_rows() == 0 {
-            continue;
-        }
-        return Ok(Some(Arc::new(row_from_batch(&b, resource_type, 0)?)));
-    }
-    Ok(None)
-}
-
-fn row_from_batch(b: &RecordBatch, resource_type: &str, i: usize) -> Result<ResourceVersion> {
+    i: usize,
+) -> Result<ResourceVersion> {
     use arrow::array::AsArray;
     use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
     let col = |name: &str| {

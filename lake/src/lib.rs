@@ -7,6 +7,7 @@
 //! - [`wal`]: the write-ahead log with group commit.
 //! - [`buffer`], [`index`]: the in-memory tail and the resident id index.
 //! - [`lake`]: [`Lake`], which ties them together: writes, flushes, recovery, reads.
+//! - [`point_read`]: reads of one resource from Delta by id, without a query plan.
 //! - [`bulk`]: large-batch loads straight to Delta, and the ingest errors table.
 //! - [`maintenance`]: compaction, checkpoints and vacuum.
 
@@ -16,6 +17,7 @@ pub mod error;
 pub mod index;
 pub mod lake;
 pub mod maintenance;
+pub mod point_read;
 pub mod record;
 pub mod schema;
 pub mod storage;

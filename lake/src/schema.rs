@@ -71,7 +71,7 @@ pub fn resource_table_dir(resource_type: &str) -> String {
 pub const INGEST_ERRORS_DIR: &str = "ingest_errors";
 
 /// Rows per Parquet row group in resource tables: the unit a read by id skips or reads.
-pub const ROW_GROUP_ROWS: usize = 32 * 1024;
+pub const ROW_GROUP_ROWS: usize = 8 * 1024;
 
 /// How resource tables are written to Parquet.
 ///

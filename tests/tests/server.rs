@@ -289,3 +289,50 @@ fn sql_count_http(agent: &ureq::Agent, server: &Server, q: &str) -> i64 {
         .as_i64()
         .unwrap()
 }
+
+#[test]
+fn reads_by_id_find_the_right_version_across_delta_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("lake");
+    // Two bulk loads: two Delta files holding versions 1 and 2 of the same resource,
+    // among others the bloom filters must rule out.
+    for (round, gender) in [(1, "female"), (2, "other")] {
+        let file = dir.path().join(format!("round{round}.ndjson"));
+        let mut lines: Vec<String> = (0..500)
+            .map(|i| format!(r#"{{"resourceType":"Patient","id":"r{round}-{i}"}}"#))
+            .collect();
+        lines.push(format!(
+            r#"{{"resourceType":"Patient","id":"target","gender":"{gender}"}}"#
+        ));
+        std::fs::write(&file, lines.join("\n")).unwrap();
+        medlake_e2e::medlake(&data, &["ingest", "-q", file.to_str().unwrap()]);
+    }
+    let server = Server::start(&data, &[]);
+    let agent = http();
+    let mut r = agent
+        .get(&server.url("/fhir/Patient/target"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.body_mut().read_json().unwrap();
+    assert_eq!(v["gender"], "other");
+    assert_eq!(v["meta"]["versionId"], "2");
+    let mut r = agent
+        .get(&server.url("/fhir/Patient/target/_history/1"))
+        .call()
+        .unwrap();
+    let v1: Value = r.body_mut().read_json().unwrap();
+    assert_eq!(v1["gender"], "female");
+    let r = agent
+        .get(&server.url("/fhir/Patient/target/_history/3"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let mut r = agent
+        .get(&server.url("/fhir/Patient/r1-77"))
+        .call()
+        .unwrap();
+    assert_eq!(r.body_mut().read_json::<Value>().unwrap()["id"], "r1-77");
+    let r = agent.get(&server.url("/fhir/Patient/r3-1")).call().unwrap();
+    assert_eq!(r.status(), 404);
+}
