@@ -17,8 +17,8 @@ use arrow::array::{Array, ArrayRef, RecordBatch, Scalar, StringArray};
 use arrow::compute::kernels::cmp::eq;
 use deltalake::DeltaTable;
 use futures::TryStreamExt;
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use parking_lot::Mutex;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
