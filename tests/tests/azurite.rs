@@ -166,6 +166,17 @@ fn ingest_query_and_serve_through_azurite() {
     );
     assert!(listed.lines().any(|l| l.ends_with(".parquet")), "{listed}");
     let agent = http();
+    let out = medlake_az(
+        &azurite,
+        &[
+            "sql",
+            "--format",
+            "json",
+            "SELECT id FROM fhir.observation LIMIT 1",
+        ],
+    );
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stored_id = rows[0]["id"].as_str().unwrap().to_string();
 
     // A server on the same az:// lake writes through its local WAL and flushes to Azure.
     let server = Server::start_with_env(
@@ -199,6 +210,16 @@ fn ingest_query_and_serve_through_azurite() {
         .call()
         .unwrap();
     assert_eq!(r.status(), 200);
+    // A bulk-loaded resource is read by id from the Parquet files in Azure.
+    let mut r = agent
+        .get(&server.url(&format!("/fhir/Observation/{stored_id}")))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.body_mut().read_json::<Value>().unwrap()["id"],
+        stored_id.as_str()
+    );
     server.stop();
     let out = medlake_az(
         &azurite,
