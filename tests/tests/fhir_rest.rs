@@ -416,9 +416,12 @@ fn json_patch_applies_atomically_and_is_checked_like_an_update() {
     // Not a patch document: 400.
     let r = patch(json!({"op": "replace"}), JSON_PATCH);
     assert_eq!(r.status(), 400);
-    // FHIRPath Patch is not built yet and says so.
-    let r = patch(json!({"resourceType": "Parameters"}), FHIR_JSON);
-    assert_eq!(r.status(), 501);
+    // A Parameters body that is no FHIRPath Patch: 400.
+    let r = patch(
+        json!({"resourceType": "Parameters", "parameter": [{"name": "operation"}]}),
+        FHIR_JSON,
+    );
+    assert_eq!(r.status(), 400);
 
     let mut r = agent.get(&server.url("/fhir/Patient/p1")).call().unwrap();
     let current = json_body(&mut r);
@@ -427,6 +430,52 @@ fn json_patch_applies_atomically_and_is_checked_like_an_update() {
         "failed patches wrote nothing"
     );
     assert_eq!(current["gender"], "other");
+
+    // FHIRPath Patch: replace a primitive and add a name.
+    let fhirpath_patch = json!({
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "operation", "part": [
+                {"name": "type", "valueCode": "replace"},
+                {"name": "path", "valueString": "Patient.gender"},
+                {"name": "value", "valueCode": "female"}
+            ]},
+            {"name": "operation", "part": [
+                {"name": "type", "valueCode": "add"},
+                {"name": "path", "valueString": "Patient"},
+                {"name": "name", "valueString": "name"},
+                {"name": "value", "part": [
+                    {"name": "family", "valueString": "Adeyemi"}
+                ]}
+            ]}
+        ]
+    });
+    let mut r = patch(fhirpath_patch, FHIR_JSON);
+    assert_eq!(r.status(), 200);
+    let patched = json_body(&mut r);
+    assert_eq!(patched["gender"], "female");
+    assert_eq!(patched["name"][0]["family"], "Adeyemi");
+    assert_eq!(patched["meta"]["versionId"], "3");
+    // A FHIRPath Patch that adds an element Patient does not have: 422, nothing written.
+    let r = patch(
+        json!({"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+            {"name": "type", "valueCode": "add"},
+            {"name": "path", "valueString": "Patient"},
+            {"name": "name", "valueString": "shoeSize"},
+            {"name": "value", "valueInteger": 43}
+        ]}]}),
+        FHIR_JSON,
+    );
+    assert_eq!(r.status(), 422);
+    // An operation type FHIRPath Patch does not have: 400.
+    let r = patch(
+        json!({"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+            {"name": "type", "valueCode": "frobnicate"},
+            {"name": "path", "valueString": "Patient"}
+        ]}]}),
+        FHIR_JSON,
+    );
+    assert_eq!(r.status(), 400);
 
     // A stale If-Match: 412. Patching what does not exist: 404.
     let r = agent

@@ -39,6 +39,7 @@
 
 mod eval;
 mod parser;
+pub mod patch;
 #[cfg(test)]
 mod tests;
 mod value;

@@ -1,10 +1,10 @@
 //! The FHIR R4 REST API under `/fhir`.
 //!
 //! Built: `metadata`; read and vread ([`read`]); create, update (with create-on-update
-//! and `If-Match`) and versioned delete ([`write`]); JSON Patch ([`patch`]); history at
-//! instance, type and system level ([`history`]); batch and transaction Bundles
-//! ([`bundle`]). Everything else (search, FHIRPath Patch, conditional interactions)
-//! answers 501 with an OperationOutcome, and the
+//! and `If-Match`) and versioned delete ([`write`]); JSON Patch and FHIRPath Patch
+//! ([`patch`]); history at instance, type and system level ([`history`]); batch and
+//! transaction Bundles ([`bundle`]); `_summary` and `_elements` ([`subset`]). Everything
+//! else (search, conditional interactions) answers 501 with an OperationOutcome, and the
 //! CapabilityStatement lists only what is built.
 //!
 //! A write goes through the lake's write-ahead log ([`medlake_lake::Lake::write`]): it is
@@ -309,12 +309,12 @@ async fn metadata(
         "rest": [{
             "mode": "server",
             "documentation": "Implemented for every R4 resource type: read, vread, create, update \
-                (create-on-update, If-Match), versioned delete, and history at instance, type and \
-                system level (_since, _count), patch with JSON Patch, and batch and atomic transaction \
-                Bundles (urn:uuid references rewritten); _summary and _elements on read, vread and \
-                history. Not supported yet: search, FHIRPath Patch, \
-                conditional create/update/delete and conditional references; they answer 501 with \
-                an OperationOutcome. JSON only.",
+                (create-on-update, If-Match), patch (JSON Patch or FHIRPath Patch), versioned \
+                delete, history at instance, type and system level (_since, _count), and batch \
+                and atomic transaction Bundles (urn:uuid references rewritten); _summary and \
+                _elements on read, vread and history. Not supported yet: search, conditional \
+                create/update/delete and conditional references; they answer 501 with an \
+                OperationOutcome. JSON only.",
             "resource": resources,
             "interaction": [
                 {"code": "transaction"},

@@ -1,10 +1,12 @@
-//! patch: `PATCH /fhir/<type>/<id>` with a JSON Patch (RFC 6902) document.
+//! patch: `PATCH /fhir/<type>/<id>` with a JSON Patch (RFC 6902) document or a FHIRPath
+//! Patch (a Parameters resource).
 //!
-//! The patch is applied to the current version with the `json-patch` crate (all or
-//! nothing), the result is checked against R4 like any update, and written with the
+//! The patch is applied to the current version, all or nothing (JSON Patch with the
+//! `json-patch` crate, FHIRPath Patch with `medlake_ingest::fhirpath::patch`), the result
+//! is checked against R4 like any update, and written with the
 //! version it was made from as its precondition, so a concurrent update is never lost:
 //! the patch is retried on the newer version, or, under the client's own `If-Match`,
-//! answered 412. FHIRPath Patch (a Parameters body) is not supported yet.
+//! answered 412.
 
 use std::collections::HashMap;
 
@@ -43,36 +45,47 @@ pub async fn patch(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !content_type.starts_with("application/json-patch+json") {
-        let message = if content_type.contains("fhir+json") || content_type.contains("/json") {
-            "FHIRPath Patch (a Parameters resource) is not supported yet; send a JSON Patch \
-             document as application/json-patch+json"
-                .to_string()
-        } else {
-            format!(
-                "a patch must be a JSON Patch document (application/json-patch+json), not '{content_type}'"
-            )
-        };
-        let status = if content_type.contains("xml") {
-            StatusCode::UNSUPPORTED_MEDIA_TYPE
-        } else if content_type.contains("json") {
-            StatusCode::NOT_IMPLEMENTED
-        } else {
-            StatusCode::UNSUPPORTED_MEDIA_TYPE
-        };
-        return outcome(status, Issue::error("not-supported", message));
-    }
-    let operations: json_patch::Patch = match serde_json::from_slice(&body) {
-        Ok(p) => p,
-        Err(e) => {
-            return outcome(
-                StatusCode::BAD_REQUEST,
-                Issue::error(
-                    "structure",
-                    format!("the body is not a JSON Patch document: {e}"),
-                ),
-            );
+    let patch = if content_type.starts_with("application/json-patch+json") {
+        match serde_json::from_slice::<json_patch::Patch>(&body) {
+            Ok(p) => Patch::Json(p),
+            Err(e) => {
+                return outcome(
+                    StatusCode::BAD_REQUEST,
+                    Issue::error(
+                        "structure",
+                        format!("the body is not a JSON Patch document: {e}"),
+                    ),
+                );
+            }
         }
+    } else if content_type.contains("json") {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(p) if p.get("resourceType").and_then(Value::as_str) == Some("Parameters") => {
+                Patch::FhirPath(p)
+            }
+            _ => {
+                return outcome(
+                    StatusCode::BAD_REQUEST,
+                    Issue::error(
+                        "structure",
+                        "a FHIRPath Patch must be a Parameters resource; a JSON Patch must be \
+                         sent as application/json-patch+json",
+                    ),
+                );
+            }
+        }
+    } else {
+        return outcome(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Issue::error(
+                "not-supported",
+                format!(
+                    "'{content_type}' is not a patch format this server takes: send a JSON Patch \
+                     (application/json-patch+json) or a FHIRPath Patch Parameters resource \
+                     (application/fhir+json)"
+                ),
+            ),
+        );
     };
     let client_expects = match if_match(&headers) {
         Ok(v) => v,
@@ -98,11 +111,8 @@ pub async fn patch(
             Ok(v) => v,
             Err(e) => return storage_error(LakeError::WriterStopped(e.to_string())),
         };
-        if let Err(e) = json_patch::patch(&mut doc, &operations) {
-            return outcome(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Issue::error("processing", format!("the patch could not be applied: {e}")),
-            );
+        if let Err(r) = patch.apply(&mut doc) {
+            return r;
         }
         if doc.get("resourceType").and_then(Value::as_str) != Some(resource_type.as_str())
             || doc.get("id").and_then(Value::as_str) != Some(id.as_str())
@@ -195,5 +205,36 @@ mod tests {
         println!("FHIR JSON Patch cases: {passed}/{} passed", cases.len());
         assert!(failures.is_empty(), "failed: {failures:?}");
         assert_eq!(cases.len(), 16);
+    }
+}
+
+/// The two patch formats FHIR R4 defines for JSON.
+enum Patch {
+    /// RFC 6902, applied by the `json-patch` crate.
+    Json(json_patch::Patch),
+    /// FHIRPath Patch: a Parameters resource of operations.
+    FhirPath(Value),
+}
+
+impl Patch {
+    /// Apply all operations or none; the error is the answer to send.
+    fn apply(&self, doc: &mut Value) -> Result<(), Response> {
+        match self {
+            Patch::Json(operations) => json_patch::patch(doc, operations).map_err(|e| {
+                outcome(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Issue::error("processing", format!("the patch could not be applied: {e}")),
+                )
+            }),
+            Patch::FhirPath(parameters) => medlake_ingest::fhirpath::patch::apply(doc, parameters)
+                .map_err(|e| {
+                    let status = if e.is_invalid() {
+                        StatusCode::BAD_REQUEST
+                    } else {
+                        StatusCode::UNPROCESSABLE_ENTITY
+                    };
+                    outcome(status, Issue::error("processing", e.to_string()))
+                }),
+        }
     }
 }
