@@ -616,6 +616,22 @@ fn a_transaction_is_all_or_nothing_and_rewrites_urn_uuid_references() {
     assert_eq!(r.status(), 412);
     assert_eq!(count(&agent), before);
 
+    // A PATCH entry: a Binary holding a JSON Patch.
+    let json_patch = json!([{"op": "add", "path": "/gender", "value": "unknown"}]).to_string();
+    let encoded = base64_encode(json_patch.as_bytes());
+    let patching = json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": {"resourceType": "Binary", "contentType": "application/json-patch+json",
+                                "data": encoded},
+                   "request": {"method": "PATCH", "url": format!("Patient/{patient_id}")}}]
+    });
+    let mut r = post_bundle(&agent, &server, patching);
+    assert_eq!(r.status(), 200);
+    let response = json_body(&mut r);
+    assert_eq!(response["entry"][0]["response"]["status"], "200 OK");
+    assert_eq!(response["entry"][0]["resource"]["gender"], "unknown");
+
     // Conditional references need search: refused, not guessed.
     let conditional = json!({
         "resourceType": "Bundle",
@@ -641,6 +657,11 @@ fn a_batch_answers_each_entry_on_its_own() {
              "request": {"method": "PUT", "url": "Patient/b1"}},
             {"resource": {"resourceType": "Patient", "id": "b2", "shoeSize": 1},
              "request": {"method": "PUT", "url": "Patient/b2"}},
+            {"resource": {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+                {"name": "type", "valueCode": "replace"},
+                {"name": "path", "valueString": "Patient.active"},
+                {"name": "value", "valueBoolean": false}]}]},
+             "request": {"method": "PATCH", "url": "Patient/b1"}},
             {"request": {"method": "GET", "url": "Patient/nobody"}},
             {"request": {"method": "GET", "url": "Patient?name=x"}}
         ]
@@ -659,6 +680,7 @@ fn a_batch_answers_each_entry_on_its_own() {
         vec![
             "201 Created",
             "400 Bad Request",
+            "200 OK",
             "404 Not Found",
             "501 Not Implemented"
         ]
@@ -750,4 +772,26 @@ fn summary_and_elements_cut_reads_down_and_say_so() {
         full["meta"].get("tag").is_none(),
         "a full read is not tagged"
     );
+}
+
+/// Standard base64, for Binary resources (small enough not to need a crate here).
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }

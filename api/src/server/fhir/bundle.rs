@@ -10,8 +10,11 @@
 //!
 //! A **batch** runs each entry on its own; each answers with its own status.
 //!
+//! PATCH entries carry a Parameters resource (FHIRPath Patch) or a Binary holding a JSON
+//! Patch, as the specification describes.
+//!
 //! Not supported yet, and refused as such: conditional create, update and delete,
-//! conditional references (`Patient?identifier=...`), PATCH entries, and searches.
+//! conditional references (`Patient?identifier=...`), and searches.
 
 use std::collections::HashMap;
 
@@ -24,6 +27,7 @@ use medlake_ingest::prepare::prepare_value;
 use medlake_lake::{LakeError, ResourceVersion, WriteOp, Written, instant_string};
 use serde_json::{Map, Value, json};
 
+use super::patch::{Patch, patched};
 use super::write::{Return, prefer_return};
 use super::{FHIR_JSON, check_format, check_id, check_type, is_pretty, outcome};
 use crate::server::AppState;
@@ -67,6 +71,12 @@ enum Action {
         id: String,
         if_match: Option<i64>,
     },
+    Patch {
+        resource_type: String,
+        id: String,
+        patch: Patch,
+        if_match: Option<i64>,
+    },
     Read {
         resource_type: String,
         id: String,
@@ -80,7 +90,7 @@ impl Action {
         match self {
             Action::Delete { .. } => 0,
             Action::Create { .. } => 1,
-            Action::Update { .. } => 2,
+            Action::Update { .. } | Action::Patch { .. } => 2,
             Action::Read { .. } => 3,
         }
     }
@@ -310,9 +320,19 @@ fn understand(
                 version: Some(version),
             })
         }
-        ("PATCH", _) => Err(Failure::not_supported(
-            "PATCH entries in a Bundle are not supported yet; PATCH the resource directly",
-        )),
+        ("PATCH", [t, id]) => {
+            checked(t)?;
+            valid_id(id)?;
+            let resource = entry.get("resource").unwrap_or(&Value::Null);
+            let patch = Patch::from_entry_resource(resource)
+                .map_err(|m| Failure::new(StatusCode::BAD_REQUEST, "invalid", m))?;
+            Ok(Action::Patch {
+                resource_type: t.to_string(),
+                id: id.to_string(),
+                patch,
+                if_match: entry_if_match(&request)?,
+            })
+        }
         ("GET", _) => Err(Failure::not_supported(format!(
             "GET {url}: only read and vread are supported in a Bundle; search is not supported yet"
         ))),
@@ -477,6 +497,36 @@ async fn transaction(
                     );
                 }
             }
+            Action::Patch {
+                resource_type,
+                id,
+                patch,
+                if_match,
+            } => match patched(state, resource_type, id, patch, *if_match).await {
+                Ok((resource, from_version)) => {
+                    ops.push(WriteOp::Put {
+                        resource_type: resource_type.clone(),
+                        id: Some(id.clone()),
+                        resource,
+                        if_match: Some(from_version),
+                    });
+                    write_entries.push(*i);
+                }
+                Err(f) => {
+                    let issue = f
+                        .issues
+                        .into_iter()
+                        .next()
+                        .unwrap_or_else(|| Issue::error("processing", "the patch failed"));
+                    return failed(
+                        *i,
+                        Failure {
+                            status: f.status,
+                            issue,
+                        },
+                    );
+                }
+            },
             Action::Read { .. } => {}
         }
     }
@@ -577,6 +627,27 @@ async fn batch(state: &AppState, entries: Vec<Value>, prefer: Return, pretty: bo
                 };
                 single_write(state, op).await
             }
+            Ok(Action::Patch {
+                resource_type,
+                id,
+                patch,
+                if_match,
+            }) => match patched(state, &resource_type, &id, &patch, if_match).await {
+                Ok((resource, from_version)) => {
+                    let op = WriteOp::Put {
+                        resource_type,
+                        id: Some(id),
+                        resource,
+                        if_match: Some(from_version),
+                    };
+                    single_write(state, op).await
+                }
+                Err(f) => Answer {
+                    status: f.status,
+                    version: None,
+                    outcome: Some(operation_outcome(&f.issues)),
+                },
+            },
             Ok(Action::Update {
                 resource_type,
                 id,

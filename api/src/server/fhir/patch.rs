@@ -17,12 +17,10 @@ use axum::response::Response;
 use medlake_ingest::issue::{Issue, operation_outcome};
 use medlake_ingest::prepare::prepare_value;
 use medlake_lake::{LakeError, WriteOp};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::write::{if_match, prefer_return, write_error, written_response};
-use super::{
-    check_format, check_id, check_type, gone, is_pretty, not_found, outcome, storage_error,
-};
+use super::{check_format, check_id, check_type, is_pretty, outcome};
 use crate::server::AppState;
 
 /// How often a patch is re-applied when another write got in between.
@@ -92,57 +90,16 @@ pub async fn patch(
         Err(r) => return r,
     };
     for _ in 0..ATTEMPTS {
-        let current = match state.lake.read_latest(&resource_type, &id).await {
-            Ok(Some(v)) if v.deleted => return gone(&v),
-            Ok(Some(v)) => v,
-            Ok(None) => return not_found(&resource_type, &id),
-            Err(e) => return storage_error(e),
-        };
-        if let Some(expected) = client_expects {
-            if expected != current.version_id {
-                return write_error(LakeError::VersionConflict {
-                    resource: format!("{resource_type}/{id}"),
-                    expected,
-                    current: Some(current.version_id),
-                });
-            }
-        }
-        let mut doc: Value = match serde_json::from_str(&current.resource) {
-            Ok(v) => v,
-            Err(e) => return storage_error(LakeError::WriterStopped(e.to_string())),
-        };
-        if let Err(r) = patch.apply(&mut doc) {
-            return r;
-        }
-        if doc.get("resourceType").and_then(Value::as_str) != Some(resource_type.as_str())
-            || doc.get("id").and_then(Value::as_str) != Some(id.as_str())
-        {
-            return outcome(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Issue::error(
-                    "processing",
-                    "a patch may not change the resource's resourceType or id",
-                ),
-            );
-        }
-        let resource = match prepare_value(doc) {
-            Ok(p) => p.resource,
-            Err(rejected) => {
-                let mut issues = rejected.issues;
-                issues.insert(
-                    0,
-                    Issue::error("processing", "the patched resource is not valid FHIR R4"),
-                );
-                let mut r = outcome(StatusCode::UNPROCESSABLE_ENTITY, issues[0].clone());
-                *r.body_mut() = axum::body::Body::from(operation_outcome(&issues).to_string());
-                return r;
-            }
-        };
+        let (resource, from_version) =
+            match patched(&state, &resource_type, &id, &patch, client_expects).await {
+                Ok(p) => p,
+                Err(failure) => return failure.into_response(),
+            };
         let op = WriteOp::Put {
             resource_type: resource_type.clone(),
             id: Some(id.clone()),
             resource,
-            if_match: Some(current.version_id),
+            if_match: Some(from_version),
         };
         match state.lake.write(vec![op]).await {
             Ok(w) => {
@@ -165,6 +122,172 @@ pub async fn patch(
             format!("{resource_type}/{id} kept changing while the patch was applied; try again"),
         ),
     )
+}
+
+/// Why a patch could not be made: the status and the issues to answer with.
+pub(super) struct PatchFailure {
+    pub status: StatusCode,
+    pub issues: Vec<Issue>,
+}
+
+impl PatchFailure {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> PatchFailure {
+        PatchFailure {
+            status,
+            issues: vec![Issue::error(code, message)],
+        }
+    }
+
+    fn into_response(self) -> Response {
+        let mut r = outcome(self.status, self.issues[0].clone());
+        *r.body_mut() = axum::body::Body::from(operation_outcome(&self.issues).to_string());
+        r
+    }
+}
+
+/// The current version of a resource with `patch` applied and checked against R4, and
+/// the version it was made from (the precondition of its write).
+pub(super) async fn patched(
+    state: &AppState,
+    resource_type: &str,
+    id: &str,
+    patch: &Patch,
+    client_expects: Option<i64>,
+) -> Result<(Map<String, Value>, i64), PatchFailure> {
+    let current = match state.lake.read_latest(resource_type, id).await {
+        Ok(Some(v)) if v.deleted => {
+            return Err(PatchFailure::new(
+                StatusCode::GONE,
+                "deleted",
+                format!("{resource_type}/{id} was deleted"),
+            ));
+        }
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            return Err(PatchFailure::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("{resource_type}/{id} is not known"),
+            ));
+        }
+        Err(e) => {
+            return Err(PatchFailure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "exception",
+                format!("the lake could not be read: {e}"),
+            ));
+        }
+    };
+    if let Some(expected) = client_expects {
+        if expected != current.version_id {
+            return Err(PatchFailure::new(
+                StatusCode::PRECONDITION_FAILED,
+                "conflict",
+                LakeError::VersionConflict {
+                    resource: format!("{resource_type}/{id}"),
+                    expected,
+                    current: Some(current.version_id),
+                }
+                .to_string(),
+            ));
+        }
+    }
+    let mut doc: Value = serde_json::from_str(&current.resource).map_err(|e| {
+        PatchFailure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "exception",
+            format!("the stored resource is not JSON: {e}"),
+        )
+    })?;
+    patch.apply(&mut doc)?;
+    if doc.get("resourceType").and_then(Value::as_str) != Some(resource_type)
+        || doc.get("id").and_then(Value::as_str) != Some(id)
+    {
+        return Err(PatchFailure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "processing",
+            "a patch may not change the resource's resourceType or id",
+        ));
+    }
+    match prepare_value(doc) {
+        Ok(p) => Ok((p.resource, current.version_id)),
+        Err(rejected) => {
+            let mut issues = rejected.issues;
+            issues.insert(
+                0,
+                Issue::error("processing", "the patched resource is not valid FHIR R4"),
+            );
+            Err(PatchFailure {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                issues,
+            })
+        }
+    }
+}
+
+/// The two patch formats FHIR R4 defines for JSON.
+#[derive(Debug)]
+pub(super) enum Patch {
+    /// RFC 6902, applied by the `json-patch` crate.
+    Json(json_patch::Patch),
+    /// FHIRPath Patch: a Parameters resource of operations.
+    FhirPath(Value),
+}
+
+impl Patch {
+    /// Apply all operations or none.
+    fn apply(&self, doc: &mut Value) -> Result<(), PatchFailure> {
+        match self {
+            Patch::Json(operations) => json_patch::patch(doc, operations).map_err(|e| {
+                PatchFailure::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "processing",
+                    format!("the patch could not be applied: {e}"),
+                )
+            }),
+            Patch::FhirPath(parameters) => medlake_ingest::fhirpath::patch::apply(doc, parameters)
+                .map_err(|e| {
+                    let status = if e.is_invalid() {
+                        StatusCode::BAD_REQUEST
+                    } else {
+                        StatusCode::UNPROCESSABLE_ENTITY
+                    };
+                    PatchFailure::new(status, "processing", e.to_string())
+                }),
+        }
+    }
+
+    /// The patch of a Bundle entry: a Parameters resource (FHIRPath Patch), or a Binary
+    /// whose content is a JSON Patch document.
+    pub(super) fn from_entry_resource(resource: &Value) -> Result<Patch, String> {
+        match resource.get("resourceType").and_then(Value::as_str) {
+            Some("Parameters") => Ok(Patch::FhirPath(resource.clone())),
+            Some("Binary") => {
+                use base64::Engine;
+                let content_type = resource
+                    .get("contentType")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                if !content_type.starts_with("application/json-patch+json") {
+                    return Err(format!(
+                        "a Binary patch must have contentType application/json-patch+json, not '{content_type}'"
+                    ));
+                }
+                let data = resource.get("data").and_then(Value::as_str).unwrap_or("");
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(data)
+                    .map_err(|e| format!("the Binary's data is not base64: {e}"))?;
+                serde_json::from_slice(&bytes)
+                    .map(Patch::Json)
+                    .map_err(|e| format!("the Binary's data is not a JSON Patch document: {e}"))
+            }
+            _ => Err(
+                "a PATCH entry's resource must be a Parameters (FHIRPath Patch) or a Binary \
+                 holding a JSON Patch"
+                    .to_string(),
+            ),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -205,36 +328,5 @@ mod tests {
         println!("FHIR JSON Patch cases: {passed}/{} passed", cases.len());
         assert!(failures.is_empty(), "failed: {failures:?}");
         assert_eq!(cases.len(), 16);
-    }
-}
-
-/// The two patch formats FHIR R4 defines for JSON.
-enum Patch {
-    /// RFC 6902, applied by the `json-patch` crate.
-    Json(json_patch::Patch),
-    /// FHIRPath Patch: a Parameters resource of operations.
-    FhirPath(Value),
-}
-
-impl Patch {
-    /// Apply all operations or none; the error is the answer to send.
-    fn apply(&self, doc: &mut Value) -> Result<(), Response> {
-        match self {
-            Patch::Json(operations) => json_patch::patch(doc, operations).map_err(|e| {
-                outcome(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    Issue::error("processing", format!("the patch could not be applied: {e}")),
-                )
-            }),
-            Patch::FhirPath(parameters) => medlake_ingest::fhirpath::patch::apply(doc, parameters)
-                .map_err(|e| {
-                    let status = if e.is_invalid() {
-                        StatusCode::BAD_REQUEST
-                    } else {
-                        StatusCode::UNPROCESSABLE_ENTITY
-                    };
-                    outcome(status, Issue::error("processing", e.to_string()))
-                }),
-        }
     }
 }
