@@ -19,7 +19,7 @@ use medlake_lake::instant_string;
 use serde_json::{Value, json};
 
 use super::subset::Subset;
-use super::{FHIR_JSON, check_format, check_id, check_type, is_pretty, outcome};
+use super::{FHIR_JSON, check_format, check_id, check_instance, check_type, is_pretty, outcome};
 use crate::server::AppState;
 
 const DEFAULT_COUNT: usize = 50;
@@ -354,10 +354,7 @@ pub async fn instance_history(
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = check_format(&params, &headers)
-        .and_then(|()| check_type(&resource_type))
-        .and_then(|()| check_id(&id))
-    {
+    if let Err(r) = check_instance(&params, &headers, &resource_type, &id) {
         return r;
     }
     let Some(latest) = state.lake.latest(&resource_type, &id) else {

@@ -126,6 +126,18 @@ async fn unknown_path(method: Method, uri: axum::http::Uri) -> Response {
     )
 }
 
+/// The checks every request on one resource (`<type>/<id>`) starts with.
+pub(super) fn check_instance(
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+    resource_type: &str,
+    id: &str,
+) -> Result<(), Response> {
+    check_format(params, headers)
+        .and_then(|()| check_type(resource_type))
+        .and_then(|()| check_id(id))
+}
+
 /// JSON is the only format; XML (or anything else) is refused up front.
 pub(super) fn check_format(
     params: &HashMap<String, String>,

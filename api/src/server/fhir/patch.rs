@@ -20,7 +20,7 @@ use medlake_lake::{LakeError, WriteOp};
 use serde_json::{Map, Value};
 
 use super::write::{if_match, prefer_return, write_error, written_response};
-use super::{check_format, check_id, check_type, is_pretty, outcome};
+use super::{check_instance, is_pretty, outcome};
 use crate::server::AppState;
 
 /// How often a patch is re-applied when another write got in between.
@@ -33,10 +33,7 @@ pub async fn patch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = check_format(&params, &headers)
-        .and_then(|()| check_type(&resource_type))
-        .and_then(|()| check_id(&id))
-    {
+    if let Err(r) = check_instance(&params, &headers, &resource_type, &id) {
         return r;
     }
     let content_type = headers

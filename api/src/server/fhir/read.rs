@@ -9,8 +9,7 @@ use medlake_ingest::issue::Issue;
 
 use super::subset::Subset;
 use super::{
-    check_format, check_id, check_type, gone, is_pretty, not_found, outcome, resource_response,
-    storage_error,
+    check_instance, gone, is_pretty, not_found, outcome, resource_response, storage_error,
 };
 use crate::server::AppState;
 
@@ -20,10 +19,7 @@ pub async fn read(
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = check_format(&params, &headers)
-        .and_then(|()| check_type(&resource_type))
-        .and_then(|()| check_id(&id))
-    {
+    if let Err(r) = check_instance(&params, &headers, &resource_type, &id) {
         return r;
     }
     let subset = match Subset::from_params(&params) {
@@ -44,10 +40,7 @@ pub async fn vread(
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = check_format(&params, &headers)
-        .and_then(|()| check_type(&resource_type))
-        .and_then(|()| check_id(&id))
-    {
+    if let Err(r) = check_instance(&params, &headers, &resource_type, &id) {
         return r;
     }
     let subset = match Subset::from_params(&params) {

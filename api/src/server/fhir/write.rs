@@ -16,7 +16,9 @@ use medlake_ingest::prepare::prepare_value;
 use medlake_lake::{LakeError, WriteOp, Written};
 use serde_json::{Map, Value};
 
-use super::{FHIR_JSON, check_format, check_id, check_type, is_pretty, outcome, version_headers};
+use super::{
+    FHIR_JSON, check_format, check_instance, check_type, is_pretty, outcome, version_headers,
+};
 use crate::server::AppState;
 
 /// What the client asked to get back (`Prefer: return=...`).
@@ -189,6 +191,22 @@ pub(super) fn written_response(
     r
 }
 
+/// Make one write and answer it as `Prefer` asks.
+async fn write_one(
+    state: &AppState,
+    op: WriteOp,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Response {
+    match state.lake.write(vec![op]).await {
+        Ok(w) => match w.first() {
+            Some(w) => written_response(state, w, prefer_return(headers), is_pretty(params)),
+            None => write_error(LakeError::WriterStopped("no write was made".into())),
+        },
+        Err(e) => write_error(e),
+    }
+}
+
 /// `POST /fhir/<type>`: a new resource with a server-assigned id.
 pub async fn create(
     State(state): State<AppState>,
@@ -220,13 +238,7 @@ pub async fn create(
         resource,
         if_match: None,
     };
-    match state.lake.write(vec![op]).await {
-        Ok(w) => match w.first() {
-            Some(w) => written_response(&state, w, prefer_return(&headers), is_pretty(&params)),
-            None => write_error(LakeError::WriterStopped("no write was made".into())),
-        },
-        Err(e) => write_error(e),
-    }
+    write_one(&state, op, &params, &headers).await
 }
 
 /// `PUT /fhir/<type>/<id>`: a new version, or the first one under the client's id.
@@ -237,10 +249,7 @@ pub async fn update(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = check_format(&params, &headers)
-        .and_then(|()| check_type(&resource_type))
-        .and_then(|()| check_id(&id))
-    {
+    if let Err(r) = check_instance(&params, &headers, &resource_type, &id) {
         return r;
     }
     let expected = match if_match(&headers) {
@@ -280,13 +289,7 @@ pub async fn update(
         resource,
         if_match: expected,
     };
-    match state.lake.write(vec![op]).await {
-        Ok(w) => match w.first() {
-            Some(w) => written_response(&state, w, prefer_return(&headers), is_pretty(&params)),
-            None => write_error(LakeError::WriterStopped("no write was made".into())),
-        },
-        Err(e) => write_error(e),
-    }
+    write_one(&state, op, &params, &headers).await
 }
 
 /// `DELETE /fhir/<type>/<id>`: a delete marker as a new version; reads then answer 410.
@@ -299,10 +302,7 @@ pub async fn delete(
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = check_format(&params, &headers)
-        .and_then(|()| check_type(&resource_type))
-        .and_then(|()| check_id(&id))
-    {
+    if let Err(r) = check_instance(&params, &headers, &resource_type, &id) {
         return r;
     }
     let expected = match if_match(&headers) {
