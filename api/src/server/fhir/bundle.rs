@@ -475,11 +475,7 @@ async fn transaction(
                 id,
                 if_match,
             } => {
-                let live = state
-                    .lake
-                    .latest(resource_type, id)
-                    .is_some_and(|l| !l.deleted);
-                if live {
+                if is_live(state, resource_type, id) {
                     ops.push(WriteOp::Delete {
                         resource_type: resource_type.clone(),
                         id: id.clone(),
@@ -487,14 +483,7 @@ async fn transaction(
                     });
                     write_entries.push(*i);
                 } else {
-                    answers.insert(
-                        *i,
-                        Answer {
-                            status: StatusCode::NO_CONTENT,
-                            version: None,
-                            outcome: None,
-                        },
-                    );
+                    answers.insert(*i, nothing_to_delete());
                 }
             }
             Action::Patch {
@@ -595,11 +584,7 @@ async fn batch(state: &AppState, entries: Vec<Value>, prefer: Return, pretty: bo
                 id,
                 if_match,
             }) => {
-                let live = state
-                    .lake
-                    .latest(&resource_type, &id)
-                    .is_some_and(|l| !l.deleted);
-                if live {
+                if is_live(state, &resource_type, &id) {
                     let op = WriteOp::Delete {
                         resource_type,
                         id,
@@ -607,11 +592,7 @@ async fn batch(state: &AppState, entries: Vec<Value>, prefer: Return, pretty: bo
                     };
                     single_write(state, op).await
                 } else {
-                    Answer {
-                        status: StatusCode::NO_CONTENT,
-                        version: None,
-                        outcome: None,
-                    }
+                    nothing_to_delete()
                 }
             }
             Ok(Action::Create {
@@ -673,6 +654,23 @@ async fn batch(state: &AppState, entries: Vec<Value>, prefer: Return, pretty: bo
         prefer,
         pretty,
     )
+}
+
+/// Whether a resource exists and is not deleted: a DELETE of anything else writes nothing.
+fn is_live(state: &AppState, resource_type: &str, id: &str) -> bool {
+    state
+        .lake
+        .latest(resource_type, id)
+        .is_some_and(|l| !l.deleted)
+}
+
+/// The answer to a DELETE of what does not exist or is already deleted.
+fn nothing_to_delete() -> Answer {
+    Answer {
+        status: StatusCode::NO_CONTENT,
+        version: None,
+        outcome: None,
+    }
 }
 
 async fn single_write(state: &AppState, op: WriteOp) -> Answer {

@@ -198,21 +198,13 @@ fn entries_from(batches: &[RecordBatch], resource_type: &str) -> Result<Vec<Entr
     Ok(out)
 }
 
+/// One type's part of a page. The type must have a table: callers check.
 async fn query_type(
     state: &AppState,
     resource_type: &str,
     id: Option<&str>,
     page: &Page,
 ) -> Result<Vec<Entry>, Response> {
-    // A type with no table yet has no history.
-    if !state
-        .lake
-        .resource_types()
-        .iter()
-        .any(|t| t == resource_type)
-    {
-        return Ok(Vec::new());
-    }
     let sql = type_query(resource_type, id, page);
     let failed = |e: String| {
         tracing::error!("history query failed: {e}: {sql}");
@@ -393,7 +385,14 @@ pub async fn type_history(
         Ok(p) => p,
         Err(r) => return r,
     };
-    match query_type(&state, &resource_type, None, &page).await {
+    // A type with no table yet has no history (and no SQL table to ask).
+    let known = state.lake.resource_types().contains(&resource_type);
+    let entries = if known {
+        query_type(&state, &resource_type, None, &page).await
+    } else {
+        Ok(Vec::new())
+    };
+    match entries {
         Ok(entries) => bundle(
             &state,
             &format!("/{resource_type}/_history"),

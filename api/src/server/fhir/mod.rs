@@ -78,7 +78,12 @@ pub fn routes() -> Router<AppState> {
 
 /// An OperationOutcome response.
 pub fn outcome(status: StatusCode, issue: Issue) -> Response {
-    let mut r = (status, axum::Json(operation_outcome(&[issue]))).into_response();
+    outcomes(status, &[issue])
+}
+
+/// An OperationOutcome response with several issues.
+pub fn outcomes(status: StatusCode, issues: &[Issue]) -> Response {
+    let mut r = (status, axum::Json(operation_outcome(issues))).into_response();
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
     r

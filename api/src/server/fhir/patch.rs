@@ -14,13 +14,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use medlake_ingest::issue::{Issue, operation_outcome};
+use medlake_ingest::issue::Issue;
 use medlake_ingest::prepare::prepare_value;
 use medlake_lake::{LakeError, WriteOp};
 use serde_json::{Map, Value};
 
 use super::write::{if_match, prefer_return, write_error, written_response};
-use super::{check_instance, is_pretty, outcome};
+use super::{check_instance, is_pretty, outcome, outcomes};
 use crate::server::AppState;
 
 /// How often a patch is re-applied when another write got in between.
@@ -136,9 +136,7 @@ impl PatchFailure {
     }
 
     fn into_response(self) -> Response {
-        let mut r = outcome(self.status, self.issues[0].clone());
-        *r.body_mut() = axum::body::Body::from(operation_outcome(&self.issues).to_string());
-        r
+        outcomes(self.status, &self.issues)
     }
 }
 

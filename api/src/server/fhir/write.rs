@@ -17,7 +17,8 @@ use medlake_lake::{LakeError, WriteOp, Written};
 use serde_json::{Map, Value};
 
 use super::{
-    FHIR_JSON, check_format, check_instance, check_type, is_pretty, outcome, version_headers,
+    FHIR_JSON, check_format, check_instance, check_type, is_pretty, outcome, outcomes,
+    version_headers,
 };
 use crate::server::AppState;
 
@@ -102,16 +103,7 @@ fn parse_body(
     }
     match prepare_value(value) {
         Ok(p) => Ok(p.resource),
-        Err(rejected) => {
-            let mut r = (
-                StatusCode::BAD_REQUEST,
-                axum::Json(operation_outcome(&rejected.issues)),
-            )
-                .into_response();
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
-            Err(r)
-        }
+        Err(rejected) => Err(outcomes(StatusCode::BAD_REQUEST, &rejected.issues)),
     }
 }
 
