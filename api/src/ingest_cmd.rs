@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use medlake_ingest::issue::operation_outcome;
 use medlake_ingest::prepare::{Prepared, Rejected, prepare};
+use medlake_ingest::search::{SearchParams, encode};
 use medlake_ingest::source::{Origin, RawRecord, input_files, read_file};
 use medlake_lake::{
     BulkOptions, BulkWriter, IngestErrorRow, Lake, instant_string, stamp, stamp_text,
@@ -73,7 +74,7 @@ impl Summary {
 }
 
 enum Stage {
-    Good(Prepared),
+    Good(Prepared, String),
     Bad(Origin, Rejected),
 }
 
@@ -150,12 +151,17 @@ pub async fn run(
                 .into_par_iter()
                 .map(|r| match prepare(r.payload) {
                     Ok(mut p) => {
+                        let resource = Value::Object(std::mem::take(&mut p.resource));
+                        let search =
+                            encode(&SearchParams::r4().extract(&p.resource_type, &resource));
                         // Free the parsed tree on the thread that built it: the text
                         // is what gets stored, and freeing across threads is slow.
-                        if p.text.is_some() {
-                            p.resource = serde_json::Map::new();
+                        if p.text.is_none() {
+                            if let Value::Object(m) = resource {
+                                p.resource = m;
+                            }
                         }
-                        Stage::Good(p)
+                        Stage::Good(p, search)
                     }
                     Err(e) => Stage::Bad(r.origin, e),
                 })
@@ -165,12 +171,13 @@ pub async fn run(
         .context("a parsing thread panicked")?;
 
         // Ids and versions in input order; then stamp and serialise in parallel.
-        let mut good: Vec<(String, String, i64, Prepared)> = Vec::with_capacity(staged.len());
+        let mut good: Vec<(String, String, i64, Prepared, String)> =
+            Vec::with_capacity(staged.len());
         for s in staged {
             match s {
-                Stage::Good(p) => {
+                Stage::Good(p, search) => {
                     let (id, version) = writer.assign(&p.resource_type, p.id.as_deref());
-                    good.push((p.resource_type.clone(), id, version, p));
+                    good.push((p.resource_type.clone(), id, version, p, search));
                 }
                 Stage::Bad(origin, rejected) => {
                     summary.rejected += 1;
@@ -179,9 +186,10 @@ pub async fn run(
             }
         }
         let last_updated_text = last_updated_text.clone();
-        let stamped: Vec<(String, String, i64, String)> = tokio::task::spawn_blocking(move || {
+        let stamped: Vec<(String, String, i64, String, String)> =
+            tokio::task::spawn_blocking(move || {
             good.into_par_iter()
-                .map(|(t, id, v, mut p)| {
+                .map(|(t, id, v, mut p, search)| {
                     let spliced = match &p.text {
                         Some(text) if p.id.as_deref() == Some(id.as_str()) => {
                             stamp_text(text, v, &last_updated_text)
@@ -197,14 +205,14 @@ pub async fn run(
                         stamp(&mut p.resource, &t, &id, v, last_updated);
                         Value::Object(std::mem::take(&mut p.resource)).to_string()
                     });
-                    (t, id, v, json)
+                    (t, id, v, json, search)
                 })
                 .collect()
         })
         .await
         .context("a serialising thread panicked")?;
-        for (t, id, v, json) in stamped {
-            writer.push(&t, &id, v, &json).await?;
+        for (t, id, v, json, search) in stamped {
+            writer.push(&t, &id, v, &json, &search).await?;
             summary.accepted += 1;
             *summary.per_type.entry(t).or_default() += 1;
         }

@@ -194,6 +194,7 @@ impl Settings {
             workspace: self.workspace.clone(),
             wal_dir: self.wal_dir.clone(),
             with_wal,
+            search_index: false,
         }
     }
 }
@@ -281,7 +282,11 @@ async fn run(cli: Cli) -> Result<()> {
                 .flush_interval_secs
                 .or(settings.file.flush_interval_secs)
                 .unwrap_or(5);
-            let lake = Lake::open(settings.lake_options(true)).await?;
+            let lake = Lake::open(LakeOptions {
+                search_index: true,
+                ..settings.lake_options(true)
+            })
+            .await?;
             if a.demo {
                 load_demo(&lake, a.demo_patients).await?;
             }

@@ -4,11 +4,13 @@
 //! - [`source`]: reading NDJSON, Bundles and single resources from files, streamed.
 //! - [`validate`]: structural checks of FHIR R4 resources against the vendored R4 definitions.
 //! - [`prepare`]: parse and validate one record.
+//! - [`search`]: the R4 search parameters, and the values a resource is found by.
 //! - [`synth`]: deterministic synthetic FHIR R4 data for demos, tests and benchmarks.
 
 pub mod fhirpath;
 pub mod issue;
 pub mod prepare;
+pub mod search;
 pub mod source;
 pub mod synth;
 pub mod validate;

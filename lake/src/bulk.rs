@@ -94,20 +94,22 @@ impl BulkWriter {
         (id, version)
     }
 
-    /// Add one stamped resource. May wait while an earlier batch commits.
+    /// Add one stamped resource with its search values
+    /// ([`medlake_ingest::search::encode`]). May wait while an earlier batch commits.
     pub async fn push(
         &mut self,
         resource_type: &str,
         id: &str,
         version: i64,
         json: &str,
+        search: &str,
     ) -> Result<()> {
         let b = match self.builders.get_mut(resource_type) {
             Some(b) => b,
             None => self.builders.entry(resource_type.to_string()).or_default(),
         };
         let before = b.approx_bytes();
-        b.push_parts(id, version, self.last_updated, false, json, None);
+        b.push_parts(id, version, self.last_updated, false, json, None, search);
         self.buffered_bytes += b.approx_bytes() - before;
         if b.len() >= self.options.batch_rows || b.approx_bytes() >= self.options.batch_bytes {
             self.commit_type(resource_type.to_string()).await?;
@@ -187,6 +189,7 @@ async fn commit_loop(
             None => lake.table_handle(&resource_type).await?,
         };
         let rows = batch.num_rows() as u64;
+        let searched = lake.keeps_search_index().then(|| batch.clone());
         let table = table
             .write(vec![batch])
             .with_writer_properties(crate::schema::resource_writer_properties())
@@ -196,6 +199,9 @@ async fn commit_loop(
             .await
             .map_err(|e| LakeError::delta(&resource_type, e))?;
         lake.install_table(&resource_type, table.clone());
+        if let Some(batch) = searched {
+            lake.index_committed(&resource_type, &batch)?;
+        }
         tables.insert(resource_type.clone(), table);
         stats.rows += rows;
         stats.commits += 1;

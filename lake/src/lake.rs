@@ -29,7 +29,7 @@ use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use futures::TryStreamExt;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use serde_json::{Map, Value};
 use url::Url;
 
@@ -37,9 +37,11 @@ use crate::buffer::TypeBuffer;
 use crate::error::{LakeError, Result};
 use crate::index::{IdIndex, Latest};
 use crate::point_read::PointReader;
+use crate::search_index::SearchIndex;
 use crate::record::{ResourceVersion, instant_string, key_columns, now_micros, versions_to_batch};
 use crate::schema::{INGEST_ERRORS_DIR, resource_table_dir};
 use crate::storage::{is_local, resolve_data_url};
+use medlake_ingest::search::{SearchParams, encode};
 use crate::wal::{Rotation, Wal, remove_segments};
 
 /// The Delta `txn` application id under which flushes record the last WAL sequence.
@@ -57,6 +59,9 @@ pub struct LakeOptions {
     pub wal_dir: Option<PathBuf>,
     /// Whether this process writes through a WAL (the server) or only bulk-loads and reads.
     pub with_wal: bool,
+    /// Whether to keep the resident [`SearchIndex`] (the server, for FHIR search). It is
+    /// loaded from the `search` column on open and kept current by every write.
+    pub search_index: bool,
 }
 
 impl LakeOptions {
@@ -66,6 +71,7 @@ impl LakeOptions {
             workspace: "default".into(),
             wal_dir: None,
             with_wal: true,
+            search_index: false,
         }
     }
 }
@@ -125,6 +131,8 @@ struct Shared {
     _wal_lock: Option<std::fs::File>,
     /// Footers and bloom filters of data files, for reads of one resource.
     points: PointReader,
+    /// FHIR search postings, when the lake was opened with [`LakeOptions::search_index`].
+    search: Option<RwLock<SearchIndex>>,
 }
 
 struct WriteState {
@@ -151,6 +159,7 @@ impl Lake {
         let mut types: HashMap<String, TypeState> = HashMap::new();
         let mut index = IdIndex::default();
         let mut flushed: HashMap<String, i64> = HashMap::new();
+        let mut search = options.search_index.then(SearchIndex::default);
         for resource_type in list_resource_tables(&workspace_url).await? {
             let url = table_url(&workspace_url, &resource_type)?;
             let Some(table) = load_table(&url).await? else {
@@ -159,6 +168,9 @@ impl Lake {
             let seq = wal_txn_version(&table).await?;
             flushed.insert(resource_type.clone(), seq);
             load_keys(&table, &resource_type, &mut index).await?;
+            if let Some(search) = &mut search {
+                load_search(&table, &resource_type, search).await?;
+            }
             types.insert(
                 resource_type,
                 TypeState {
@@ -175,12 +187,25 @@ impl Lake {
             wal_lock = Some(crate::wal::lock_dir(&dir)?);
             let replay = Wal::replay(&dir)?;
             let mut replayed = 0usize;
-            for row in replay.rows {
+            for mut row in replay.rows {
                 let done = flushed.get(&row.resource_type).copied().unwrap_or(0);
                 if row.wal_seq.is_some_and(|s| s <= done) {
                     continue; // already committed to Delta by an earlier flush
                 }
                 index.observe(&row.resource_type, &row.id, row.version_id, row.deleted);
+                if !row.deleted {
+                    row.search = search_values(&row.resource_type, &row.resource).into();
+                }
+                if let Some(search) = &mut search {
+                    search.apply(
+                        &row.resource_type,
+                        &row.id,
+                        row.version_id,
+                        row.last_updated,
+                        row.deleted,
+                        &row.search,
+                    );
+                }
                 types
                     .entry(row.resource_type.clone())
                     .or_default()
@@ -205,6 +230,21 @@ impl Lake {
                 let weak = weak.clone();
                 let on_durable = Box::new(move |rows: &[ResourceVersion]| {
                     if let Some(shared) = weak.upgrade() {
+                        // Search first: a reader that finds a row by id can then also
+                        // find it by search.
+                        if let Some(search) = &shared.search {
+                            let mut search = search.write();
+                            for r in rows {
+                                search.apply(
+                                    &r.resource_type,
+                                    &r.id,
+                                    r.version_id,
+                                    r.last_updated,
+                                    r.deleted,
+                                    &r.search,
+                                );
+                            }
+                        }
                         let mut types = shared.types.lock();
                         for r in rows {
                             types
@@ -232,6 +272,7 @@ impl Lake {
                 closed_segments: Mutex::new(Vec::new()),
                 _wal_lock: wal_lock,
                 points: PointReader::default(),
+                search: search.map(RwLock::new),
             }
         });
         if options.with_wal && shared.wal.is_none() {
@@ -279,6 +320,35 @@ impl Lake {
         }
     }
 
+    /// The search index, if the lake keeps one ([`LakeOptions::search_index`]). Hold the
+    /// guard briefly: writes wait for it.
+    pub fn search_index(&self) -> Option<RwLockReadGuard<'_, SearchIndex>> {
+        self.shared.search.as_ref().map(|s| s.read())
+    }
+
+    pub(crate) fn keeps_search_index(&self) -> bool {
+        self.shared.search.is_some()
+    }
+
+    /// Put the rows of a batch committed straight to Delta (a bulk load) into the search
+    /// index.
+    pub(crate) fn index_committed(&self, resource_type: &str, batch: &RecordBatch) -> Result<()> {
+        let Some(search) = &self.shared.search else {
+            return Ok(());
+        };
+        let keys = ["id", "version_id", "last_updated", "deleted", "search"]
+            .iter()
+            .map(|name| batch.schema().index_of(name))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let batch = batch.project(&keys)?;
+        let mut search = search.write();
+        for i in 0..batch.num_rows() {
+            let (id, version, last_updated, deleted, values) = row_keys(&batch, i)?;
+            search.apply(resource_type, id, version, last_updated, deleted, values);
+        }
+        Ok(())
+    }
+
     /// Newest version in the index, without reading data.
     pub fn latest(&self, resource_type: &str, id: &str) -> Option<Latest> {
         self.shared.index.lock().index.get(resource_type, id)
@@ -292,6 +362,19 @@ impl Lake {
         let wal = self.shared.wal.clone().ok_or_else(|| {
             LakeError::WriterStopped("this lake was opened read-only (no WAL)".into())
         })?;
+        // Extract search values before taking the lock: it is the costly part of a write.
+        let mut ops = ops;
+        let searches: Vec<Arc<str>> = ops
+            .iter_mut()
+            .map(|op| match op {
+                WriteOp::Put {
+                    resource_type,
+                    resource,
+                    ..
+                } => Arc::from(search_values_of_map(resource_type, resource)),
+                WriteOp::Delete { .. } => Arc::from(""),
+            })
+            .collect();
         let (pending, written) = {
             let mut st = self.shared.index.lock();
             for op in &ops {
@@ -321,7 +404,7 @@ impl Lake {
             let now = now_micros() / 1000 * 1000; // lastUpdated carries milliseconds
             let mut rows = Vec::with_capacity(ops.len());
             let mut written = Vec::with_capacity(ops.len());
-            for op in ops {
+            for (op, search) in ops.into_iter().zip(searches) {
                 let seq = st.next_seq;
                 st.next_seq += 1;
                 let (resource_type, id, resource, deleted) = match op {
@@ -352,6 +435,7 @@ impl Lake {
                     deleted,
                     resource,
                     wal_seq: Some(seq),
+                    search,
                 };
                 written.push(Written {
                     version: Arc::new(row.clone()),
@@ -769,6 +853,78 @@ async fn load_keys(table: &DeltaTable, resource_type: &str, index: &mut IdIndex)
     Ok(())
 }
 
+/// The stored search values of a resource ([`medlake_ingest::search`]).
+pub fn search_values(resource_type: &str, json: &str) -> String {
+    match serde_json::from_str::<Value>(json) {
+        Ok(v) => encode(&SearchParams::r4().extract(resource_type, &v)),
+        Err(_) => String::new(),
+    }
+}
+
+fn search_values_of_map(resource_type: &str, resource: &mut Map<String, Value>) -> String {
+    // `extract` wants a `Value`: lend it the map rather than copy the resource.
+    let value = Value::Object(std::mem::take(resource));
+    let search = encode(&SearchParams::r4().extract(resource_type, &value));
+    if let Value::Object(map) = value {
+        *resource = map;
+    }
+    search
+}
+
+/// Feed the search index with a table's versions: the `search` column, or, for a table
+/// written before there was one, values extracted from `resource` again.
+async fn load_search(table: &DeltaTable, resource_type: &str, index: &mut SearchIndex) -> Result<()> {
+    let ctx = SessionContext::new();
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(|e| LakeError::delta(resource_type, e))?;
+    let provider = table.table_provider().await?;
+    let stored = provider.schema().column_with_name("search").is_some();
+    ctx.register_table("t", provider)?;
+    let values = if stored { "search" } else { "resource" };
+    let df = ctx
+        .sql(&format!(
+            "SELECT id, version_id, last_updated, deleted, {values} AS v FROM t"
+        ))
+        .await?;
+    let mut stream = df.execute_stream().await?;
+    let started = std::time::Instant::now();
+    let mut rows = 0usize;
+    while let Some(batch) = stream.try_next().await? {
+        for i in 0..batch.num_rows() {
+            let row = row_keys(&batch, i)?;
+            let extracted;
+            let search = if stored || row.3 {
+                row.4
+            } else {
+                extracted = search_values(resource_type, row.4);
+                &extracted
+            };
+            index.apply(resource_type, row.0, row.1, row.2, row.3, search);
+        }
+        rows += batch.num_rows();
+    }
+    tracing::info!(
+        "search index: {rows} versions of {resource_type} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn row_keys(b: &RecordBatch, i: usize) -> Result<(&str, i64, i64, bool, &str)> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+    let col = |n: usize| b.column(n);
+    let v = col(4);
+    Ok((
+        string_at(col(0), i)?,
+        col(1).as_primitive::<Int64Type>().value(i),
+        col(2).as_primitive::<TimestampMicrosecondType>().value(i),
+        col(3).as_boolean().value(i),
+        if v.is_null(i) { "" } else { string_at(v, i)? },
+    ))
+}
+
 pub(crate) fn row_from_batch(
     b: &RecordBatch,
     resource_type: &str,
@@ -797,6 +953,10 @@ pub(crate) fn row_from_batch(
         deleted: col("deleted")?.as_boolean().value(i),
         resource: Arc::from(string_at(&resource, i)?),
         wal_seq: (!seq.is_null(i)).then(|| seq.value(i)),
+        search: match b.column_by_name("search") {
+            Some(s) if !s.is_null(i) => Arc::from(string_at(s, i)?),
+            _ => Arc::from(""),
+        },
     })
 }
 

@@ -8,6 +8,7 @@
 //! - [`buffer`], [`index`]: the in-memory tail and the resident id index.
 //! - [`lake`]: [`Lake`], which ties them together: writes, flushes, recovery, reads.
 //! - [`point_read`]: reads of one resource from Delta by id, without a query plan.
+//! - [`search_index`]: the resident index FHIR search runs on.
 //! - [`bulk`]: large-batch loads straight to Delta, and the ingest errors table.
 //! - [`maintenance`]: compaction, checkpoints and vacuum.
 
@@ -20,6 +21,7 @@ pub mod maintenance;
 pub mod point_read;
 pub mod record;
 pub mod schema;
+pub mod search_index;
 pub mod storage;
 pub mod wal;
 

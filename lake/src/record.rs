@@ -23,6 +23,8 @@ pub struct ResourceVersion {
     /// The served JSON, `meta` included. Empty for a delete marker.
     pub resource: Arc<str>,
     pub wal_seq: Option<i64>,
+    /// The search values ([`medlake_ingest::search::encode`]). Empty for a delete marker.
+    pub search: Arc<str>,
 }
 
 /// Builds resource-table record batches row by row.
@@ -33,6 +35,7 @@ pub struct VersionBatchBuilder {
     deleted: BooleanBuilder,
     resource: StringBuilder,
     wal_seq: Int64Builder,
+    search: StringBuilder,
     rows: usize,
     bytes: usize,
 }
@@ -52,6 +55,7 @@ impl VersionBatchBuilder {
             deleted: BooleanBuilder::new(),
             resource: StringBuilder::new(),
             wal_seq: Int64Builder::new(),
+            search: StringBuilder::new(),
             rows: 0,
             bytes: 0,
         }
@@ -65,6 +69,7 @@ impl VersionBatchBuilder {
             v.deleted,
             &v.resource,
             v.wal_seq,
+            &v.search,
         );
     }
 
@@ -76,6 +81,7 @@ impl VersionBatchBuilder {
         deleted: bool,
         resource: &str,
         wal_seq: Option<i64>,
+        search: &str,
     ) {
         self.id.append_value(id);
         self.version_id.append_value(version_id);
@@ -83,8 +89,9 @@ impl VersionBatchBuilder {
         self.deleted.append_value(deleted);
         self.resource.append_value(resource);
         self.wal_seq.append_option(wal_seq);
+        self.search.append_value(search);
         self.rows += 1;
-        self.bytes += id.len() + resource.len() + 32;
+        self.bytes += id.len() + resource.len() + search.len() + 32;
     }
 
     pub fn len(&self) -> usize {
@@ -109,6 +116,7 @@ impl VersionBatchBuilder {
             Arc::new(self.deleted.finish()),
             Arc::new(self.resource.finish()),
             Arc::new(self.wal_seq.finish()),
+            Arc::new(self.search.finish()),
         ];
         self.rows = 0;
         self.bytes = 0;

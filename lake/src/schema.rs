@@ -11,6 +11,7 @@
 //! | `deleted` | bool | a delete marker: the version that ended the resource |
 //! | `resource` | string | the JSON exactly as the FHIR API serves it (`meta` included); empty for a delete |
 //! | `wal_seq` | int64, nullable | the write-ahead-log sequence of the write; null for bulk loads |
+//! | `search` | string, nullable | the search parameter values of the version, extracted when it was written ([`medlake_ingest::search::encode`]); empty for a delete |
 //!
 //! The ingest errors table (`<data>/<workspace>/ingest_errors/`) holds one row per
 //! rejected record: see [`ingest_errors_schema`].
@@ -34,6 +35,7 @@ pub fn resource_schema() -> SchemaRef {
             Field::new("deleted", DataType::Boolean, false),
             Field::new("resource", DataType::Utf8, false),
             Field::new("wal_seq", DataType::Int64, true),
+            Field::new("search", DataType::Utf8, true),
         ]))
     });
     SCHEMA.clone()
@@ -75,7 +77,7 @@ pub const ROW_GROUP_ROWS: usize = 8 * 1024;
 
 /// How resource tables are written to Parquet.
 ///
-/// `resource` holds a distinct JSON document per row: dictionary encoding and min/max
+/// `resource` (and `search`) hold a distinct JSON document per row: dictionary encoding and min/max
 /// statistics would cost a hash and a string comparison per row and never help, so
 /// both are off for it. `id` has no dictionary either (ids are unique), but a bloom
 /// filter per row group of [`ROW_GROUP_ROWS`] rows: a read by id skips every row group
@@ -85,12 +87,15 @@ pub fn resource_writer_properties() -> parquet::file::properties::WriterProperti
     use parquet::file::properties::{EnabledStatistics, WriterProperties};
     use parquet::schema::types::ColumnPath;
     let resource = ColumnPath::from("resource");
+    let search = ColumnPath::from("search");
     let id = ColumnPath::from("id");
     WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_column_dictionary_enabled(resource.clone(), false)
         .set_column_statistics_enabled(resource, EnabledStatistics::None)
+        .set_column_dictionary_enabled(search.clone(), false)
+        .set_column_statistics_enabled(search, EnabledStatistics::None)
         .set_column_dictionary_enabled(id.clone(), false)
         .set_column_bloom_filter_enabled(id.clone(), true)
         .set_column_bloom_filter_max_ndv(id.clone(), ROW_GROUP_ROWS as u64)

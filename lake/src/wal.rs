@@ -490,6 +490,8 @@ pub fn decode_rows(mut b: &[u8]) -> Option<Vec<ResourceVersion>> {
             deleted,
             resource,
             wal_seq: (seq >= 0).then_some(seq),
+            // Not logged: the lake extracts it again when it replays the row.
+            search: Arc::from(""),
         });
     }
     b.is_empty().then_some(rows)
@@ -510,6 +512,7 @@ mod tests {
                 "{{\"resourceType\":\"Patient\",\"id\":\"p{seq}\"}}"
             )),
             wal_seq: Some(seq),
+            search: Arc::from(""),
         }
     }
 

@@ -3,9 +3,11 @@
 //! - [`provider`]: `fhir_history.<type>`, the union of a Delta snapshot and the tail.
 //! - [`catalog`]: the `fhir`, `fhir_history` and `medlake` schemas.
 //! - [`engine`]: [`QueryEngine`], read-only SQL with the JSON functions.
+//! - [`search`]: FHIR search on the lake's search index.
 
 pub mod catalog;
 pub mod engine;
 pub mod provider;
+pub mod search;
 
 pub use engine::{CATALOG, QueryEngine, QueryError};
