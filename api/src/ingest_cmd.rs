@@ -188,29 +188,29 @@ pub async fn run(
         let last_updated_text = last_updated_text.clone();
         let stamped: Vec<(String, String, i64, String, String)> =
             tokio::task::spawn_blocking(move || {
-            good.into_par_iter()
-                .map(|(t, id, v, mut p, search)| {
-                    let spliced = match &p.text {
-                        Some(text) if p.id.as_deref() == Some(id.as_str()) => {
-                            stamp_text(text, v, &last_updated_text)
-                        }
-                        _ => None,
-                    };
-                    let json = spliced.unwrap_or_else(|| {
-                        if let (true, Some(text)) = (p.resource.is_empty(), &p.text) {
-                            if let Ok(Value::Object(m)) = serde_json::from_str(text) {
-                                p.resource = m;
+                good.into_par_iter()
+                    .map(|(t, id, v, mut p, search)| {
+                        let spliced = match &p.text {
+                            Some(text) if p.id.as_deref() == Some(id.as_str()) => {
+                                stamp_text(text, v, &last_updated_text)
                             }
-                        }
-                        stamp(&mut p.resource, &t, &id, v, last_updated);
-                        Value::Object(std::mem::take(&mut p.resource)).to_string()
-                    });
-                    (t, id, v, json, search)
-                })
-                .collect()
-        })
-        .await
-        .context("a serialising thread panicked")?;
+                            _ => None,
+                        };
+                        let json = spliced.unwrap_or_else(|| {
+                            if let (true, Some(text)) = (p.resource.is_empty(), &p.text) {
+                                if let Ok(Value::Object(m)) = serde_json::from_str(text) {
+                                    p.resource = m;
+                                }
+                            }
+                            stamp(&mut p.resource, &t, &id, v, last_updated);
+                            Value::Object(std::mem::take(&mut p.resource)).to_string()
+                        });
+                        (t, id, v, json, search)
+                    })
+                    .collect()
+            })
+            .await
+            .context("a serialising thread panicked")?;
         for (t, id, v, json, search) in stamped {
             writer.push(&t, &id, v, &json, &search).await?;
             summary.accepted += 1;

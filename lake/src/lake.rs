@@ -37,12 +37,12 @@ use crate::buffer::TypeBuffer;
 use crate::error::{LakeError, Result};
 use crate::index::{IdIndex, Latest};
 use crate::point_read::PointReader;
-use crate::search_index::SearchIndex;
 use crate::record::{ResourceVersion, instant_string, key_columns, now_micros, versions_to_batch};
 use crate::schema::{INGEST_ERRORS_DIR, resource_table_dir};
+use crate::search_index::SearchIndex;
 use crate::storage::{is_local, resolve_data_url};
-use medlake_ingest::search::{SearchParams, encode};
 use crate::wal::{Rotation, Wal, remove_segments};
+use medlake_ingest::search::{SearchParams, encode};
 
 /// The Delta `txn` application id under which flushes record the last WAL sequence.
 pub const WAL_APP_ID: &str = "medlake-wal";
@@ -873,7 +873,11 @@ fn search_values_of_map(resource_type: &str, resource: &mut Map<String, Value>) 
 
 /// Feed the search index with a table's versions: the `search` column, or, for a table
 /// written before there was one, values extracted from `resource` again.
-async fn load_search(table: &DeltaTable, resource_type: &str, index: &mut SearchIndex) -> Result<()> {
+async fn load_search(
+    table: &DeltaTable,
+    resource_type: &str,
+    index: &mut SearchIndex,
+) -> Result<()> {
     let ctx = SessionContext::new();
     table
         .update_datafusion_session(&ctx.state())

@@ -132,10 +132,7 @@ impl TypeIndex {
             return out;
         };
         let start: Key = (p, kind, Box::from(prefix));
-        for ((kp, kk, key), id) in self
-            .keys
-            .range((Bound::Included(start), Bound::Unbounded))
-        {
+        for ((kp, kk, key), id) in self.keys.range((Bound::Included(start), Bound::Unbounded)) {
             if *kp != p || *kk != kind || !key.starts_with(prefix) {
                 break;
             }
@@ -203,13 +200,7 @@ impl TypeIndex {
 
     /// Make `id` hold this version (or nothing, for a delete). Older versions than the
     /// one held are ignored, so the order rows arrive in does not matter.
-    fn set(
-        &mut self,
-        id: &str,
-        version: i64,
-        last_updated: i64,
-        entries: Option<&[IndexEntry]>,
-    ) {
+    fn set(&mut self, id: &str, version: i64, last_updated: i64, entries: Option<&[IndexEntry]>) {
         let slot = match self.slots.get(id) {
             Some(s) => *s,
             None => {
@@ -372,24 +363,55 @@ mod tests {
     #[test]
     fn an_update_moves_a_resource_between_postings_and_a_delete_removes_it() {
         let mut index = SearchIndex::default();
-        put(&mut index, "a", 1, json!({"resourceType": "Patient", "name": [{"family": "Smith"}]}));
-        put(&mut index, "b", 1, json!({"resourceType": "Patient", "name": [{"family": "Smythe"}]}));
+        put(
+            &mut index,
+            "a",
+            1,
+            json!({"resourceType": "Patient", "name": [{"family": "Smith"}]}),
+        );
+        put(
+            &mut index,
+            "b",
+            1,
+            json!({"resourceType": "Patient", "name": [{"family": "Smythe"}]}),
+        );
         let t = index.of_type("Patient").unwrap();
         let smith = t.posting("family", KeyKind::Normalized, "smith").unwrap();
         assert_eq!(smith.len(), 1);
         let sm = t.union_where("family", KeyKind::Normalized, "sm", |_| true);
         assert_eq!(sm.len(), 2);
 
-        put(&mut index, "a", 2, json!({"resourceType": "Patient", "name": [{"family": "Jones"}]}));
+        put(
+            &mut index,
+            "a",
+            2,
+            json!({"resourceType": "Patient", "name": [{"family": "Jones"}]}),
+        );
         // a late row of an older version changes nothing
-        put(&mut index, "a", 1, json!({"resourceType": "Patient", "name": [{"family": "Smith"}]}));
+        put(
+            &mut index,
+            "a",
+            1,
+            json!({"resourceType": "Patient", "name": [{"family": "Smith"}]}),
+        );
         let t = index.of_type("Patient").unwrap();
-        assert!(t.posting("family", KeyKind::Normalized, "smith").unwrap().is_empty());
-        assert_eq!(t.posting("family", KeyKind::Exact, "Jones").unwrap().len(), 1);
+        assert!(
+            t.posting("family", KeyKind::Normalized, "smith")
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            t.posting("family", KeyKind::Exact, "Jones").unwrap().len(),
+            1
+        );
 
         index.apply("Patient", "a", 3, 3, true, "");
         let t = index.of_type("Patient").unwrap();
-        assert!(t.posting("family", KeyKind::Exact, "Jones").unwrap().is_empty());
+        assert!(
+            t.posting("family", KeyKind::Exact, "Jones")
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(t.alive().len(), 1);
         assert_eq!(t.slot("a"), None);
         assert_eq!(t.id(t.slot("b").unwrap()), "b");

@@ -341,14 +341,44 @@ fn bad_writes_get_operation_outcomes_with_the_right_status() {
     assert_eq!(r.status(), 201);
     assert_eq!(json_body(&mut r)["resourceType"], "OperationOutcome");
 
-    // Conditional create is not built: it says so rather than creating blindly.
-    let r = agent
+    // Conditional create: the first creates, the second finds it and writes nothing.
+    let with_identifier = r#"{"resourceType":"Patient","identifier":[{"system":"x","value":"1"}]}"#;
+    let create = || {
+        agent
+            .post(&server.url("/fhir/Patient"))
+            .header("Content-Type", FHIR_JSON)
+            .header("If-None-Exist", "identifier=x|1")
+            .send(with_identifier)
+            .unwrap()
+    };
+    let mut first = create();
+    assert_eq!(first.status(), 201);
+    let id = json_body(&mut first)["id"].as_str().unwrap().to_string();
+    let mut second = create();
+    assert_eq!(second.status(), 200);
+    assert_eq!(json_body(&mut second)["id"], id.as_str());
+    assert_eq!(header(&second, "etag"), "W/\"1\"");
+    // A condition that finds several is 412; an unknown parameter in one is 400.
+    agent
+        .post(&server.url("/fhir/Patient"))
+        .header("Content-Type", FHIR_JSON)
+        .send(with_identifier)
+        .unwrap();
+    let mut r = agent
         .post(&server.url("/fhir/Patient"))
         .header("Content-Type", FHIR_JSON)
         .header("If-None-Exist", "identifier=x|1")
-        .send(r#"{"resourceType":"Patient"}"#)
+        .send(with_identifier)
         .unwrap();
-    assert_eq!(r.status(), 501);
+    assert_eq!(r.status(), 412);
+    assert_eq!(json_body(&mut r)["issue"][0]["code"], "multiple-matches");
+    let r = agent
+        .post(&server.url("/fhir/Patient"))
+        .header("Content-Type", FHIR_JSON)
+        .header("If-None-Exist", "shoe-size=9")
+        .send(with_identifier)
+        .unwrap();
+    assert_eq!(r.status(), 400);
 }
 
 #[test]
@@ -632,16 +662,68 @@ fn a_transaction_is_all_or_nothing_and_rewrites_urn_uuid_references() {
     assert_eq!(response["entry"][0]["response"]["status"], "200 OK");
     assert_eq!(response["entry"][0]["resource"]["gender"], "unknown");
 
-    // Conditional references need search: refused, not guessed.
+    // Conditional references and conditional entries are resolved by search first.
     let conditional = json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a",
+             "resource": {"resourceType": "Patient", "identifier": [{"system": "mrn", "value": "1"}]},
+             "request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier=mrn|1"}},
+            {"resource": {"resourceType": "Practitioner", "identifier": [{"system": "npi", "value": "7"}],
+                          "name": [{"family": "Osei"}]},
+             "request": {"method": "PUT", "url": "Practitioner?identifier=npi|7"}}
+        ]
+    });
+    let mut r = post_bundle(&agent, &server, conditional.clone());
+    assert_eq!(r.status(), 200);
+    let first = json_body(&mut r);
+    let statuses: Vec<&str> = first["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["201 Created", "201 Created"]);
+    // The same transaction again finds both and creates nothing.
+    let mut r = post_bundle(&agent, &server, conditional);
+    let again = json_body(&mut r);
+    let statuses: Vec<&str> = again["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["200 OK", "200 OK"]);
+    assert_eq!(
+        again["entry"][0]["resource"]["id"],
+        first["entry"][0]["resource"]["id"]
+    );
+    let observation = json!({
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [{"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
                                  "subject": {"reference": "Patient?identifier=mrn|1"}},
                    "request": {"method": "POST", "url": "Observation"}}]
     });
-    let r = post_bundle(&agent, &server, conditional);
-    assert_eq!(r.status(), 501);
+    let mut r = post_bundle(&agent, &server, observation);
+    assert_eq!(r.status(), 200);
+    let created = json_body(&mut r);
+    let patient_id = first["entry"][0]["resource"]["id"].as_str().unwrap();
+    assert_eq!(
+        created["entry"][0]["resource"]["subject"]["reference"],
+        format!("Patient/{patient_id}")
+    );
+    // A conditional reference that finds nothing fails the whole transaction.
+    let dangling = json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                                 "subject": {"reference": "Patient?identifier=mrn|nobody"}},
+                   "request": {"method": "POST", "url": "Observation"}}]
+    });
+    let r = post_bundle(&agent, &server, dangling);
+    assert_eq!(r.status(), 412);
 }
 
 #[test]
@@ -682,9 +764,10 @@ fn a_batch_answers_each_entry_on_its_own() {
             "400 Bad Request",
             "200 OK",
             "404 Not Found",
-            "501 Not Implemented"
+            "200 OK"
         ]
     );
+    assert_eq!(entries[4]["resource"]["type"], "searchset");
     assert_eq!(
         entries[1]["response"]["outcome"]["resourceType"],
         "OperationOutcome"

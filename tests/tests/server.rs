@@ -202,14 +202,48 @@ fn the_fhir_surface_answers_with_operation_outcomes() {
             "patch",
             "delete",
             "history-instance",
-            "history-type"
+            "history-type",
+            "search-type"
         ],
         "only what is built is listed"
     );
-    assert_eq!(patient["conditionalCreate"], false);
+    assert_eq!(patient["conditionalCreate"], true);
+    assert_eq!(patient["conditionalDelete"], "single");
+    let params: Vec<&str> = patient["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for p in [
+        "family",
+        "birthdate",
+        "identifier",
+        "organization",
+        "_id",
+        "_lastUpdated",
+        "_tag",
+    ] {
+        assert!(params.contains(&p), "Patient lists {p}");
+    }
     assert!(
-        patient.get("searchParam").is_none(),
-        "search is not built, so no search parameters are listed"
+        !params.contains(&"_text"),
+        "_text is not built, so it is not listed"
+    );
+    assert_eq!(patient["operation"][0]["name"], "everything");
+    let location = cs["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Location")
+        .unwrap();
+    assert!(
+        !location["searchParam"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "near"),
+        "near is not built, so it is not listed"
     );
 
     for (path, status, code) in [
@@ -224,30 +258,20 @@ fn the_fhir_surface_answers_with_operation_outcomes() {
         assert_eq!(oo["resourceType"], "OperationOutcome", "{path}");
         assert_eq!(oo["issue"][0]["code"], code, "{path}");
     }
-    // Interactions that are not built yet say so.
-    for (method, path) in [
-        ("GET", "/fhir/Patient?name=x"),
-        ("POST", "/fhir/Patient/_search"),
-        ("DELETE", "/fhir/Patient?name=x"),
+    // What is not built says so: terminology modifiers, and `near` (unknown, so an
+    // error under Prefer: handling=strict).
+    for (path, strict) in [
+        ("/fhir/Observation?code:in=http://example.org/vs", false),
+        ("/fhir/Location?near=42.2|-83.7|10|km", true),
     ] {
-        let url = server.url(path);
-        let body = "{\"resourceType\":\"Parameters\"}";
-        let mut r = match method {
-            "GET" => agent.get(&url).call(),
-            "DELETE" => agent.delete(&url).call(),
-            "PATCH" => agent
-                .patch(&url)
-                .header("Content-Type", "application/fhir+json")
-                .send(body),
-            _ => agent
-                .post(&url)
-                .header("Content-Type", "application/fhir+json")
-                .send(body),
+        let mut request = agent.get(&server.url(path));
+        if strict {
+            request = request.header("Prefer", "handling=strict");
         }
-        .unwrap();
-        assert_eq!(r.status(), 501, "{method} {path}");
+        let mut r = request.call().unwrap();
+        assert_eq!(r.status(), 400, "{path}");
         let oo: Value = r.body_mut().read_json().unwrap();
-        assert_eq!(oo["issue"][0]["code"], "not-supported", "{method} {path}");
+        assert_eq!(oo["issue"][0]["code"], "not-supported", "{path}");
     }
     // A method a route does not take is 405, with an OperationOutcome.
     let mut r = agent

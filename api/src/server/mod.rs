@@ -20,6 +20,9 @@ pub struct AppState {
     pub engine: QueryEngine,
     /// The FHIR base URL, e.g. `http://127.0.0.1:8080/fhir`.
     pub fhir_base: String,
+    /// Held by conditional writes between their search and their write, so that two
+    /// conditional creates of the same resource cannot both create it.
+    pub conditional: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -58,6 +61,7 @@ pub async fn serve(lake: Lake, addr: SocketAddr, flush_interval: Duration) -> Re
         lake: lake.clone(),
         engine,
         fhir_base: format!("{base}/fhir"),
+        conditional: Default::default(),
     };
     let flusher = lake.spawn_flusher(flush_interval, 100_000);
     println!(

@@ -76,7 +76,8 @@ pub(super) fn reference_type(reference: &str) -> Option<&str> {
     } else {
         ty
     };
-    ty.starts_with(|c: char| c.is_ascii_uppercase()).then_some(ty)
+    ty.starts_with(|c: char| c.is_ascii_uppercase())
+        .then_some(ty)
 }
 
 fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -264,7 +265,12 @@ fn date_values(ty: &str, v: &Value, out: &mut Vec<IndexValue>) {
             }
         }
         "Timing" => {
-            for e in v.get("event").and_then(Value::as_array).into_iter().flatten() {
+            for e in v
+                .get("event")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if let Some((lo, hi)) = e.as_str().and_then(date_range) {
                     out.push(IndexValue::Date(lo, hi));
                 }

@@ -250,7 +250,12 @@ impl SearchParams {
     }
 
     /// The values of one parameter of a resource (for `_include`).
-    pub fn extract_param(&self, resource_type: &str, code: &str, resource: &Value) -> Vec<IndexValue> {
+    pub fn extract_param(
+        &self,
+        resource_type: &str,
+        code: &str,
+        resource: &Value,
+    ) -> Vec<IndexValue> {
         let mut out = Vec::new();
         if let Some(p) = self.get(resource_type, code) {
             extract::param(p, resource, &mut out);

@@ -84,14 +84,15 @@ pub fn decode(text: &str) -> Option<Vec<IndexEntry>> {
 }
 
 /// A string as string search compares it: lower case, accents removed, and runs of
-/// white space made one space. FHIR asks servers to ignore case and accents; a full
-/// Unicode decomposition would need a normalisation crate, so the Latin letters with
-/// diacritics (U+00C0 to U+017F, which covers the Western European names in health
-/// data) are folded by a table.
+/// white space made one space, as FHIR asks of string search. Accents go by Unicode
+/// canonical decomposition (NFD) with the combining marks dropped; the few Latin
+/// letters that do not decompose (`ß`, `æ`, `ø`, `đ`, `ł`, ...) are spelled out.
 pub fn normalize_string(s: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_normalization::char::is_combining_mark;
     let mut out = String::with_capacity(s.len());
     let mut space = false;
-    for ch in s.trim().chars() {
+    for ch in s.trim().nfd() {
         if ch.is_whitespace() {
             if !space {
                 out.push(' ');
@@ -100,48 +101,22 @@ pub fn normalize_string(s: &str) -> String {
             continue;
         }
         space = false;
-        match fold(ch) {
-            Some(f) => out.push_str(f),
-            None => out.extend(ch.to_lowercase()),
+        if is_combining_mark(ch) {
+            continue;
+        }
+        match ch {
+            'ß' => out.push_str("ss"),
+            'æ' | 'Æ' => out.push_str("ae"),
+            'œ' | 'Œ' => out.push_str("oe"),
+            'ø' | 'Ø' => out.push('o'),
+            'đ' | 'Đ' | 'ð' | 'Ð' => out.push('d'),
+            'ł' | 'Ł' => out.push('l'),
+            'þ' | 'Þ' => out.push_str("th"),
+            'ı' => out.push('i'),
+            _ => out.extend(ch.to_lowercase()),
         }
     }
     out
-}
-
-fn fold(ch: char) -> Option<&'static str> {
-    const LATIN1: [&str; 64] = [
-        "a", "a", "a", "a", "a", "a", "ae", "c", "e", "e", "e", "e", "i", "i", "i", "i", // C0
-        "d", "n", "o", "o", "o", "o", "o", "×", "o", "u", "u", "u", "u", "y", "th", "ss", // D0
-        "a", "a", "a", "a", "a", "a", "ae", "c", "e", "e", "e", "e", "i", "i", "i", "i", // E0
-        "d", "n", "o", "o", "o", "o", "o", "÷", "o", "u", "u", "u", "u", "y", "th", "y", // F0
-    ];
-    let c = ch as u32;
-    let base = match c {
-        0xC0..=0xFF => return Some(LATIN1[(c - 0xC0) as usize]).filter(|s| s.is_ascii()),
-        0x100..=0x105 => "a",
-        0x106..=0x10D => "c",
-        0x10E..=0x111 => "d",
-        0x112..=0x11B => "e",
-        0x11C..=0x123 => "g",
-        0x124..=0x127 => "h",
-        0x128..=0x131 => "i",
-        0x132..=0x133 => "ij",
-        0x134..=0x135 => "j",
-        0x136..=0x138 => "k",
-        0x139..=0x142 => "l",
-        0x143..=0x14B => "n",
-        0x14C..=0x151 => "o",
-        0x152..=0x153 => "oe",
-        0x154..=0x159 => "r",
-        0x15A..=0x161 | 0x17F => "s",
-        0x162..=0x167 => "t",
-        0x168..=0x173 => "u",
-        0x174..=0x175 => "w",
-        0x176..=0x178 => "y",
-        0x179..=0x17E => "z",
-        _ => return None,
-    };
-    Some(base)
 }
 
 /// The instants a FHIR date, dateTime or instant covers, as microseconds since the

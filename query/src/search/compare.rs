@@ -260,7 +260,11 @@ mod tests {
         let (lo, hi) = day("2024-03-05");
         assert!(DateQuery::parse("2024").unwrap().matches(lo, hi));
         assert!(DateQuery::parse("2024-03").unwrap().matches(lo, hi));
-        assert!(!DateQuery::parse("2024-03-05T10:00").unwrap().matches(lo, hi));
+        assert!(
+            !DateQuery::parse("2024-03-05T10:00")
+                .unwrap()
+                .matches(lo, hi)
+        );
         assert!(DateQuery::parse("ge2024-03-05").unwrap().matches(lo, hi));
         assert!(DateQuery::parse("gt2024-03-04").unwrap().matches(lo, hi));
         assert!(!DateQuery::parse("gt2024-03-05").unwrap().matches(lo, hi));
@@ -280,9 +284,21 @@ mod tests {
         assert!(!q.matches(Some(100.5), 0.0, 0.0));
         let q = NumberQuery::parse("1e2").unwrap();
         assert!(q.matches(Some(140.0), 0.0, 0.0));
-        assert!(NumberQuery::parse("gt5.4").unwrap().matches(Some(5.5), 0.0, 0.0));
-        assert!(NumberQuery::parse("ap100").unwrap().matches(Some(109.0), 0.0, 0.0));
-        assert!(!NumberQuery::parse("ap100").unwrap().matches(Some(111.0), 0.0, 0.0));
+        assert!(
+            NumberQuery::parse("gt5.4")
+                .unwrap()
+                .matches(Some(5.5), 0.0, 0.0)
+        );
+        assert!(
+            NumberQuery::parse("ap100")
+                .unwrap()
+                .matches(Some(109.0), 0.0, 0.0)
+        );
+        assert!(
+            !NumberQuery::parse("ap100")
+                .unwrap()
+                .matches(Some(111.0), 0.0, 0.0)
+        );
         assert!(NumberQuery::parse("ten").is_err());
     }
 
@@ -297,9 +313,17 @@ mod tests {
             unit: Some("beats/min".into()),
         };
         assert!(QuantityQuery::parse("72").unwrap().matches(&v));
-        assert!(QuantityQuery::parse("gt70|http://unitsofmeasure.org|/min").unwrap().matches(&v));
+        assert!(
+            QuantityQuery::parse("gt70|http://unitsofmeasure.org|/min")
+                .unwrap()
+                .matches(&v)
+        );
         assert!(QuantityQuery::parse("72||beats/min").unwrap().matches(&v));
-        assert!(!QuantityQuery::parse("72|http://snomed.info/sct|/min").unwrap().matches(&v));
+        assert!(
+            !QuantityQuery::parse("72|http://snomed.info/sct|/min")
+                .unwrap()
+                .matches(&v)
+        );
         assert!(!QuantityQuery::parse("lt70").unwrap().matches(&v));
     }
 

@@ -212,7 +212,8 @@ fn page_bounds(
     let count = search.count;
     if let Some(after) = &search.after {
         let mark = decode(after)?;
-        let start = hits.partition_point(|h| compare_hits(h, &mark, descending) != Ordering::Greater);
+        let start =
+            hits.partition_point(|h| compare_hits(h, &mark, descending) != Ordering::Greater);
         return Ok((start, (start + count).min(hits.len())));
     }
     if let Some(before) = &search.before {
@@ -227,7 +228,11 @@ type SortColumn<'a> = Box<dyn Fn(u32) -> SortValue + 'a>;
 
 /// For each `_sort` key, the value each slot sorts by: the smallest of its values
 /// ascending, the largest descending, and [`SortValue::Missing`] without one.
-fn sort_columns<'a>(t: &'a TypeIndex, slots: &RoaringBitmap, search: &'a Search) -> Vec<SortColumn<'a>> {
+fn sort_columns<'a>(
+    t: &'a TypeIndex,
+    slots: &RoaringBitmap,
+    search: &'a Search,
+) -> Vec<SortColumn<'a>> {
     let better = |v: &SortValue, best: Option<&SortValue>, descending: bool| {
         best.is_none_or(|b| v.cmp_with(b, descending) == Ordering::Less)
     };
@@ -242,7 +247,12 @@ fn sort_columns<'a>(t: &'a TypeIndex, slots: &RoaringBitmap, search: &'a Search)
                 // Keyed values (strings, tokens, references, uris): one pass over the
                 // parameter's keys, in order, for all the slots at once.
                 let mut keyed: std::collections::HashMap<u32, SortValue> = Default::default();
-                for kind in [KeyKind::Normalized, KeyKind::Code, KeyKind::Reference, KeyKind::Uri] {
+                for kind in [
+                    KeyKind::Normalized,
+                    KeyKind::Code,
+                    KeyKind::Reference,
+                    KeyKind::Uri,
+                ] {
                     for (k, with) in t.keys(code, kind) {
                         for s in with & slots {
                             let v = SortValue::Text(k.to_string());
@@ -260,9 +270,13 @@ fn sort_columns<'a>(t: &'a TypeIndex, slots: &RoaringBitmap, search: &'a Search)
                                 SortValue::Int(if descending { *hi } else { *lo })
                             }
                             IndexValue::Number(x, _, _) => SortValue::Float(*x),
-                            IndexValue::Quantity { value, lo, hi, .. } => SortValue::Float(
-                                value.unwrap_or(if descending { *hi } else { *lo }),
-                            ),
+                            IndexValue::Quantity { value, lo, hi, .. } => {
+                                SortValue::Float(value.unwrap_or(if descending {
+                                    *hi
+                                } else {
+                                    *lo
+                                }))
+                            }
                             _ => continue,
                         };
                         if better(&v, best.as_ref(), descending) {
@@ -345,7 +359,10 @@ fn filter_slots(
                     present & t.alive()
                 });
             }
-            if matches!(kind, ParamKind::Date | ParamKind::Number | ParamKind::Quantity) {
+            if matches!(
+                kind,
+                ParamKind::Date | ParamKind::Number | ParamKind::Quantity
+            ) {
                 return range_filter(t, f, t.alive().clone());
             }
             if *modifier == Modifier::Not {
@@ -385,18 +402,14 @@ fn filter_slots(
                 let Some(tt) = index.of_type(target_type) else {
                     continue;
                 };
-                let (found, _) = match matching_slots(
-                    index,
-                    target_type,
-                    tt,
-                    std::slice::from_ref(inner),
-                    base,
-                ) {
-                    Ok(r) => r,
-                    // The inner parameter may exist on some target types only.
-                    Err(SearchError::UnknownParameter(_)) => continue,
-                    Err(e) => return Err(e),
-                };
+                let (found, _) =
+                    match matching_slots(index, target_type, tt, std::slice::from_ref(inner), base)
+                    {
+                        Ok(r) => r,
+                        // The inner parameter may exist on some target types only.
+                        Err(SearchError::UnknownParameter(_)) => continue,
+                        Err(e) => return Err(e),
+                    };
                 for slot in &found {
                     let key = format!("{target_type}/{}", tt.id(slot));
                     if let Some(b) = t.posting(code, KeyKind::Reference, &key) {
@@ -430,12 +443,19 @@ fn filter_slots(
             }
             Ok(out)
         }
-        Filter::Compartment { params, reference } => {
+        Filter::Compartment { compartment, id } => {
             let mut out = RoaringBitmap::new();
-            for p in params {
-                if let Some(b) = t.posting(p, KeyKind::Reference, reference) {
+            let reference = format!("{compartment}/{id}");
+            let params = SearchParams::r4()
+                .compartment(compartment)
+                .and_then(|members| members.get(ty));
+            for p in params.into_iter().flatten() {
+                if let Some(b) = t.posting(p, KeyKind::Reference, &reference) {
                     out |= b;
                 }
+            }
+            if ty == compartment {
+                out.extend(t.slot(id));
             }
             Ok(out)
         }
@@ -513,7 +533,10 @@ fn uri_slots(t: &TypeIndex, code: &str, modifier: &Modifier, v: &str) -> Roaring
     match modifier {
         Modifier::Below => t.union_where(code, KeyKind::Uri, v, |_| true),
         Modifier::Above => t.union_where(code, KeyKind::Uri, "", |k| v.starts_with(k)),
-        _ => t.posting(code, KeyKind::Uri, v).cloned().unwrap_or_default(),
+        _ => t
+            .posting(code, KeyKind::Uri, v)
+            .cloned()
+            .unwrap_or_default(),
     }
 }
 
@@ -769,7 +792,12 @@ async fn includes(
             }
             seen.insert(key);
         }
-        if !search.include.iter().chain(&search.revinclude).any(|i| i.iterate) {
+        if !search
+            .include
+            .iter()
+            .chain(&search.revinclude)
+            .any(|i| i.iterate)
+        {
             break;
         }
         frontier = next;

@@ -44,11 +44,9 @@ pub enum Filter {
         source_param: String,
         inner: Box<Filter>,
     },
-    /// Compartment membership: any of `params` references `reference`.
-    Compartment {
-        params: Vec<String>,
-        reference: String,
-    },
+    /// Membership of a compartment (`Patient/123`): a reference to it through one of
+    /// the parameters its CompartmentDefinition names for the type, or being it.
+    Compartment { compartment: String, id: String },
 }
 
 /// One `_sort` key.

@@ -45,16 +45,28 @@ async fn sample(lake: &Lake) {
         ("p2", "Miller", "Bob", "1990-01-01", "male"),
         ("p3", "Smith", "Carla", "2001-12-31", "female"),
     ] {
-        put(lake, json!({"resourceType": "Patient", "id": id,
+        put(
+            lake,
+            json!({"resourceType": "Patient", "id": id,
             "name": [{"family": family, "given": [given]}],
             "birthDate": birth, "gender": gender,
             "identifier": [{"system": "urn:mrn", "value": format!("mrn-{id}")}],
-            "managingOrganization": {"reference": "Organization/o1"}})).await;
+            "managingOrganization": {"reference": "Organization/o1"}}),
+        )
+        .await;
     }
-    put(lake, json!({"resourceType": "Organization", "id": "o1", "name": "General Hospital"})).await;
-    put(lake, json!({"resourceType": "Encounter", "id": "e1", "status": "finished",
+    put(
+        lake,
+        json!({"resourceType": "Organization", "id": "o1", "name": "General Hospital"}),
+    )
+    .await;
+    put(
+        lake,
+        json!({"resourceType": "Encounter", "id": "e1", "status": "finished",
         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-        "subject": {"reference": "Patient/p1"}})).await;
+        "subject": {"reference": "Patient/p1"}}),
+    )
+    .await;
     for (id, patient, code, value, date) in [
         ("o1", "p1", "8867-4", 72.0, "2024-01-10T10:00:00Z"),
         ("o2", "p1", "8867-4", 95.0, "2024-02-10T10:00:00Z"),
@@ -76,30 +88,93 @@ async fn strings_tokens_and_dates() {
     let lake = lake(&dir).await;
     sample(&lake).await;
     // string: prefix, case and accent insensitive; :exact; :contains
-    assert_eq!(ids(&lake, "Patient", &[("family", "mul"), ("_sort", "_id")]).await, ["p1"]);
-    assert_eq!(ids(&lake, "Patient", &[("family", "M"), ("_sort", "_id")]).await, ["p1", "p2"]);
-    assert_eq!(ids(&lake, "Patient", &[("family:exact", "Muller")]).await, Vec::<String>::new());
-    assert_eq!(ids(&lake, "Patient", &[("family:exact", "Müller")]).await, ["p1"]);
-    assert_eq!(ids(&lake, "Patient", &[("name:contains", "ARL")]).await, ["p3"]);
+    assert_eq!(
+        ids(&lake, "Patient", &[("family", "mul"), ("_sort", "_id")]).await,
+        ["p1"]
+    );
+    assert_eq!(
+        ids(&lake, "Patient", &[("family", "M"), ("_sort", "_id")]).await,
+        ["p1", "p2"]
+    );
+    assert_eq!(
+        ids(&lake, "Patient", &[("family:exact", "Muller")]).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(&lake, "Patient", &[("family:exact", "Müller")]).await,
+        ["p1"]
+    );
+    assert_eq!(
+        ids(&lake, "Patient", &[("name:contains", "ARL")]).await,
+        ["p3"]
+    );
     // token forms, OR, :not, :missing
     assert_eq!(ids(&lake, "Patient", &[("gender", "male")]).await, ["p2"]);
-    assert_eq!(ids(&lake, "Patient", &[("identifier", "urn:mrn|mrn-p3")]).await, ["p3"]);
-    assert_eq!(ids(&lake, "Patient", &[("identifier", "|mrn-p3")]).await, Vec::<String>::new());
-    assert_eq!(ids(&lake, "Patient", &[("gender:not", "female")]).await, ["p2"]);
     assert_eq!(
-        ids(&lake, "Patient", &[("identifier", "urn:mrn|mrn-p1,urn:mrn|mrn-p2"), ("_sort", "-_id")]).await,
-        ["p2", "p1"]
+        ids(&lake, "Patient", &[("identifier", "urn:mrn|mrn-p3")]).await,
+        ["p3"]
     );
-    assert_eq!(ids(&lake, "Patient", &[("email:missing", "false")]).await, Vec::<String>::new());
-    assert_eq!(ids(&lake, "Patient", &[("email:missing", "true")]).await.len(), 3);
-    // dates: prefixes, AND by repetition
-    assert_eq!(ids(&lake, "Patient", &[("birthdate", "1990")]).await, ["p2"]);
     assert_eq!(
-        ids(&lake, "Patient", &[("birthdate", "ge1985"), ("birthdate", "lt2001-12-31"), ("_sort", "_id")]).await,
+        ids(&lake, "Patient", &[("identifier", "|mrn-p3")]).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(&lake, "Patient", &[("gender:not", "female")]).await,
         ["p2"]
     );
-    assert_eq!(ids(&lake, "Patient", &[("birthdate", "sa2000"), ("_sort", "_id")]).await, ["p3"]);
-    assert_eq!(ids(&lake, "Patient", &[("_id", "p1,p3"), ("_sort", "_id")]).await, ["p1", "p3"]);
+    assert_eq!(
+        ids(
+            &lake,
+            "Patient",
+            &[
+                ("identifier", "urn:mrn|mrn-p1,urn:mrn|mrn-p2"),
+                ("_sort", "-_id")
+            ]
+        )
+        .await,
+        ["p2", "p1"]
+    );
+    assert_eq!(
+        ids(&lake, "Patient", &[("email:missing", "false")]).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(&lake, "Patient", &[("email:missing", "true")])
+            .await
+            .len(),
+        3
+    );
+    // dates: prefixes, AND by repetition
+    assert_eq!(
+        ids(&lake, "Patient", &[("birthdate", "1990")]).await,
+        ["p2"]
+    );
+    assert_eq!(
+        ids(
+            &lake,
+            "Patient",
+            &[
+                ("birthdate", "ge1985"),
+                ("birthdate", "lt2001-12-31"),
+                ("_sort", "_id")
+            ]
+        )
+        .await,
+        ["p2"]
+    );
+    assert_eq!(
+        ids(
+            &lake,
+            "Patient",
+            &[("birthdate", "sa2000"), ("_sort", "_id")]
+        )
+        .await,
+        ["p3"]
+    );
+    assert_eq!(
+        ids(&lake, "Patient", &[("_id", "p1,p3"), ("_sort", "_id")]).await,
+        ["p1", "p3"]
+    );
 }
 
 #[tokio::test]
@@ -109,50 +184,116 @@ async fn references_chains_has_and_quantities() {
     sample(&lake).await;
     let q = |pairs: &'static [(&'static str, &'static str)]| pairs;
     assert_eq!(
-        ids(&lake, "Observation", q(&[("subject", "Patient/p1"), ("code", "http://loinc.org|8867-4"), ("_sort", "date")])).await,
+        ids(
+            &lake,
+            "Observation",
+            q(&[
+                ("subject", "Patient/p1"),
+                ("code", "http://loinc.org|8867-4"),
+                ("_sort", "date")
+            ])
+        )
+        .await,
         ["o1", "o2"]
     );
-    assert_eq!(ids(&lake, "Observation", &[("patient", "p2")]).await, ["o4"]);
-    assert_eq!(ids(&lake, "Observation", &[("subject:Patient", "p2")]).await, ["o4"]);
     assert_eq!(
-        ids(&lake, "Observation", &[("subject", "http://x/fhir/Patient/p2")]).await,
+        ids(&lake, "Observation", &[("patient", "p2")]).await,
+        ["o4"]
+    );
+    assert_eq!(
+        ids(&lake, "Observation", &[("subject:Patient", "p2")]).await,
+        ["o4"]
+    );
+    assert_eq!(
+        ids(
+            &lake,
+            "Observation",
+            &[("subject", "http://x/fhir/Patient/p2")]
+        )
+        .await,
         ["o4"]
     );
     // date range, sorted descending
     assert_eq!(
-        ids(&lake, "Observation", &[("patient", "p1"), ("date", "ge2024-02"), ("_sort", "-date")]).await,
+        ids(
+            &lake,
+            "Observation",
+            &[("patient", "p1"), ("date", "ge2024-02"), ("_sort", "-date")]
+        )
+        .await,
         ["o3", "o2"]
     );
     // quantities
-    assert_eq!(ids(&lake, "Observation", &[("value-quantity", "gt90")]).await, ["o2"]);
     assert_eq!(
-        ids(&lake, "Observation", &[("value-quantity", "72|http://unitsofmeasure.org|/min")]).await,
+        ids(&lake, "Observation", &[("value-quantity", "gt90")]).await,
+        ["o2"]
+    );
+    assert_eq!(
+        ids(
+            &lake,
+            "Observation",
+            &[("value-quantity", "72|http://unitsofmeasure.org|/min")]
+        )
+        .await,
         ["o1"]
     );
     // composite: the code and the value of one observation
     assert_eq!(
-        ids(&lake, "Observation", &[("code-value-quantity", "http://loinc.org|8867-4$gt90")]).await,
+        ids(
+            &lake,
+            "Observation",
+            &[("code-value-quantity", "http://loinc.org|8867-4$gt90")]
+        )
+        .await,
         ["o2"]
     );
     assert_eq!(
-        ids(&lake, "Observation", &[("code-value-quantity", "http://loinc.org|8310-5$gt90")]).await,
+        ids(
+            &lake,
+            "Observation",
+            &[("code-value-quantity", "http://loinc.org|8310-5$gt90")]
+        )
+        .await,
         Vec::<String>::new()
     );
     // chains over one and two levels, and _has
     assert_eq!(
-        ids(&lake, "Observation", &[("subject:Patient.family", "miller")]).await,
+        ids(
+            &lake,
+            "Observation",
+            &[("subject:Patient.family", "miller")]
+        )
+        .await,
         ["o4"]
     );
     assert_eq!(
-        ids(&lake, "Encounter", &[("subject:Patient.organization.name", "general")]).await,
+        ids(
+            &lake,
+            "Encounter",
+            &[("subject:Patient.organization.name", "general")]
+        )
+        .await,
         ["e1"]
     );
     assert_eq!(
-        ids(&lake, "Patient", &[("_has:Observation:patient:code", "8310-5")]).await,
+        ids(
+            &lake,
+            "Patient",
+            &[("_has:Observation:patient:code", "8310-5")]
+        )
+        .await,
         ["p1"]
     );
     assert_eq!(
-        ids(&lake, "Patient", &[("_has:Observation:patient:value-quantity", "ap60"), ("_sort", "_id")]).await,
+        ids(
+            &lake,
+            "Patient",
+            &[
+                ("_has:Observation:patient:value-quantity", "ap60"),
+                ("_sort", "_id")
+            ]
+        )
+        .await,
         ["p2"]
     );
 }
@@ -162,21 +303,54 @@ async fn pages_stay_stable_while_resources_are_written() {
     let dir = tempfile::tempdir().unwrap();
     let lake = lake(&dir).await;
     for i in 0..7 {
-        put(&lake, json!({"resourceType": "Patient", "id": format!("p{i}"), "gender": "other"})).await;
+        put(
+            &lake,
+            json!({"resourceType": "Patient", "id": format!("p{i}"), "gender": "other"}),
+        )
+        .await;
     }
-    let first = search(&lake, "Patient", &[("gender", "other"), ("_count", "3"), ("_sort", "_id")]).await;
+    let first = search(
+        &lake,
+        "Patient",
+        &[("gender", "other"), ("_count", "3"), ("_sort", "_id")],
+    )
+    .await;
     assert_eq!(first.total, Some(7));
     let got: Vec<_> = first.matches.iter().map(|r| r.id.clone()).collect();
     assert_eq!(got, ["p0", "p1", "p2"]);
     assert!(first.prev.is_none());
     // a new resource that sorts before the cursor must not shift the next page
-    put(&lake, json!({"resourceType": "Patient", "id": "p00", "gender": "other"})).await;
+    put(
+        &lake,
+        json!({"resourceType": "Patient", "id": "p00", "gender": "other"}),
+    )
+    .await;
     let next = first.next.unwrap();
-    let second = search(&lake, "Patient", &[("gender", "other"), ("_count", "3"), ("_sort", "_id"), ("_page_after", &next)]).await;
+    let second = search(
+        &lake,
+        "Patient",
+        &[
+            ("gender", "other"),
+            ("_count", "3"),
+            ("_sort", "_id"),
+            ("_page_after", &next),
+        ],
+    )
+    .await;
     let got: Vec<_> = second.matches.iter().map(|r| r.id.clone()).collect();
     assert_eq!(got, ["p3", "p4", "p5"]);
     let prev = second.prev.unwrap();
-    let back = search(&lake, "Patient", &[("gender", "other"), ("_count", "3"), ("_sort", "_id"), ("_page_before", &prev)]).await;
+    let back = search(
+        &lake,
+        "Patient",
+        &[
+            ("gender", "other"),
+            ("_count", "3"),
+            ("_sort", "_id"),
+            ("_page_before", &prev),
+        ],
+    )
+    .await;
     let got: Vec<_> = back.matches.iter().map(|r| r.id.clone()).collect();
     // the page before p3 now holds p00, which was written in between
     assert_eq!(got, ["p00", "p1", "p2"]);
@@ -189,17 +363,44 @@ async fn includes_and_revincludes() {
     let dir = tempfile::tempdir().unwrap();
     let lake = lake(&dir).await;
     sample(&lake).await;
-    let page = search(&lake, "Encounter", &[("_id", "e1"), ("_revinclude", "Observation:encounter")]).await;
+    let page = search(
+        &lake,
+        "Encounter",
+        &[("_id", "e1"), ("_revinclude", "Observation:encounter")],
+    )
+    .await;
     assert_eq!(page.matches.len(), 1);
     let mut inc: Vec<_> = page.included.iter().map(|r| r.id.clone()).collect();
     inc.sort();
     assert_eq!(inc, ["o1", "o2", "o3", "o4"]);
-    let page = search(&lake, "Observation", &[("_id", "o4"), ("_include", "Observation:patient")]).await;
-    let inc: Vec<_> = page.included.iter().map(|r| format!("{}/{}", r.resource_type, r.id)).collect();
+    let page = search(
+        &lake,
+        "Observation",
+        &[("_id", "o4"), ("_include", "Observation:patient")],
+    )
+    .await;
+    let inc: Vec<_> = page
+        .included
+        .iter()
+        .map(|r| format!("{}/{}", r.resource_type, r.id))
+        .collect();
     assert_eq!(inc, ["Patient/p2"]);
     // :iterate follows the included Patient to its Organization
-    let page = search(&lake, "Observation", &[("_id", "o4"), ("_include", "Observation:patient"), ("_include:iterate", "Patient:organization")]).await;
-    let inc: Vec<_> = page.included.iter().map(|r| format!("{}/{}", r.resource_type, r.id)).collect();
+    let page = search(
+        &lake,
+        "Observation",
+        &[
+            ("_id", "o4"),
+            ("_include", "Observation:patient"),
+            ("_include:iterate", "Patient:organization"),
+        ],
+    )
+    .await;
+    let inc: Vec<_> = page
+        .included
+        .iter()
+        .map(|r| format!("{}/{}", r.resource_type, r.id))
+        .collect();
     assert_eq!(inc, ["Patient/p2", "Organization/o1"]);
 }
 
@@ -208,17 +409,47 @@ async fn updates_and_deletes_leave_the_index() {
     let dir = tempfile::tempdir().unwrap();
     let lake = lake(&dir).await;
     sample(&lake).await;
-    put(&lake, json!({"resourceType": "Patient", "id": "p3", "name": [{"family": "Jones"}]})).await;
-    assert!(ids(&lake, "Patient", &[("family", "smith")]).await.is_empty());
+    put(
+        &lake,
+        json!({"resourceType": "Patient", "id": "p3", "name": [{"family": "Jones"}]}),
+    )
+    .await;
+    assert!(
+        ids(&lake, "Patient", &[("family", "smith")])
+            .await
+            .is_empty()
+    );
     assert_eq!(ids(&lake, "Patient", &[("family", "jones")]).await, ["p3"]);
-    lake.write(vec![WriteOp::Delete { resource_type: "Patient".into(), id: "p3".into(), if_match: None }]).await.unwrap();
-    assert!(ids(&lake, "Patient", &[("family", "jones")]).await.is_empty());
+    lake.write(vec![WriteOp::Delete {
+        resource_type: "Patient".into(),
+        id: "p3".into(),
+        if_match: None,
+    }])
+    .await
+    .unwrap();
+    assert!(
+        ids(&lake, "Patient", &[("family", "jones")])
+            .await
+            .is_empty()
+    );
     // and after a flush and a restart, the index is rebuilt from the lake
     lake.flush().await.unwrap();
     drop(lake);
     let lake = self::lake(&dir).await;
-    assert_eq!(ids(&lake, "Patient", &[("family", "m"), ("_sort", "_id")]).await, ["p1", "p2"]);
-    assert_eq!(ids(&lake, "Observation", &[("code", "8867-4"), ("patient", "p1")]).await.len(), 2);
+    assert_eq!(
+        ids(&lake, "Patient", &[("family", "m"), ("_sort", "_id")]).await,
+        ["p1", "p2"]
+    );
+    assert_eq!(
+        ids(
+            &lake,
+            "Observation",
+            &[("code", "8867-4"), ("patient", "p1")]
+        )
+        .await
+        .len(),
+        2
+    );
 }
 
 #[test]
@@ -226,13 +457,40 @@ fn bad_searches_say_what_is_wrong() {
     let parse = |ty: &str, k: &str, v: &str, strict: bool| {
         Search::parse(vec![ty.into()], &[(k.into(), v.into())], strict)
     };
-    assert!(matches!(parse("Patient", "shoe-size", "4", true), Err(SearchError::UnknownParameter(_))));
-    assert_eq!(parse("Patient", "shoe-size", "4", false).unwrap().ignored, ["Patient?shoe-size"]);
-    assert!(matches!(parse("Patient", "birthdate", "soon", true).map(|_| ()), Ok(())));
-    assert!(matches!(parse("Patient", "family:below", "x", true), Err(SearchError::Invalid(_))));
-    assert!(matches!(parse("Observation", "code:in", "http://vs", true), Err(SearchError::NotSupported(_))));
-    assert!(matches!(parse("Patient", "gender.name", "x", true), Err(SearchError::Invalid(_))));
-    assert!(matches!(parse("Patient", "_count", "many", true), Err(SearchError::Invalid(_))));
-    assert!(matches!(parse("Patient", "_sort", "shoe-size", true), Err(SearchError::Invalid(_))));
-    assert!(matches!(parse("Patient", "_include", "Patient:gender", true), Err(SearchError::Invalid(_))));
+    assert!(matches!(
+        parse("Patient", "shoe-size", "4", true),
+        Err(SearchError::UnknownParameter(_))
+    ));
+    assert_eq!(
+        parse("Patient", "shoe-size", "4", false).unwrap().ignored,
+        ["Patient?shoe-size"]
+    );
+    assert!(matches!(
+        parse("Patient", "birthdate", "soon", true).map(|_| ()),
+        Ok(())
+    ));
+    assert!(matches!(
+        parse("Patient", "family:below", "x", true),
+        Err(SearchError::Invalid(_))
+    ));
+    assert!(matches!(
+        parse("Observation", "code:in", "http://vs", true),
+        Err(SearchError::NotSupported(_))
+    ));
+    assert!(matches!(
+        parse("Patient", "gender.name", "x", true),
+        Err(SearchError::Invalid(_))
+    ));
+    assert!(matches!(
+        parse("Patient", "_count", "many", true),
+        Err(SearchError::Invalid(_))
+    ));
+    assert!(matches!(
+        parse("Patient", "_sort", "shoe-size", true),
+        Err(SearchError::Invalid(_))
+    ));
+    assert!(matches!(
+        parse("Patient", "_include", "Patient:gender", true),
+        Err(SearchError::Invalid(_))
+    ));
 }

@@ -28,6 +28,7 @@ use medlake_lake::{LakeError, ResourceVersion, WriteOp, Written, instant_string}
 use serde_json::{Map, Value, json};
 
 use super::patch::{Patch, patched};
+use super::search;
 use super::write::{Return, prefer_return};
 use super::{FHIR_JSON, check_format, check_id, check_type, is_pretty, outcome};
 use crate::server::AppState;
@@ -82,6 +83,9 @@ enum Action {
         id: String,
         version: Option<i64>,
     },
+    /// A search (`Observation?code=...`, `Patient/1/Observation`), answered with a
+    /// searchset Bundle.
+    Search { path: String, query: String },
 }
 
 impl Action {
@@ -91,7 +95,7 @@ impl Action {
             Action::Delete { .. } => 0,
             Action::Create { .. } => 1,
             Action::Update { .. } | Action::Patch { .. } => 2,
-            Action::Read { .. } => 3,
+            Action::Read { .. } | Action::Search { .. } => 3,
         }
     }
 }
@@ -99,6 +103,8 @@ impl Action {
 /// The answer to one entry.
 struct Answer {
     status: StatusCode,
+    /// A resource to answer with that is not a stored version (a searchset Bundle).
+    resource: Option<Value>,
     version: Option<ResourceVersion>,
     outcome: Option<Value>,
 }
@@ -176,7 +182,7 @@ fn parse_url<'a>(state: &AppState, url: &'a str) -> Result<Vec<&'a str>, Failure
         .trim_start_matches('/');
     if relative.contains('?') {
         return Err(Failure::not_supported(format!(
-            "'{url}': conditional interactions and searches are not supported yet"
+            "'{url}': searches in a Bundle entry are not supported"
         )));
     }
     Ok(relative.split('/').collect())
@@ -229,10 +235,27 @@ fn understand(
     let request = entry.get("request").cloned().unwrap_or(Value::Null);
     let method = request.get("method").and_then(Value::as_str).unwrap_or("");
     let url = request.get("url").and_then(Value::as_str).unwrap_or("");
-    if request.get("ifNoneExist").is_some() || request.get("ifNoneMatch").is_some() {
+    if request.get("ifNoneMatch").is_some() || request.get("ifModifiedSince").is_some() {
         return Err(Failure::not_supported(
-            "conditional create (ifNoneExist) is not supported yet",
+            "conditional reads in a Bundle (ifNoneMatch, ifModifiedSince) are not supported",
         ));
+    }
+    if method == "GET" {
+        // Anything but `Type/id` and `Type/id/_history/v` is a search.
+        let relative = url
+            .strip_prefix(state.fhir_base.as_str())
+            .unwrap_or(url)
+            .trim_start_matches('/');
+        let (path, query) = relative.split_once('?').unwrap_or((relative, ""));
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let read = !relative.contains('?')
+            && (segments.len() == 2 || segments.len() == 4 && segments[2] == "_history");
+        if !read {
+            return Ok(Action::Search {
+                path: path.to_string(),
+                query: query.to_string(),
+            });
+        }
     }
     let parts = parse_url(state, url)?;
     let checked = |t: &str| {
@@ -334,7 +357,7 @@ fn understand(
             })
         }
         ("GET", _) => Err(Failure::not_supported(format!(
-            "GET {url}: only read and vread are supported in a Bundle; search is not supported yet"
+            "GET {url}: only read and vread are supported in a Bundle, not searches"
         ))),
         ("", _) => Err(Failure::new(
             StatusCode::BAD_REQUEST,
@@ -346,6 +369,160 @@ fn understand(
             "invalid",
             format!("{m} {url} is not an interaction a Bundle entry can ask for"),
         )),
+    }
+}
+
+/// Turn an entry's conditions into plain ids, searching before anything is written:
+/// - `ifNoneExist` on a POST: no match creates; one match turns the entry into a read
+///   of it (the answer is 200 with the resource, and the entry's fullUrl points at it);
+/// - a search in the URL of a PUT, DELETE or PATCH: it acts on the one match (a PUT with
+///   no match creates, a DELETE with none deletes nothing);
+/// - conditional references (`Patient?identifier=...`) in the resource, which must find
+///   exactly one resource. `resolved` maps them (and matched fullUrls) to `Type/id`.
+async fn resolve_conditions(
+    state: &AppState,
+    entry: &mut Value,
+    resolved: &mut HashMap<String, String>,
+) -> Result<(), Failure> {
+    let failure = |f: search::ConditionFailed| Failure {
+        status: f.status,
+        issue: f.issue,
+    };
+    if let Some(resource) = entry.get("resource") {
+        let mut conditional = Vec::new();
+        collect_conditional_references(resource, &mut conditional);
+        for reference in conditional {
+            if resolved.contains_key(&reference) {
+                continue;
+            }
+            let (ty, query) = reference.split_once('?').unwrap_or((&reference, ""));
+            let ids = search::conditional_ids(state, ty, query)
+                .await
+                .map_err(failure)?;
+            match ids.as_slice() {
+                [id] => {
+                    resolved.insert(reference.clone(), format!("{ty}/{id}"));
+                }
+                [] => {
+                    return Err(Failure::new(
+                        StatusCode::PRECONDITION_FAILED,
+                        "not-found",
+                        format!("the conditional reference '{reference}' matches no resource"),
+                    ));
+                }
+                _ => return Err(failure(search::several(ty, query))),
+            }
+        }
+    }
+    let method = entry["request"]["method"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let url = entry["request"]["url"].as_str().unwrap_or("").to_string();
+    let relative = url
+        .strip_prefix(state.fhir_base.as_str())
+        .unwrap_or(&url)
+        .trim_start_matches('/')
+        .to_string();
+    let full_url = entry
+        .get("fullUrl")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if method == "POST" {
+        let Some(condition) = entry["request"]["ifNoneExist"].as_str().map(str::to_string) else {
+            return Ok(());
+        };
+        let ids = search::conditional_ids(state, &relative, &condition)
+            .await
+            .map_err(failure)?;
+        match ids.as_slice() {
+            [] => {
+                if let Some(r) = entry["request"].as_object_mut() {
+                    r.remove("ifNoneExist");
+                }
+            }
+            [id] => {
+                let target = format!("{relative}/{id}");
+                entry["request"] = json!({"method": "GET", "url": target});
+                if let Some(f) = full_url {
+                    resolved.insert(f, target);
+                }
+            }
+            _ => return Err(failure(search::several(&relative, &condition))),
+        }
+        return Ok(());
+    }
+    let Some((ty, query)) = relative.split_once('?') else {
+        return Ok(());
+    };
+    if !matches!(method.as_str(), "PUT" | "DELETE" | "PATCH") {
+        return Ok(());
+    }
+    let ids = search::conditional_ids(state, ty, query)
+        .await
+        .map_err(failure)?;
+    let id = match (method.as_str(), ids.as_slice()) {
+        (_, [id]) => id.clone(),
+        ("PUT", []) => entry["resource"]["id"]
+            .as_str()
+            .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string),
+        // Nothing to delete: an id that cannot exist makes the DELETE a no-op.
+        ("DELETE", []) => uuid::Uuid::new_v4().to_string(),
+        ("PATCH", []) => {
+            return Err(Failure::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("no {ty} matches {query}: nothing to patch"),
+            ));
+        }
+        _ => return Err(failure(search::several(ty, query))),
+    };
+    if method == "PUT" {
+        match entry["resource"]["id"].as_str() {
+            Some(body_id) if body_id != id => {
+                return Err(Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    format!("the condition finds {ty}/{id}, but the resource's id is '{body_id}'"),
+                ));
+            }
+            _ => {
+                if let Some(r) = entry["resource"].as_object_mut() {
+                    r.insert("id".into(), Value::String(id.clone()));
+                }
+            }
+        }
+    }
+    entry["request"]["url"] = Value::String(format!("{ty}/{id}"));
+    Ok(())
+}
+
+fn has_conditions(entry: &Value) -> bool {
+    let mut references = Vec::new();
+    if let Some(r) = entry.get("resource") {
+        collect_conditional_references(r, &mut references);
+    }
+    entry["request"].get("ifNoneExist").is_some()
+        || entry["request"]["url"]
+            .as_str()
+            .is_some_and(|u| u.contains('?'))
+        || !references.is_empty()
+}
+
+fn collect_conditional_references(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("reference", Value::String(r)) if r.contains('?') => out.push(r.clone()),
+                    _ => collect_conditional_references(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items
+            .iter()
+            .for_each(|v| collect_conditional_references(v, out)),
+        _ => {}
     }
 }
 
@@ -387,9 +564,11 @@ fn rewrite_references(value: &mut Value, ids: &HashMap<String, String>) -> Resul
                         if let Some(target) = ids.get(r.as_str()) {
                             *r = target.clone();
                         } else if r.contains('?') {
-                            return Err(Failure::not_supported(format!(
-                                "the conditional reference '{r}' needs search, which is not supported yet"
-                            )));
+                            return Err(Failure::new(
+                                StatusCode::BAD_REQUEST,
+                                "invalid",
+                                format!("the conditional reference '{r}' was not resolved"),
+                            ));
                         }
                     }
                 } else {
@@ -419,10 +598,23 @@ async fn transaction(
         );
         outcome(f.status, issue)
     };
-    let ids = match assign_ids(&entries) {
+    // Conditions are searched before anything is written, under the conditional lock
+    // (only when there are any: plain transactions commit side by side).
+    let _guard = match entries.iter().any(has_conditions) {
+        true => Some(state.conditional.clone().lock_owned().await),
+        false => None,
+    };
+    let mut resolved = HashMap::new();
+    for (i, entry) in entries.iter_mut().enumerate() {
+        if let Err(f) = resolve_conditions(state, entry, &mut resolved).await {
+            return failed(i, f);
+        }
+    }
+    let mut ids = match assign_ids(&entries) {
         Ok(ids) => ids,
         Err(f) => return outcome(f.status, f.issue),
     };
+    ids.extend(resolved);
     let mut actions = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter_mut().enumerate() {
         if let Some(resource) = entry.get_mut("resource") {
@@ -516,7 +708,7 @@ async fn transaction(
                     );
                 }
             },
-            Action::Read { .. } => {}
+            Action::Read { .. } | Action::Search { .. } => {}
         }
     }
     if !ops.is_empty() {
@@ -557,6 +749,9 @@ async fn transaction(
         {
             answers.insert(*i, read_answer(state, resource_type, id, *version).await);
         }
+        if let Action::Search { path, query } = action {
+            answers.insert(*i, search_answer(state, path, query).await);
+        }
     }
     response_bundle(
         state,
@@ -569,16 +764,30 @@ async fn transaction(
 }
 
 async fn batch(state: &AppState, entries: Vec<Value>, prefer: Return, pretty: bool) -> Response {
-    let none = HashMap::new();
     let mut answers = HashMap::new();
-    for (i, entry) in entries.iter().enumerate() {
-        let answer = match understand(state, entry, &none) {
+    let count = entries.len();
+    for (i, mut entry) in entries.into_iter().enumerate() {
+        let mut resolved = HashMap::new();
+        let guard = match has_conditions(&entry) {
+            true => Some(state.conditional.clone().lock_owned().await),
+            false => None,
+        };
+        let prepared = async {
+            resolve_conditions(state, &mut entry, &mut resolved).await?;
+            if let Some(resource) = entry.get_mut("resource") {
+                rewrite_references(resource, &resolved)?;
+            }
+            understand(state, &entry, &HashMap::new())
+        };
+        let understood = prepared.await;
+        let answer = match understood {
             Err(f) => failure_answer(f),
             Ok(Action::Read {
                 resource_type,
                 id,
                 version,
             }) => read_answer(state, &resource_type, &id, version).await,
+            Ok(Action::Search { path, query }) => search_answer(state, &path, &query).await,
             Ok(Action::Delete {
                 resource_type,
                 id,
@@ -624,6 +833,7 @@ async fn batch(state: &AppState, entries: Vec<Value>, prefer: Return, pretty: bo
                     single_write(state, op).await
                 }
                 Err(f) => Answer {
+                    resource: None,
                     status: f.status,
                     version: None,
                     outcome: Some(operation_outcome(&f.issues)),
@@ -644,16 +854,10 @@ async fn batch(state: &AppState, entries: Vec<Value>, prefer: Return, pretty: bo
                 single_write(state, op).await
             }
         };
+        drop(guard);
         answers.insert(i, answer);
     }
-    response_bundle(
-        state,
-        "batch-response",
-        entries.len(),
-        answers,
-        prefer,
-        pretty,
-    )
+    response_bundle(state, "batch-response", count, answers, prefer, pretty)
 }
 
 /// Whether a resource exists and is not deleted: a DELETE of anything else writes nothing.
@@ -664,9 +868,22 @@ fn is_live(state: &AppState, resource_type: &str, id: &str) -> bool {
         .is_some_and(|l| !l.deleted)
 }
 
+/// A search entry: its searchset Bundle, or its OperationOutcome.
+async fn search_answer(state: &AppState, path: &str, query: &str) -> Answer {
+    let (status, body) = search::search_in_bundle(state, path, query).await;
+    let ok = status == StatusCode::OK;
+    Answer {
+        status,
+        resource: ok.then(|| body.clone()),
+        version: None,
+        outcome: (!ok).then_some(body),
+    }
+}
+
 /// The answer to a DELETE of what does not exist or is already deleted.
 fn nothing_to_delete() -> Answer {
     Answer {
+        resource: None,
         status: StatusCode::NO_CONTENT,
         version: None,
         outcome: None,
@@ -706,6 +923,7 @@ fn written_answer(w: &Written) -> Answer {
         StatusCode::OK
     };
     Answer {
+        resource: None,
         status,
         version: Some(v),
         outcome: None,
@@ -714,6 +932,7 @@ fn written_answer(w: &Written) -> Answer {
 
 fn failure_answer(f: Failure) -> Answer {
     Answer {
+        resource: None,
         status: f.status,
         version: None,
         outcome: Some(operation_outcome(&[f.issue])),
@@ -732,6 +951,7 @@ async fn read_answer(
     };
     match read {
         Ok(Some(v)) if v.deleted => Answer {
+            resource: None,
             status: StatusCode::GONE,
             version: None,
             outcome: Some(operation_outcome(&[Issue::error(
@@ -740,6 +960,7 @@ async fn read_answer(
             )])),
         },
         Ok(Some(v)) => Answer {
+            resource: None,
             status: StatusCode::OK,
             version: Some(v.as_ref().clone()),
             outcome: None,
@@ -796,6 +1017,9 @@ fn response_bundle(
                         }
                     }
                 }
+            }
+            if let Some(r) = a.resource {
+                entry["resource"] = r;
             }
             if let Some(oo) = a.outcome {
                 response["outcome"] = oo;

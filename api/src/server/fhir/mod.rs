@@ -1,10 +1,12 @@
 //! The FHIR R4 REST API under `/fhir`.
 //!
 //! Built: `metadata`; read and vread ([`read`]); create, update (with create-on-update
-//! and `If-Match`) and versioned delete ([`write`]); JSON Patch and FHIRPath Patch
-//! ([`patch`]); history at instance, type and system level ([`history`]); batch and
-//! transaction Bundles ([`bundle`]); `_summary` and `_elements` ([`subset`]). Everything
-//! else (search, conditional interactions) answers 501 with an OperationOutcome, and the
+//! and `If-Match`), versioned delete, and their conditional forms ([`write`]); JSON Patch
+//! and FHIRPath Patch ([`patch`]); history at instance, type and system level
+//! ([`history`]); search at type, system and Patient-compartment level, and
+//! `Patient/<id>/$everything` ([`search`]); batch and transaction Bundles with
+//! conditional entries and references ([`bundle`]); `_summary` and `_elements`
+//! ([`subset`]). What is not built answers with an OperationOutcome saying so, and the
 //! CapabilityStatement lists only what is built.
 //!
 //! A write goes through the lake's write-ahead log ([`medlake_lake::Lake::write`]): it is
@@ -14,6 +16,7 @@ mod bundle;
 mod history;
 mod patch;
 mod read;
+mod search;
 mod subset;
 mod write;
 
@@ -23,6 +26,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use medlake_ingest::issue::{Issue, operation_outcome};
+use medlake_ingest::search::{ParamKind, SearchParams};
 use medlake_ingest::validate::Validator;
 use medlake_lake::ResourceVersion;
 use serde_json::{Value, json};
@@ -36,7 +40,16 @@ const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/metadata", get(metadata).fallback(method_not_allowed))
-        .route("/", post(bundle::post_bundle).fallback(method_not_allowed))
+        .route(
+            "/",
+            post(bundle::post_bundle)
+                .get(search::system_search)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/_search",
+            post(search::system_search_post).fallback(method_not_allowed),
+        )
         .route(
             "/_history",
             get(history::system_history).fallback(method_not_allowed),
@@ -44,14 +57,14 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/{type}",
             post(write::create)
-                .get(not_supported_yet("search"))
-                .put(not_supported_yet("conditional update"))
-                .delete(not_supported_yet("conditional delete"))
+                .get(search::type_search)
+                .put(write::conditional_update)
+                .delete(write::conditional_delete)
                 .fallback(method_not_allowed),
         )
         .route(
             "/{type}/_search",
-            post(not_supported_yet("search")).fallback(method_not_allowed),
+            post(search::type_search_post).fallback(method_not_allowed),
         )
         .route(
             "/{type}/_history",
@@ -68,6 +81,14 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/{type}/{id}/_history",
             get(history::instance_history).fallback(method_not_allowed),
+        )
+        .route(
+            "/{type}/{id}/$everything",
+            get(search::everything).fallback(method_not_allowed),
+        )
+        .route(
+            "/{type}/{id}/{compartment_type}",
+            get(search::compartment_search).fallback(method_not_allowed),
         )
         .route(
             "/{type}/{id}/_history/{vid}",
@@ -87,25 +108,6 @@ pub fn outcomes(status: StatusCode, issues: &[Issue]) -> Response {
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
     r
-}
-
-/// A handler for an interaction that is not built yet.
-fn not_supported_yet(
-    what: &'static str,
-) -> impl Fn(Method, axum::http::Uri) -> std::future::Ready<Response> + Clone + Send + Sync + 'static
-{
-    move |method, uri| {
-        std::future::ready(outcome(
-            StatusCode::NOT_IMPLEMENTED,
-            Issue::error(
-                "not-supported",
-                format!(
-                    "{what} ({method} {}) is not supported yet; GET /fhir/metadata lists what this server does",
-                    uri.path()
-                ),
-            ),
-        ))
-    }
 }
 
 async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
@@ -285,11 +287,24 @@ async fn metadata(
     if let Err(r) = check_format(&params, &headers) {
         return r;
     }
+    let registry = SearchParams::r4();
     let resources: Vec<Value> = Validator::r4()
         .resource_types()
         .into_iter()
         .map(|t| {
-            json!({
+            let search_params: Vec<Value> = registry
+                .of_type(t)
+                .map(|p| json!({"name": p.code, "type": p.kind.as_str()}))
+                .collect();
+            let reference_params: Vec<&str> = registry
+                .of_type(t)
+                .filter(|p| p.kind == ParamKind::Reference)
+                .map(|p| p.code.as_str())
+                .collect();
+            let includes: Vec<String> = std::iter::once(format!("{t}:*"))
+                .chain(reference_params.iter().map(|p| format!("{t}:{p}")))
+                .collect();
+            let mut r = json!({
                 "type": t,
                 "interaction": [
                     {"code": "read"},
@@ -300,15 +315,26 @@ async fn metadata(
                     {"code": "delete"},
                     {"code": "history-instance"},
                     {"code": "history-type"},
+                    {"code": "search-type"},
                 ],
                 "versioning": "versioned-update",
                 "readHistory": true,
                 "updateCreate": true,
-                "conditionalCreate": false,
+                "conditionalCreate": true,
                 "conditionalRead": "not-supported",
-                "conditionalUpdate": false,
-                "conditionalDelete": "not-supported",
-            })
+                "conditionalUpdate": true,
+                "conditionalDelete": "single",
+                "referencePolicy": ["literal", "logical", "local"],
+                "searchInclude": includes,
+                "searchParam": search_params,
+            });
+            if t == "Patient" {
+                r["operation"] = json!([{
+                    "name": "everything",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                }]);
+            }
+            r
         })
         .collect();
     let cs = json!({
@@ -327,16 +353,33 @@ async fn metadata(
             "mode": "server",
             "documentation": "Implemented for every R4 resource type: read, vread, create, update \
                 (create-on-update, If-Match), patch (JSON Patch or FHIRPath Patch), versioned \
-                delete, history at instance, type and system level (_since, _count), and batch \
-                and atomic transaction Bundles (urn:uuid references rewritten); _summary and \
-                _elements on read, vread and history. Not supported yet: search, conditional \
-                create/update/delete and conditional references; they answer 501 with an \
-                OperationOutcome. JSON only.",
+                delete, conditional create (If-None-Exist), update and delete (single), \
+                history at instance, type and system level (_since, _count), batch and atomic \
+                transaction Bundles (urn:uuid and conditional references rewritten), and search \
+                with every R4 search parameter of types number, date, string, token, \
+                reference, quantity, uri and composite: prefixes eq ne gt lt ge le sa eb ap; \
+                modifiers :missing :exact :contains :text :not :above :below (uri) \
+                :identifier :[type] :of-type; chains over several levels, _has, _include and \
+                _revinclude (with :iterate and *), _sort, _count, _total, _summary, _elements; \
+                system search with _type; the Patient compartment and Patient/[id]/$everything. \
+                Not supported: the near parameter, _text, _content, _query, _filter, _list, \
+                _contained, terminology modifiers (:in, :not-in, :above and :below on tokens), \
+                and conditional reads. JSON only.",
             "resource": resources,
             "interaction": [
                 {"code": "transaction"},
                 {"code": "batch"},
+                {"code": "search-system"},
                 {"code": "history-system"},
+            ],
+            "searchParam": [
+                {"name": "_id", "type": "token"},
+                {"name": "_lastUpdated", "type": "date"},
+                {"name": "_tag", "type": "token"},
+                {"name": "_profile", "type": "uri"},
+                {"name": "_security", "type": "token"},
+                {"name": "_source", "type": "uri"},
+                {"name": "_type", "type": "token"},
             ],
         }],
     });

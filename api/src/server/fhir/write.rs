@@ -16,6 +16,7 @@ use medlake_ingest::prepare::prepare_value;
 use medlake_lake::{LakeError, WriteOp, Written};
 use serde_json::{Map, Value};
 
+use super::search::{conditional_ids, several};
 use super::{
     FHIR_JSON, check_format, check_instance, check_type, is_pretty, outcome, outcomes,
     version_headers,
@@ -183,6 +184,20 @@ pub(super) fn written_response(
     r
 }
 
+/// The answer to a conditional create that found its resource: 200 with it.
+fn existing_response(
+    state: &AppState,
+    v: &std::sync::Arc<medlake_lake::ResourceVersion>,
+    prefer: Return,
+    pretty: bool,
+) -> Response {
+    let w = Written {
+        version: v.clone(),
+        created: false,
+    };
+    written_response(state, &w, prefer, pretty)
+}
+
 /// Make one write and answer it as `Prefer` asks.
 async fn write_one(
     state: &AppState,
@@ -210,18 +225,34 @@ pub async fn create(
     if let Err(r) = check_format(&params, &headers).and_then(|()| check_type(&resource_type)) {
         return r;
     }
-    if headers.contains_key("if-none-exist") {
-        return outcome(
-            StatusCode::NOT_IMPLEMENTED,
-            Issue::error(
-                "not-supported",
-                "conditional create (If-None-Exist) is not supported yet: it needs search",
-            ),
-        );
-    }
     let resource = match parse_body(&resource_type, &headers, &body) {
         Ok(r) => r,
         Err(r) => return r,
+    };
+    let _conditional = match headers.get("if-none-exist") {
+        None => None,
+        Some(condition) => {
+            let condition = condition.to_str().unwrap_or("").to_string();
+            let guard = state.conditional.clone().lock_owned().await;
+            match conditional_ids(&state, &resource_type, &condition).await {
+                Err(f) => return f.response(),
+                Ok(ids) if ids.len() > 1 => return several(&resource_type, &condition).response(),
+                // It exists: answer with it, write nothing.
+                Ok(ids) if ids.len() == 1 => {
+                    return match state.lake.read_latest(&resource_type, &ids[0]).await {
+                        Ok(Some(v)) => existing_response(
+                            &state,
+                            &v,
+                            prefer_return(&headers),
+                            is_pretty(&params),
+                        ),
+                        Ok(None) => super::not_found(&resource_type, &ids[0]),
+                        Err(e) => super::storage_error(e),
+                    };
+                }
+                Ok(_) => Some(guard),
+            }
+        }
     };
     // The id in the body is ignored on create, as the specification says.
     let op = WriteOp::Put {
@@ -356,5 +387,113 @@ fn deleted_response(prefer: Return, message: String) -> Response {
         r
     } else {
         StatusCode::NO_CONTENT.into_response()
+    }
+}
+
+/// `PUT /fhir/<type>?<search>`: update the one resource the search finds, or create one
+/// if it finds none; 412 if it finds several.
+pub async fn conditional_update(
+    State(state): State<AppState>,
+    Path(resource_type): Path<String>,
+    uri: axum::http::Uri,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = check_format(&params, &headers).and_then(|()| check_type(&resource_type)) {
+        return r;
+    }
+    let mut resource = match parse_body(&resource_type, &headers, &body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let condition = uri.query().unwrap_or("").to_string();
+    let _guard = state.conditional.clone().lock_owned().await;
+    let ids = match conditional_ids(&state, &resource_type, &condition).await {
+        Ok(ids) => ids,
+        Err(f) => return f.response(),
+    };
+    let body_id = resource
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let id = match (ids.as_slice(), body_id) {
+        ([], Some(id)) => id,
+        ([], None) => uuid::Uuid::new_v4().to_string(),
+        ([found], Some(id)) if *found != id => {
+            return outcome(
+                StatusCode::BAD_REQUEST,
+                Issue::error(
+                    "invalid",
+                    format!(
+                        "the condition finds {resource_type}/{found}, but the body's id is '{id}'"
+                    ),
+                ),
+            );
+        }
+        ([found], _) => found.clone(),
+        _ => return several(&resource_type, &condition).response(),
+    };
+    if let Err(r) = super::check_id(&id) {
+        return r;
+    }
+    resource.insert("id".into(), Value::String(id.clone()));
+    let expected = match if_match(&headers) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let op = WriteOp::Put {
+        resource_type,
+        id: Some(id),
+        resource,
+        if_match: expected,
+    };
+    write_one(&state, op, &params, &headers).await
+}
+
+/// `DELETE /fhir/<type>?<search>`: delete the one resource the search finds (nothing if
+/// none); 412 if it finds several.
+pub async fn conditional_delete(
+    State(state): State<AppState>,
+    Path(resource_type): Path<String>,
+    uri: axum::http::Uri,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = check_format(&params, &headers).and_then(|()| check_type(&resource_type)) {
+        return r;
+    }
+    let condition = uri.query().unwrap_or("").to_string();
+    let _guard = state.conditional.clone().lock_owned().await;
+    let ids = match conditional_ids(&state, &resource_type, &condition).await {
+        Ok(ids) => ids,
+        Err(f) => return f.response(),
+    };
+    match ids.as_slice() {
+        [] => deleted_response(
+            prefer_return(&headers),
+            format!("no {resource_type} matches {condition}; nothing was deleted"),
+        ),
+        [id] => {
+            let op = WriteOp::Delete {
+                resource_type: resource_type.clone(),
+                id: id.clone(),
+                if_match: None,
+            };
+            match state.lake.write(vec![op]).await {
+                Ok(w) => {
+                    let mut r = deleted_response(
+                        prefer_return(&headers),
+                        format!("{resource_type}/{id} deleted"),
+                    );
+                    if let Some(w) = w.first() {
+                        version_headers(r.headers_mut(), &w.version);
+                    }
+                    r
+                }
+                Err(e) => write_error(e),
+            }
+        }
+        _ => several(&resource_type, &condition).response(),
     }
 }

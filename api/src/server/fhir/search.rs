@@ -1,0 +1,535 @@
+//! FHIR search over HTTP: type, system and compartment searches, with GET or POST
+//! `_search`, and `Patient/<id>/$everything`. The searching itself is
+//! [`medlake_query::search`]; this module reads the request and writes the searchset
+//! Bundle (entries, `total`, `self`/`next`/`previous` links, and an OperationOutcome
+//! entry for what was ignored).
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use medlake_ingest::Severity;
+use medlake_ingest::issue::{Issue, operation_outcome};
+use medlake_lake::ResourceVersion;
+use medlake_lake::ingest::search::SearchParams;
+use medlake_query::search::{Filter, Search, SearchError, SearchPage, run};
+use serde_json::{Map, Value, json};
+
+use super::history::url_escape;
+use super::subset::Subset;
+use super::{AppState, FHIR_JSON, check_format, check_id, check_type, is_pretty, outcome};
+
+/// The page cursor parameters this server writes into its links.
+const CURSOR_PARAMS: &[&str] = &["_page_after", "_page_before"];
+
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// The parameters of a POST `_search`: the form body and the query string together.
+fn post_pairs(
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, Response> {
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    if !form && !body.is_empty() {
+        return Err(outcome(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Issue::error(
+                "not-supported",
+                "POST _search takes its parameters as application/x-www-form-urlencoded",
+            ),
+        ));
+    }
+    let mut pairs = query_pairs(uri.query());
+    pairs.extend(url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())));
+    Ok(pairs)
+}
+
+fn strict(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .any(|p| p.trim().replace(' ', "") == "handling=strict")
+}
+
+pub async fn type_search(
+    State(state): State<AppState>,
+    Path(resource_type): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let pairs = query_pairs(uri.query());
+    search_types(&state, Scope::Type(resource_type), pairs, &headers).await
+}
+
+pub async fn type_search_post(
+    State(state): State<AppState>,
+    Path(resource_type): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match post_pairs(&uri, &headers, &body) {
+        Ok(pairs) => search_types(&state, Scope::Type(resource_type), pairs, &headers).await,
+        Err(r) => r,
+    }
+}
+
+pub async fn system_search(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let pairs = query_pairs(uri.query());
+    search_types(&state, Scope::System, pairs, &headers).await
+}
+
+pub async fn system_search_post(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match post_pairs(&uri, &headers, &body) {
+        Ok(pairs) => search_types(&state, Scope::System, pairs, &headers).await,
+        Err(r) => r,
+    }
+}
+
+pub async fn compartment_search(
+    State(state): State<AppState>,
+    Path((compartment, id, resource_type)): Path<(String, String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let pairs = query_pairs(uri.query());
+    let scope = Scope::Compartment {
+        compartment,
+        id,
+        resource_type: Some(resource_type),
+    };
+    search_types(&state, scope, pairs, &headers).await
+}
+
+pub async fn everything(
+    State(state): State<AppState>,
+    Path((compartment, id)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let pairs = query_pairs(uri.query());
+    let scope = Scope::Compartment {
+        compartment,
+        id,
+        resource_type: None,
+    };
+    search_types(&state, scope, pairs, &headers).await
+}
+
+/// What a search covers.
+enum Scope {
+    Type(String),
+    /// `GET /fhir?...`: the `_type` types, or every type with data.
+    System,
+    /// `Patient/<id>/<type>`, or `Patient/<id>/$everything` without a type.
+    Compartment {
+        compartment: String,
+        id: String,
+        resource_type: Option<String>,
+    },
+}
+
+fn bad(code: &'static str, message: impl Into<String>) -> Response {
+    outcome(StatusCode::BAD_REQUEST, Issue::error(code, message))
+}
+
+async fn search_types(
+    state: &AppState,
+    scope: Scope,
+    pairs: Vec<(String, String)>,
+    headers: &HeaderMap,
+) -> Response {
+    let last: HashMap<String, String> = pairs.iter().cloned().collect();
+    if let Err(r) = check_format(&last, headers) {
+        return r;
+    }
+    let count_only = last.get("_summary").is_some_and(|s| s == "count");
+    let subset = if count_only {
+        Subset::Full
+    } else {
+        match Subset::from_params(&last) {
+            Ok(s) => s,
+            Err(r) => return r,
+        }
+    };
+    let data_types = || state.lake.resource_types();
+    let (types, path, compartment_filter) = match &scope {
+        Scope::Type(t) => {
+            if let Err(r) = check_type(t) {
+                return r;
+            }
+            (vec![t.clone()], t.clone(), None)
+        }
+        Scope::System => {
+            let types = match last.get("_type") {
+                Some(list) => {
+                    let types: Vec<String> = list
+                        .split(',')
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                    for t in &types {
+                        if let Err(r) = check_type(t) {
+                            return r;
+                        }
+                    }
+                    types
+                }
+                None => data_types(),
+            };
+            (types, String::new(), None)
+        }
+        Scope::Compartment {
+            compartment,
+            id,
+            resource_type,
+        } => {
+            if let Err(r) = check_type(compartment).and_then(|()| check_id(id)) {
+                return r;
+            }
+            let Some(members) = SearchParams::r4().compartment(compartment) else {
+                return bad(
+                    "not-supported",
+                    format!("the {compartment} compartment is not supported: only Patient is"),
+                );
+            };
+            let types: Vec<String> = match resource_type {
+                Some(t) => {
+                    if let Err(r) = check_type(t) {
+                        return r;
+                    }
+                    if !members.contains_key(t) && t != compartment {
+                        return bad(
+                            "invalid",
+                            format!("{t} is not in the {compartment} compartment"),
+                        );
+                    }
+                    vec![t.clone()]
+                }
+                None => {
+                    // The compartment's own resource first, as peers answer.
+                    let mut types: Vec<String> = std::iter::once(compartment.clone())
+                        .chain(
+                            data_types()
+                                .into_iter()
+                                .filter(|t| members.contains_key(t) && t != compartment),
+                        )
+                        .collect();
+                    if let Some(only) = last.get("_type") {
+                        types.retain(|t| only.split(',').any(|o| o == t));
+                    }
+                    types
+                }
+            };
+            let path = match resource_type {
+                Some(t) => format!("{compartment}/{id}/{t}"),
+                None => format!("{compartment}/{id}/$everything"),
+            };
+            let filter = Filter::Compartment {
+                compartment: compartment.clone(),
+                id: id.clone(),
+            };
+            (types, path, Some(filter))
+        }
+    };
+    if let Scope::Compartment {
+        compartment, id, ..
+    } = &scope
+    {
+        if state.lake.latest(compartment, id).is_none_or(|l| l.deleted) {
+            return super::not_found(compartment, id);
+        }
+    }
+
+    // Over several types (system search, `$everything`), only the parameters every
+    // resource has apply; `_type` chose the types above.
+    let mut search = match Search::parse(types, &pairs, strict(headers)) {
+        Ok(s) => s,
+        Err(e) => return search_error(e),
+    };
+    if let Some(f) = compartment_filter {
+        search.filters.push(f);
+    }
+    if count_only {
+        search.count = 0;
+    }
+    let page = match run(&state.lake, &search, &state.fhir_base).await {
+        Ok(p) => p,
+        Err(e) => return search_error(e),
+    };
+    let link_base = if path.is_empty() {
+        state.fhir_base.clone()
+    } else {
+        format!("{}/{path}", state.fhir_base)
+    };
+    searchset(
+        &link_base,
+        &state.fhir_base,
+        &pairs,
+        &search,
+        page,
+        &subset,
+        is_pretty(&last),
+    )
+}
+
+fn search_error(e: SearchError) -> Response {
+    match e {
+        SearchError::Invalid(m) => bad("invalid", m),
+        SearchError::UnknownParameter(p) => bad(
+            "not-supported",
+            format!(
+                "unknown search parameter {p} (Prefer: handling=strict makes this an error; without it the parameter is ignored)"
+            ),
+        ),
+        SearchError::NotSupported(m) => bad("not-supported", m),
+        SearchError::Lake(e) => super::storage_error(e),
+    }
+}
+
+fn link(base: &str, pairs: &[(String, String)], cursor: Option<(&str, &str)>) -> String {
+    let mut query: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| !CURSOR_PARAMS.contains(&k.as_str()))
+        .map(|(k, v)| format!("{}={}", url_escape(k), url_escape(v)))
+        .collect();
+    if let Some((k, v)) = cursor {
+        query.push(format!("{k}={}", url_escape(v)));
+    }
+    if query.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", query.join("&"))
+    }
+}
+
+fn entry(fhir_base: &str, r: &ResourceVersion, mode: &str, subset: &Subset) -> Value {
+    let resource = match serde_json::from_str::<Value>(&r.resource) {
+        Ok(Value::Object(mut m)) => {
+            subset.apply(&mut m);
+            Value::Object(m)
+        }
+        _ => Value::Object(Map::new()),
+    };
+    json!({
+        "fullUrl": format!("{fhir_base}/{}/{}", r.resource_type, r.id),
+        "resource": resource,
+        "search": {"mode": mode},
+    })
+}
+
+fn searchset(
+    link_base: &str,
+    fhir_base: &str,
+    pairs: &[(String, String)],
+    search: &Search,
+    page: SearchPage,
+    subset: &Subset,
+    pretty: bool,
+) -> Response {
+    let self_cursor = pairs
+        .iter()
+        .find(|(k, _)| CURSOR_PARAMS.contains(&k.as_str()))
+        .map(|(k, v)| (k.as_str(), v.as_str()));
+    let mut links = vec![json!({"relation": "self", "url": link(link_base, pairs, self_cursor)})];
+    if let Some(next) = &page.next {
+        links.push(
+            json!({"relation": "next", "url": link(link_base, pairs, Some(("_page_after", next)))}),
+        );
+    }
+    if let Some(prev) = &page.prev {
+        links.push(json!({"relation": "previous", "url": link(link_base, pairs, Some(("_page_before", prev)))}));
+    }
+    let mut entries: Vec<Value> = page
+        .matches
+        .iter()
+        .map(|r| entry(fhir_base, r, "match", subset))
+        .chain(
+            page.included
+                .iter()
+                .map(|r| entry(fhir_base, r, "include", subset)),
+        )
+        .collect();
+    let mut warnings: Vec<Issue> = search
+        .ignored
+        .iter()
+        .map(|p| Issue {
+            severity: Severity::Warning,
+            code: "not-supported",
+            diagnostics: format!("unknown search parameter {p} was ignored"),
+            expression: None,
+        })
+        .collect();
+    warnings.extend(page.warnings.iter().map(|w| Issue {
+        severity: Severity::Warning,
+        code: "incomplete",
+        diagnostics: w.clone(),
+        expression: None,
+    }));
+    if !warnings.is_empty() {
+        entries.push(json!({
+            "resource": operation_outcome(&warnings),
+            "search": {"mode": "outcome"},
+        }));
+    }
+    let mut bundle = json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "link": links,
+    });
+    if let Some(total) = page.total {
+        bundle["total"] = json!(total);
+    }
+    if !entries.is_empty() {
+        bundle["entry"] = Value::Array(entries);
+    }
+    let body = if pretty {
+        serde_json::to_string_pretty(&bundle).unwrap_or_default()
+    } else {
+        bundle.to_string()
+    };
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    r
+}
+
+/// A search in a batch or transaction entry (`Observation?code=...`,
+/// `Patient/1/Observation`, `Patient/1/$everything`): its status and its body, a
+/// searchset Bundle or an OperationOutcome.
+pub(super) async fn search_in_bundle(
+    state: &AppState,
+    path: &str,
+    query: &str,
+) -> (StatusCode, Value) {
+    let pairs = query_pairs(Some(query));
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let scope = match parts.as_slice() {
+        [] => Scope::System,
+        [t] => Scope::Type(t.to_string()),
+        [c, id, "$everything"] => Scope::Compartment {
+            compartment: c.to_string(),
+            id: id.to_string(),
+            resource_type: None,
+        },
+        [c, id, t] => Scope::Compartment {
+            compartment: c.to_string(),
+            id: id.to_string(),
+            resource_type: Some(t.to_string()),
+        },
+        _ => {
+            let oo = operation_outcome(&[Issue::error(
+                "invalid",
+                format!("{path}?{query} is not a search this server knows"),
+            )]);
+            return (StatusCode::BAD_REQUEST, oo);
+        }
+    };
+    let response = search_types(state, scope, pairs, &HeaderMap::new()).await;
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// Why a conditional interaction could not pick its resource.
+pub(super) struct ConditionFailed {
+    pub status: StatusCode,
+    pub issue: Issue,
+}
+
+impl ConditionFailed {
+    pub fn response(self) -> Response {
+        outcome(self.status, self.issue)
+    }
+}
+
+/// The ids of the resources of `resource_type` that a conditional interaction's search
+/// (`identifier=urn:mrn|123`, or `Patient?identifier=...`) finds: none, one, or two when
+/// there are several (which is all a caller needs to know). Unknown parameters are an
+/// error here, whatever `Prefer` says: ignoring one could pick the wrong resource.
+pub(super) async fn conditional_ids(
+    state: &AppState,
+    resource_type: &str,
+    query: &str,
+) -> Result<Vec<String>, ConditionFailed> {
+    let query = query.split_once('?').map_or(query, |(_, q)| q);
+    let pairs = query_pairs(Some(query));
+    let fail = |status, code, message: String| ConditionFailed {
+        status,
+        issue: Issue::error(code, message),
+    };
+    if pairs.is_empty() {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            format!(
+                "the condition on {resource_type} is empty: give search parameters, like identifier=system|value"
+            ),
+        ));
+    }
+    let mut search = Search::parse(vec![resource_type.to_string()], &pairs, true).map_err(|e| {
+        let status = StatusCode::BAD_REQUEST;
+        match e {
+            SearchError::Lake(e) => fail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "exception",
+                e.to_string(),
+            ),
+            other => fail(
+                status,
+                "invalid",
+                format!("the condition {query:?}: {other}"),
+            ),
+        }
+    })?;
+    search.count = 2;
+    search.total = medlake_query::search::Total::None;
+    let page = run(&state.lake, &search, &state.fhir_base)
+        .await
+        .map_err(|e| {
+            fail(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                format!("the condition {query:?}: {e}"),
+            )
+        })?;
+    Ok(page.matches.iter().map(|r| r.id.clone()).collect())
+}
+
+/// The answer when a condition finds more than one resource.
+pub(super) fn several(resource_type: &str, query: &str) -> ConditionFailed {
+    ConditionFailed {
+        status: StatusCode::PRECONDITION_FAILED,
+        issue: Issue::error(
+            "multiple-matches",
+            format!(
+                "the condition {resource_type}?{query} matches more than one resource: make it more specific"
+            ),
+        ),
+    }
+}
