@@ -479,6 +479,51 @@ impl Lake {
         Ok(row.map(Arc::new))
     }
 
+    /// The newest versions of several resources of one type (deleted or not), in the
+    /// order asked; `None` for an id the lake does not know. Ids in Delta are read
+    /// together, each data file once ([`PointReader`]).
+    pub async fn read_latest_many(
+        &self,
+        resource_type: &str,
+        ids: &[&str],
+    ) -> Result<Vec<Option<Arc<ResourceVersion>>>> {
+        let mut out: Vec<Option<Arc<ResourceVersion>>> = vec![None; ids.len()];
+        let mut from_delta: Vec<(usize, &str)> = Vec::new();
+        // The index first, apart from the tail's lock: an unknown id needs no read.
+        let known: Vec<bool> = ids
+            .iter()
+            .map(|id| self.latest(resource_type, id).is_some())
+            .collect();
+        let delta = {
+            let types = self.shared.types.lock();
+            let Some(s) = types.get(resource_type) else {
+                return Ok(out);
+            };
+            for (i, id) in ids.iter().enumerate() {
+                if !known[i] {
+                    continue;
+                }
+                match s.buffer.latest(id) {
+                    Some(r) => out[i] = Some(r),
+                    None => from_delta.push((i, id)),
+                }
+            }
+            s.delta.clone()
+        };
+        if let (Some(table), false) = (delta, from_delta.is_empty()) {
+            let wanted: Vec<&str> = from_delta.iter().map(|(_, id)| *id).collect();
+            let mut found = self
+                .shared
+                .points
+                .read_many(&table, resource_type, &wanted)
+                .await?;
+            for (i, id) in from_delta {
+                out[i] = found.remove(id).map(Arc::new);
+            }
+        }
+        Ok(out)
+    }
+
     /// One version of a resource.
     pub async fn read_version(
         &self,

@@ -84,13 +84,65 @@ impl PointReader {
             if row_groups.is_empty() {
                 continue;
             }
-            for row in read_rows(&store, &path, size, &index, row_groups, id, resource_type).await?
+            for row in read_rows(&store, &path, size, &index, row_groups, &[id], resource_type).await?
             {
                 if version.is_some_and(|v| v != row.version_id) {
                     continue;
                 }
                 if best.as_ref().is_none_or(|b| row.version_id > b.version_id) {
                     best = Some(row);
+                }
+            }
+        }
+        Ok(best)
+    }
+
+    /// The newest versions of several ids of one type: each data file whose bloom
+    /// filters may hold any of them is read once, for the union of those row groups, so
+    /// a page of search results that sits in a few row groups costs a few reads.
+    pub(crate) async fn read_many(
+        &self,
+        table: &DeltaTable,
+        resource_type: &str,
+        ids: &[&str],
+    ) -> Result<HashMap<String, ResourceVersion>> {
+        let store = table.object_store();
+        let files: Vec<(Path, u64)> = table
+            .snapshot()
+            .map_err(|e| LakeError::delta(resource_type, e))?
+            .log_data()
+            .iter()
+            .map(|f| (f.object_store_path(), f.size().max(0) as u64))
+            .collect();
+        self.forget_files_not_in(&files);
+        let mut best: HashMap<String, ResourceVersion> = HashMap::new();
+        for (path, size) in files {
+            let index = self.index(&store, &path, size).await?;
+            let mut wanted: Vec<&str> = Vec::new();
+            let mut row_groups: Vec<usize> = Vec::new();
+            for (rg, bloom) in index.blooms.iter().enumerate() {
+                let mut any = false;
+                for id in ids {
+                    if bloom.as_ref().is_none_or(|b| b.check(*id)) {
+                        any = true;
+                        if !wanted.contains(id) {
+                            wanted.push(id);
+                        }
+                    }
+                }
+                if any {
+                    row_groups.push(rg);
+                }
+            }
+            if row_groups.is_empty() {
+                continue;
+            }
+            for row in read_rows(&store, &path, size, &index, row_groups, &wanted, resource_type).await? {
+                match best.get(&row.id) {
+                    Some(b) if b.version_id >= row.version_id => {}
+                    _ => {
+                        best.insert(row.id.clone(), row);
+                    }
                 }
             }
         }
@@ -164,7 +216,7 @@ async fn read_rows(
     size: u64,
     index: &FileIndex,
     row_groups: Vec<usize>,
-    id: &str,
+    ids: &[&str],
     resource_type: &str,
 ) -> Result<Vec<ResourceVersion>> {
     let reader = ObjectFile::new(store, path, size);
@@ -172,12 +224,20 @@ async fn read_rows(
         index.metadata.metadata().file_metadata().schema_descr(),
         [index.id_column],
     );
-    let wanted = id.to_string();
+    let wanted: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
     let predicate = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
-        let ids: &ArrayRef = batch.column(0);
-        let scalar =
-            arrow::compute::cast(&StringArray::from(vec![wanted.as_str()]), ids.data_type())?;
-        eq(ids, &Scalar::new(scalar))
+        let column: &ArrayRef = batch.column(0);
+        let mut keep: Option<arrow::array::BooleanArray> = None;
+        for id in &wanted {
+            let scalar =
+                arrow::compute::cast(&StringArray::from(vec![id.as_str()]), column.data_type())?;
+            let hit = eq(column, &Scalar::new(scalar))?;
+            keep = Some(match keep {
+                None => hit,
+                Some(k) => arrow::compute::or(&k, &hit)?,
+            });
+        }
+        Ok(keep.unwrap_or_else(|| arrow::array::BooleanArray::from(vec![false; batch.num_rows()])))
     });
     let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, index.metadata.clone())
         .with_row_groups(row_groups)

@@ -6,8 +6,10 @@
 //! 2. The server starts on that lake; ids to read come from `POST /sql`.
 //! 3. Measured: read by id of bulk-loaded resources (in Delta), one client, p50/p99;
 //!    read by id of just-written resources (in the in-memory tail); creates and updates
-//!    with `--clients` concurrent clients; 50-entry transactions; and whether search
-//!    answers (it is not built yet, so it is reported as such, not timed).
+//!    with `--clients` concurrent clients; 50-entry transactions; and four typical
+//!    searches on the bulk-loaded data, one client, p50/p99 (their parameters are drawn
+//!    from the data with SQL, so each search finds something). The server's resident
+//!    memory after loading is reported too: it holds the id and search indexes.
 //!
 //! Usage: `medlake-bench-fhir-api [--patients N] [--work DIR] [--medlake PATH]
 //! [--seconds S] [--clients C] [--reads R]`
@@ -112,6 +114,21 @@ fn prepare(args: &Args) -> Result<(u64, PathBuf)> {
 struct Server {
     child: Child,
     base: String,
+}
+
+impl Server {
+    /// The server's resident memory in MB (Linux), 0 where unknown.
+    fn rss_mb(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<u64>().ok())
+            })
+            .map_or(0, |kb| kb / 1024)
+    }
 }
 
 impl Drop for Server {
@@ -288,6 +305,10 @@ fn main() -> Result<()> {
     eprintln!("{} reads by id (bulk-loaded, in Delta)...", targets.len());
     let (delta_p50, delta_p99) = percentiles(read_all(&a, &base, &targets)?);
 
+    eprintln!("searches...");
+    let searches = typical_searches(&a, &base, &patients, args.reads.min(400))?;
+    let rss_mb = server.rss_mb();
+
     eprintln!("creates, {} clients, {} s...", args.clients, args.seconds);
     let pats = Arc::new(patients.clone());
     let p = pats.clone();
@@ -352,10 +373,6 @@ fn main() -> Result<()> {
         expect(r, 200, "POST transaction")
     })?;
 
-    let search = a
-        .get(&format!("{base}/fhir/Patient?family=Smith"))
-        .call()?
-        .status();
 
     println!("| measure | value |");
     println!("|---|---|");
@@ -379,8 +396,136 @@ fn main() -> Result<()> {
         "| 50-entry transactions, 4 clients | {transactions:.1}/s ({:.0} resources/s), p50 {tx_p50:.1} ms, p99 {tx_p99:.1} ms |",
         transactions * 50.0
     );
-    println!(
-        "| search (Patient by family, and the other three) | not built yet: GET /fhir/Patient?family= answers {search} |"
-    );
+    for s in &searches {
+        println!(
+            "| search: {} | p50 {:.1} ms, p99 {:.1} ms, {:.1} resources per answer ({} searches) |",
+            s.name, s.p50, s.p99, s.resources, s.runs
+        );
+    }
+    println!("| server resident memory after loading | {rss_mb} MB |");
     Ok(())
+}
+
+struct SearchFigures {
+    name: &'static str,
+    p50: f64,
+    p99: f64,
+    resources: f64,
+    runs: usize,
+}
+
+/// Rows of a SQL query as JSON objects.
+fn sql(agent: &ureq::Agent, base: &str, query: &str) -> Result<Vec<Value>> {
+    let mut r = agent.post(&format!("{base}/sql")).send(query)?;
+    if r.status() != 200 {
+        bail!("SQL answered {}: {}", r.status(), r.body_mut().read_to_string()?);
+    }
+    Ok(r.body_mut().read_json()?)
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The four searches of the issue, each `runs` times with parameters drawn from the data.
+fn typical_searches(
+    agent: &ureq::Agent,
+    base: &str,
+    patients: &[String],
+    runs: usize,
+) -> Result<Vec<SearchFigures>> {
+    let families: Vec<String> = sql(
+        agent,
+        base,
+        "SELECT json_get_str(resource, 'name', 0, 'family') AS f FROM fhir.patient LIMIT 2000",
+    )?
+    .iter()
+    .filter_map(|r| r["f"].as_str().map(str::to_string))
+    .collect();
+    let coded: Vec<(String, String)> = sql(
+        agent,
+        base,
+        "SELECT json_get_str(resource, 'subject', 'reference') AS s, \
+                json_get_str(resource, 'code', 'coding', 0, 'system') AS sys, \
+                json_get_str(resource, 'code', 'coding', 0, 'code') AS c \
+         FROM fhir.observation LIMIT 20000",
+    )?
+    .iter()
+    .filter_map(|r| {
+        let s = r["s"].as_str()?.strip_prefix("Patient/")?;
+        Some((s.to_string(), format!("{}|{}", r["sys"].as_str()?, r["c"].as_str()?)))
+    })
+    .collect();
+    if families.is_empty() || coded.is_empty() {
+        bail!("no families or coded observations to search for");
+    }
+    let pick = |i: usize, n: usize| (i * 7919) % n;
+    type Query = Box<dyn Fn(usize) -> String>;
+    let (f, c) = (families, coded.clone());
+    let (c2, p2) = (coded, patients.to_vec());
+    let plans: Vec<(&'static str, Query)> = vec![
+        (
+            "Patient by family name (`Patient?family=<name>`)",
+            Box::new(move |i| format!("Patient?family={}", url_escape(&f[pick(i, f.len())]))),
+        ),
+        (
+            "Observation by patient and code (`Observation?patient=<id>&code=<system|code>`)",
+            Box::new(move |i| {
+                let (pat, code) = &c[pick(i, c.len())];
+                format!("Observation?patient={pat}&code={}", url_escape(code))
+            }),
+        ),
+        (
+            "Observation by patient and date range, sorted by date (`Observation?patient=<id>&date=ge2015-01-01&date=lt2025-01-01&_sort=date`)",
+            Box::new(move |i| {
+                let (pat, _) = &c2[pick(i, c2.len())];
+                format!("Observation?patient={pat}&date=ge2015-01-01&date=lt2025-01-01&_sort=date")
+            }),
+        ),
+        (
+            "Encounter with its Observations (`Encounter?patient=<id>&_count=10&_revinclude=Observation:encounter`)",
+            Box::new(move |i| {
+                let pat = &p2[pick(i, p2.len())];
+                format!("Encounter?patient={pat}&_count=10&_revinclude=Observation:encounter")
+            }),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, query) in plans {
+        // Warm-up, as for reads: the first touch of a file reads its footer.
+        for i in 0..20 {
+            let _ = agent.get(&format!("{base}/fhir/{}", query(i + runs))).call()?;
+        }
+        let mut micros = Vec::with_capacity(runs);
+        let mut resources = 0usize;
+        for i in 0..runs {
+            let url = format!("{base}/fhir/{}", query(i));
+            let started = Instant::now();
+            let mut r = agent.get(&url).call()?;
+            let body = r.body_mut().read_to_string()?;
+            micros.push(started.elapsed().as_micros() as u64);
+            if r.status() != 200 {
+                bail!("GET {url} answered {}: {body}", r.status());
+            }
+            let bundle: Value = serde_json::from_str(&body)?;
+            resources += bundle["entry"].as_array().map_or(0, Vec::len);
+        }
+        let (p50, p99) = percentiles(micros);
+        out.push(SearchFigures {
+            name,
+            p50,
+            p99,
+            resources: resources as f64 / runs as f64,
+            runs,
+        });
+    }
+    Ok(out)
 }

@@ -148,14 +148,7 @@ pub async fn run(lake: &Lake, search: &Search, base: &str) -> Result<SearchPage,
         None
     };
 
-    let mut matches = Vec::with_capacity(page.len());
-    for (ty, id) in &page {
-        if let Some(r) = lake.read_latest(ty, id).await? {
-            if !r.deleted {
-                matches.push(r);
-            }
-        }
-    }
+    let matches = read_many(lake, &page).await?;
     let included = includes(lake, search, &matches, base, &mut warnings).await?;
     Ok(SearchPage {
         matches,
@@ -165,6 +158,30 @@ pub async fn run(lake: &Lake, search: &Search, base: &str) -> Result<SearchPage,
         prev,
         warnings,
     })
+}
+
+/// Read resources by `(type, id)`, each type's together, in the order given; what is
+/// gone (deleted since the index was read) is left out.
+async fn read_many(
+    lake: &Lake,
+    wanted: &[(String, String)],
+) -> Result<Vec<Arc<ResourceVersion>>, SearchError> {
+    let mut by_type: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, (ty, _)) in wanted.iter().enumerate() {
+        match by_type.iter_mut().find(|(t, _)| t == ty) {
+            Some((_, v)) => v.push(i),
+            None => by_type.push((ty, vec![i])),
+        }
+    }
+    let mut found: Vec<Option<Arc<ResourceVersion>>> = vec![None; wanted.len()];
+    for (ty, positions) in by_type {
+        let ids: Vec<&str> = positions.iter().map(|i| wanted[*i].1.as_str()).collect();
+        let rows = lake.read_latest_many(ty, &ids).await?;
+        for (i, row) in positions.into_iter().zip(rows) {
+            found[i] = row;
+        }
+    }
+    Ok(found.into_iter().flatten().filter(|r| !r.deleted).collect())
 }
 
 fn compare_hits(a: &Hit, b: &Hit, descending: &[bool]) -> Ordering {
@@ -773,24 +790,23 @@ async fn includes(
             }
         }
         first = false;
-        let mut next = Vec::new();
+        let mut fresh: Vec<(String, String)> = Vec::new();
         for key in wanted {
-            if seen.contains(&key) {
-                continue;
+            if seen.insert(key.clone()) {
+                fresh.push(key);
             }
-            if out.len() >= MAX_INCLUDED {
-                warnings.push(format!(
-                    "_include and _revinclude stopped at {MAX_INCLUDED} resources"
-                ));
-                return Ok(out);
-            }
-            if let Some(r) = lake.read_latest(&key.0, &key.1).await? {
-                if !r.deleted {
-                    out.push(r.clone());
-                    next.push(r);
-                }
-            }
-            seen.insert(key);
+        }
+        let room = MAX_INCLUDED.saturating_sub(out.len());
+        if fresh.len() > room {
+            fresh.truncate(room);
+            warnings.push(format!(
+                "_include and _revinclude stopped at {MAX_INCLUDED} resources"
+            ));
+        }
+        let next = read_many(lake, &fresh).await?;
+        out.extend(next.iter().cloned());
+        if out.len() >= MAX_INCLUDED {
+            return Ok(out);
         }
         if !search
             .include
