@@ -180,6 +180,12 @@ impl Lake {
             );
         }
 
+        if let Some(s) = &search {
+            let (resources, keys, values) = s.stats();
+            tracing::info!(
+                "search index: {resources} resources, {keys} keys, {values} date/number/quantity values"
+            );
+        }
         let mut next_seq = flushed.values().copied().max().unwrap_or(0) + 1;
         let mut wal_lock = None;
         let wal = if options.with_wal {

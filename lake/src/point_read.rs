@@ -84,7 +84,16 @@ impl PointReader {
             if row_groups.is_empty() {
                 continue;
             }
-            for row in read_rows(&store, &path, size, &index, row_groups, &[id], resource_type).await?
+            for row in read_rows(
+                &store,
+                &path,
+                size,
+                &index,
+                row_groups,
+                &[id],
+                resource_type,
+            )
+            .await?
             {
                 if version.is_some_and(|v| v != row.version_id) {
                     continue;
@@ -137,7 +146,17 @@ impl PointReader {
             if row_groups.is_empty() {
                 continue;
             }
-            for row in read_rows(&store, &path, size, &index, row_groups, &wanted, resource_type).await? {
+            for row in read_rows(
+                &store,
+                &path,
+                size,
+                &index,
+                row_groups,
+                &wanted,
+                resource_type,
+            )
+            .await?
+            {
                 match best.get(&row.id) {
                     Some(b) if b.version_id >= row.version_id => {}
                     _ => {
@@ -239,8 +258,19 @@ async fn read_rows(
         }
         Ok(keep.unwrap_or_else(|| arrow::array::BooleanArray::from(vec![false; batch.num_rows()])))
     });
+    // Every column but `search`: a read serves the resource, and the search values
+    // (often larger than the resource) would only be decompressed to be dropped.
+    let schema = index.metadata.metadata().file_metadata().schema_descr();
+    let columns = schema
+        .columns()
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.name() != "search")
+        .map(|(i, _)| i);
+    let projection = ProjectionMask::leaves(schema, columns);
     let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, index.metadata.clone())
         .with_row_groups(row_groups)
+        .with_projection(projection)
         .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
         .build()
         .map_err(|e| parquet_error(path, e))?;

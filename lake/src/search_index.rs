@@ -64,13 +64,34 @@ pub enum KeyKind {
 
 type Key = (u16, KeyKind, Box<str>);
 
+/// A date, number or quantity value of a slot, as a search compares it: 40 bytes, with
+/// the strings of a quantity as symbols of its [`TypeIndex`] ([`TypeIndex::symbol`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RangeValue {
+    /// The instants covered, in microseconds, both ends inclusive.
+    Date {
+        lo: i64,
+        hi: i64,
+    },
+    Number(f64),
+    /// `value` is NaN for a Range, which has only `lo..=hi`.
+    Quantity {
+        value: f64,
+        lo: f64,
+        hi: f64,
+        system: u32,
+        code: u32,
+        unit: u32,
+    },
+}
+
 /// The current content of one slot.
 #[derive(Debug, Default)]
 struct Doc {
     version: i64,
     last_updated: i64,
     postings: Box<[u32]>,
-    ranges: Box<[(u16, IndexValue)]>,
+    ranges: Box<[(u16, RangeValue)]>,
 }
 
 /// The index of one resource type.
@@ -83,6 +104,9 @@ pub struct TypeIndex {
     params: HashMap<String, u16>,
     keys: BTreeMap<Key, u32>,
     postings: Vec<RoaringBitmap>,
+    /// Interned strings of quantities; symbol 0 is "none".
+    symbols: Vec<Box<str>>,
+    symbol_ids: HashMap<Box<str>, u32>,
 }
 
 impl TypeIndex {
@@ -168,8 +192,30 @@ impl TypeIndex {
         self.slots.get(id).copied()
     }
 
+    /// The string of a quantity's symbol; `None` for symbol 0.
+    pub fn symbol(&self, symbol: u32) -> Option<&str> {
+        match symbol {
+            0 => None,
+            s => self.symbols.get(s as usize).map(|s| &**s),
+        }
+    }
+
+    fn intern(&mut self, s: Option<&str>) -> u32 {
+        let Some(s) = s else { return 0 };
+        if let Some(id) = self.symbol_ids.get(s) {
+            return *id;
+        }
+        if self.symbols.is_empty() {
+            self.symbols.push(Box::from(""));
+        }
+        let id = self.symbols.len() as u32;
+        self.symbols.push(Box::from(s));
+        self.symbol_ids.insert(Box::from(s), id);
+        id
+    }
+
     /// The date, number and quantity values of a slot for one parameter.
-    pub fn ranges<'a>(&'a self, slot: u32, param: &str) -> impl Iterator<Item = &'a IndexValue> {
+    pub fn ranges<'a>(&'a self, slot: u32, param: &str) -> impl Iterator<Item = &'a RangeValue> {
         let p = self.params.get(param).copied();
         self.docs
             .get(slot as usize)
@@ -234,11 +280,30 @@ impl TypeIndex {
             for (kind, key) in keys(&e.value) {
                 postings.push(self.posting_id((p, kind, key.into_boxed_str())));
             }
-            if matches!(
-                e.value,
-                IndexValue::Date(..) | IndexValue::Number(..) | IndexValue::Quantity { .. }
-            ) {
-                ranges.push((p, e.value.clone()));
+            let range = match &e.value {
+                IndexValue::Date(lo, hi) => Some(RangeValue::Date { lo: *lo, hi: *hi }),
+                IndexValue::Number(x, _, _) => Some(RangeValue::Number(*x)),
+                IndexValue::Quantity {
+                    value,
+                    lo,
+                    hi,
+                    system,
+                    code,
+                    unit,
+                } => Some(RangeValue::Quantity {
+                    value: value.unwrap_or(f64::NAN),
+                    lo: *lo,
+                    hi: *hi,
+                    system: self.intern(system.as_deref()),
+                    code: self.intern(code.as_deref()),
+                    unit: self.intern(unit.as_deref()),
+                }),
+                _ => None,
+            };
+            if let Some(r) = range {
+                if !ranges.iter().any(|(q, v)| *q == p && *v == r) {
+                    ranges.push((p, r));
+                }
             }
         }
         postings.sort_unstable();
@@ -322,6 +387,17 @@ pub struct SearchIndex {
 }
 
 impl SearchIndex {
+    /// (current resources, distinct posting keys, date/number/quantity values), all types.
+    pub fn stats(&self) -> (u64, usize, usize) {
+        self.types.values().fold((0, 0, 0), |(r, k, v), t| {
+            (
+                r + t.alive.len(),
+                k + t.keys.len(),
+                v + t.docs.iter().map(|d| d.ranges.len()).sum::<usize>(),
+            )
+        })
+    }
+
     pub fn of_type(&self, resource_type: &str) -> Option<&TypeIndex> {
         self.types.get(resource_type)
     }

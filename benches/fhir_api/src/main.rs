@@ -373,7 +373,6 @@ fn main() -> Result<()> {
         expect(r, 200, "POST transaction")
     })?;
 
-
     println!("| measure | value |");
     println!("|---|---|");
     println!("| data | {total} resources, {} patients |", args.patients);
@@ -418,7 +417,11 @@ struct SearchFigures {
 fn sql(agent: &ureq::Agent, base: &str, query: &str) -> Result<Vec<Value>> {
     let mut r = agent.post(&format!("{base}/sql")).send(query)?;
     if r.status() != 200 {
-        bail!("SQL answered {}: {}", r.status(), r.body_mut().read_to_string()?);
+        bail!(
+            "SQL answered {}: {}",
+            r.status(),
+            r.body_mut().read_to_string()?
+        );
     }
     Ok(r.body_mut().read_json()?)
 }
@@ -461,7 +464,10 @@ fn typical_searches(
     .iter()
     .filter_map(|r| {
         let s = r["s"].as_str()?.strip_prefix("Patient/")?;
-        Some((s.to_string(), format!("{}|{}", r["sys"].as_str()?, r["c"].as_str()?)))
+        Some((
+            s.to_string(),
+            format!("{}|{}", r["sys"].as_str()?, r["c"].as_str()?),
+        ))
     })
     .collect();
     if families.is_empty() || coded.is_empty() {
@@ -502,7 +508,9 @@ fn typical_searches(
     for (name, query) in plans {
         // Warm-up, as for reads: the first touch of a file reads its footer.
         for i in 0..20 {
-            let _ = agent.get(&format!("{base}/fhir/{}", query(i + runs))).call()?;
+            let _ = agent
+                .get(&format!("{base}/fhir/{}", query(i + runs)))
+                .call()?;
         }
         let mut micros = Vec::with_capacity(runs);
         let mut resources = 0usize;

@@ -171,19 +171,38 @@ impl QuantityQuery {
         else {
             return false;
         };
+        self.matches_parts(
+            *value,
+            *lo,
+            *hi,
+            system.as_deref(),
+            code.as_deref(),
+            unit.as_deref(),
+        )
+    }
+
+    pub fn matches_parts(
+        &self,
+        value: Option<f64>,
+        lo: f64,
+        hi: f64,
+        system: Option<&str>,
+        code: Option<&str>,
+        unit: Option<&str>,
+    ) -> bool {
         if let Some(s) = &self.system
-            && system.as_ref() != Some(s)
+            && system != Some(s.as_str())
         {
             return false;
         }
         if let Some(c) = &self.code {
             // Without a system, the code may be the unit as written.
-            let unit_ok = self.system.is_none() && unit.as_ref() == Some(c);
-            if code.as_ref() != Some(c) && !unit_ok {
+            let unit_ok = self.system.is_none() && unit == Some(c.as_str());
+            if code != Some(c.as_str()) && !unit_ok {
                 return false;
             }
         }
-        self.number.matches(*value, *lo, *hi)
+        self.number.matches(value, lo, hi)
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use medlake_lake::ingest::search::{IndexValue, ParamKind, SearchParams, normalize_string};
-use medlake_lake::search_index::{KeyKind, SearchIndex, TypeIndex};
+use medlake_lake::search_index::{KeyKind, RangeValue, SearchIndex, TypeIndex};
 use medlake_lake::{Lake, ResourceVersion};
 use roaring::RoaringBitmap;
 use serde_json::Value;
@@ -282,19 +282,20 @@ fn sort_columns<'a>(
                 out.push(Box::new(move |s| {
                     let mut best: Option<SortValue> = keyed.get(&s).cloned();
                     for v in t.ranges(s, code) {
-                        let v = match v {
-                            IndexValue::Date(lo, hi) => {
-                                SortValue::Int(if descending { *hi } else { *lo })
+                        let v = match *v {
+                            RangeValue::Date { lo, hi } => {
+                                SortValue::Int(if descending { hi } else { lo })
                             }
-                            IndexValue::Number(x, _, _) => SortValue::Float(*x),
-                            IndexValue::Quantity { value, lo, hi, .. } => {
-                                SortValue::Float(value.unwrap_or(if descending {
-                                    *hi
+                            RangeValue::Number(x) => SortValue::Float(x),
+                            RangeValue::Quantity { value, lo, hi, .. } => {
+                                SortValue::Float(if !value.is_nan() {
+                                    value
+                                } else if descending {
+                                    hi
                                 } else {
-                                    *lo
-                                }))
+                                    lo
+                                })
                             }
-                            _ => continue,
                         };
                         if better(&v, best.as_ref(), descending) {
                             best = Some(v);
@@ -602,10 +603,27 @@ fn range_filter(
         .into_iter()
         .filter(|s| {
             t.ranges(*s, code).any(|v| {
-                queries.iter().any(|q| match (q, v) {
-                    (Q::D(q), IndexValue::Date(lo, hi)) => q.matches(*lo, *hi),
-                    (Q::N(q), IndexValue::Number(x, _, _)) => q.matches(Some(*x), *x, *x),
-                    (Q::Q(q), v) => q.matches(v),
+                queries.iter().any(|q| match (q, *v) {
+                    (Q::D(q), RangeValue::Date { lo, hi }) => q.matches(lo, hi),
+                    (Q::N(q), RangeValue::Number(x)) => q.matches(Some(x), x, x),
+                    (
+                        Q::Q(q),
+                        RangeValue::Quantity {
+                            value,
+                            lo,
+                            hi,
+                            system,
+                            code,
+                            unit,
+                        },
+                    ) => q.matches_parts(
+                        (!value.is_nan()).then_some(value),
+                        lo,
+                        hi,
+                        t.symbol(system),
+                        t.symbol(code),
+                        t.symbol(unit),
+                    ),
                     _ => false,
                 })
             })
