@@ -774,6 +774,7 @@ async fn commit_flush(
     table
         .write(vec![batch])
         .with_writer_properties(crate::schema::resource_writer_properties())
+        .with_schema_mode(crate::schema::RESOURCE_SCHEMA_MODE)
         .with_commit_properties(props)
         .await
         .map_err(|e| LakeError::delta(resource_type, e))
@@ -936,28 +937,52 @@ async fn load_search(
     let provider = table.table_provider().await?;
     let stored = provider.schema().column_with_name("search").is_some();
     ctx.register_table("t", provider)?;
-    let values = if stored { "search" } else { "resource" };
-    let df = ctx
-        .sql(&format!(
-            "SELECT id, version_id, last_updated, deleted, {values} AS v FROM t"
-        ))
-        .await?;
-    let mut stream = df.execute_stream().await?;
     let started = std::time::Instant::now();
     let mut rows = 0usize;
-    while let Some(batch) = stream.try_next().await? {
-        for i in 0..batch.num_rows() {
-            let row = row_keys(&batch, i)?;
-            let extracted;
-            let search = if stored || row.3 {
-                row.4
-            } else {
-                extracted = search_values(resource_type, row.4);
-                &extracted
-            };
-            index.apply(resource_type, row.0, row.1, row.2, row.3, search);
+    let mut unindexed = 0usize;
+    if stored {
+        let df = ctx
+            .sql("SELECT id, version_id, last_updated, deleted, search AS v FROM t")
+            .await?;
+        let mut stream = df.execute_stream().await?;
+        while let Some(batch) = stream.try_next().await? {
+            let values = batch.column(4);
+            for i in 0..batch.num_rows() {
+                let row = row_keys(&batch, i)?;
+                if values.is_null(i) && !row.3 {
+                    unindexed += 1; // written before the column existed: below
+                    continue;
+                }
+                index.apply(resource_type, row.0, row.1, row.2, row.3, row.4);
+            }
+            rows += batch.num_rows();
         }
-        rows += batch.num_rows();
+    }
+    if !stored || unindexed > 0 {
+        // Rows from before the `search` column: extract their values from the resource.
+        let filter = if stored {
+            "WHERE search IS NULL AND NOT deleted"
+        } else {
+            ""
+        };
+        let df = ctx
+            .sql(&format!(
+                "SELECT id, version_id, last_updated, deleted, resource AS v FROM t {filter}"
+            ))
+            .await?;
+        let mut stream = df.execute_stream().await?;
+        while let Some(batch) = stream.try_next().await? {
+            for i in 0..batch.num_rows() {
+                let row = row_keys(&batch, i)?;
+                let search = if row.3 {
+                    String::new()
+                } else {
+                    search_values(resource_type, row.4)
+                };
+                index.apply(resource_type, row.0, row.1, row.2, row.3, &search);
+            }
+            rows += batch.num_rows();
+        }
     }
     tracing::info!(
         "search index: {rows} versions of {resource_type} in {:.1} s",

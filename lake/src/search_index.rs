@@ -492,4 +492,50 @@ mod tests {
         assert_eq!(t.slot("a"), None);
         assert_eq!(t.id(t.slot("b").unwrap()), "b");
     }
+
+    /// A lake written before the `search` column existed: its rows are indexed from
+    /// their resources, and new writes add the column to the table.
+    #[tokio::test]
+    async fn a_table_without_the_search_column_is_indexed_and_extended() {
+        use crate::record::VersionBatchBuilder;
+        use crate::{Lake, LakeOptions, WriteOp};
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap().to_string();
+        {
+            let lake = Lake::open(LakeOptions::new(&data)).await.unwrap();
+            let mut b = VersionBatchBuilder::new();
+            let old = r#"{"resourceType":"Patient","id":"old","name":[{"family":"Vance"}]}"#;
+            b.push_parts("old", 1, 1_700_000_000_000_000, false, old, None, "");
+            let batch = b.finish().unwrap();
+            let without_search = batch.project(&[0, 1, 2, 3, 4, 5]).unwrap();
+            let table = lake.table_handle("Patient").await.unwrap();
+            table.write(vec![without_search]).await.unwrap();
+        }
+        let mut options = LakeOptions::new(&data);
+        options.search_index = true;
+        let lake = Lake::open(options.clone()).await.unwrap();
+        let found = |lake: &Lake, family: &str| {
+            let index = lake.search_index().unwrap();
+            let t = index.of_type("Patient").unwrap();
+            t.posting("family", KeyKind::Normalized, family)
+                .map_or(0, |b| b.len())
+        };
+        assert_eq!(found(&lake, "vance"), 1);
+        let mut new = serde_json::Map::new();
+        new.insert("resourceType".into(), json!("Patient"));
+        new.insert("name".into(), json!([{"family": "Okoro"}]));
+        lake.write(vec![WriteOp::Put {
+            resource_type: "Patient".into(),
+            id: Some("new".into()),
+            resource: new,
+            if_match: None,
+        }])
+        .await
+        .unwrap();
+        lake.flush().await.unwrap();
+        drop(lake);
+        let lake = Lake::open(options).await.unwrap();
+        assert_eq!(found(&lake, "vance"), 1);
+        assert_eq!(found(&lake, "okoro"), 1);
+    }
 }
