@@ -332,6 +332,11 @@ impl Lake {
         self.shared.search.as_ref().map(|s| s.read())
     }
 
+    #[cfg(test)]
+    pub(crate) fn points(&self) -> &PointReader {
+        &self.shared.points
+    }
+
     pub(crate) fn keeps_search_index(&self) -> bool {
         self.shared.search.is_some()
     }

@@ -40,10 +40,11 @@ struct FileIndex {
     blooms: Vec<Option<Sbbf>>,
 }
 
-/// Footers and bloom filters of the data files read so far, by path.
+/// Footers and bloom filters of the data files read so far, by table, then by path.
+/// Kept per table so that reads of one type never evict another type's files.
 #[derive(Default)]
 pub(crate) struct PointReader {
-    files: Mutex<HashMap<String, Arc<FileIndex>>>,
+    files: Mutex<HashMap<String, HashMap<String, Arc<FileIndex>>>>,
 }
 
 fn parquet_error(path: &Path, e: parquet::errors::ParquetError) -> LakeError {
@@ -70,10 +71,11 @@ impl PointReader {
             .iter()
             .map(|f| (f.object_store_path(), f.size().max(0) as u64))
             .collect();
-        self.forget_files_not_in(&files);
+        let table_key = table.table_url().to_string();
+        self.forget_files_not_in(&table_key, &files);
         let mut best: Option<ResourceVersion> = None;
         for (path, size) in files {
-            let index = self.index(&store, &path, size).await?;
+            let index = self.index(&table_key, &store, &path, size).await?;
             let row_groups: Vec<usize> = index
                 .blooms
                 .iter()
@@ -123,10 +125,11 @@ impl PointReader {
             .iter()
             .map(|f| (f.object_store_path(), f.size().max(0) as u64))
             .collect();
-        self.forget_files_not_in(&files);
+        let table_key = table.table_url().to_string();
+        self.forget_files_not_in(&table_key, &files);
         let mut best: HashMap<String, ResourceVersion> = HashMap::new();
         for (path, size) in files {
-            let index = self.index(&store, &path, size).await?;
+            let index = self.index(&table_key, &store, &path, size).await?;
             let mut wanted: Vec<&str> = Vec::new();
             let mut row_groups: Vec<usize> = Vec::new();
             for (rg, bloom) in index.blooms.iter().enumerate() {
@@ -170,11 +173,17 @@ impl PointReader {
 
     async fn index(
         &self,
+        table_key: &str,
         store: &Arc<dyn ObjectStore>,
         path: &Path,
         size: u64,
     ) -> Result<Arc<FileIndex>> {
-        if let Some(i) = self.files.lock().get(path.as_ref()) {
+        if let Some(i) = self
+            .files
+            .lock()
+            .get(table_key)
+            .and_then(|t| t.get(path.as_ref()))
+        {
             return Ok(i.clone());
         }
         let mut reader = ObjectFile::new(store, path, size);
@@ -214,13 +223,18 @@ impl PointReader {
         });
         self.files
             .lock()
+            .entry(table_key.to_string())
+            .or_default()
             .insert(path.as_ref().to_string(), index.clone());
         Ok(index)
     }
 
-    /// Drop what is kept of files that compaction and vacuum took out of the table.
-    fn forget_files_not_in(&self, files: &[(Path, u64)]) {
-        let mut kept = self.files.lock();
+    /// Drop what is kept of a table's files that compaction and vacuum took out of it.
+    fn forget_files_not_in(&self, table_key: &str, files: &[(Path, u64)]) {
+        let mut tables = self.files.lock();
+        let Some(kept) = tables.get_mut(table_key) else {
+            return;
+        };
         if kept.len() > 2 * files.len() + 16 {
             let live: std::collections::HashSet<&str> =
                 files.iter().map(|(p, _)| p.as_ref()).collect();
@@ -345,5 +359,61 @@ impl AsyncFileReader for ObjectFile {
                 .await?;
             Ok(Arc::new(metadata))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Lake, LakeOptions, WriteOp};
+
+    fn put(resource_type: &str, id: String) -> WriteOp {
+        let mut resource = serde_json::Map::new();
+        resource.insert("resourceType".into(), resource_type.into());
+        WriteOp::Put {
+            resource_type: resource_type.into(),
+            id: Some(id),
+            resource,
+            if_match: None,
+        }
+    }
+
+    /// Reads of a type with one file must not evict what is kept of a type with many:
+    /// alternating reads of two types once reloaded every footer on every read.
+    #[tokio::test]
+    async fn reads_of_one_type_keep_the_files_of_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(LakeOptions::new(dir.path().to_str().unwrap()))
+            .await
+            .unwrap();
+        for i in 0..20 {
+            lake.write(vec![put("Observation", format!("o{i}"))])
+                .await
+                .unwrap();
+            lake.flush().await.unwrap();
+        }
+        lake.write(vec![put("Patient", "p".into())]).await.unwrap();
+        lake.flush().await.unwrap();
+        let kept = |lake: &Lake, table: &str| {
+            let url = lake.table_url(table).unwrap().to_string();
+            let files = lake.points().files.lock();
+            files
+                .iter()
+                .find(|(k, _)| k.trim_end_matches('/') == url.trim_end_matches('/'))
+                .map_or(0, |(_, f)| f.len())
+        };
+        assert!(
+            lake.read_latest("Observation", "o3")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(kept(&lake, "Observation"), 20);
+        assert!(lake.read_latest("Patient", "p").await.unwrap().is_some());
+        assert_eq!(
+            kept(&lake, "Observation"),
+            20,
+            "a Patient read evicted Observation files"
+        );
+        assert_eq!(kept(&lake, "Patient"), 1);
     }
 }

@@ -452,6 +452,104 @@ async fn updates_and_deletes_leave_the_index() {
     );
 }
 
+#[tokio::test]
+async fn uris_numbers_meta_parameters_and_several_sort_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir).await;
+    for (id, url, version) in [
+        ("vs1", "http://example.org/fhir/ValueSet/a", "1.0"),
+        ("vs2", "http://example.org/fhir/ValueSet/a/b", "2.0"),
+        ("vs3", "http://other.org/ValueSet/c", "1.0"),
+    ] {
+        put(
+            &lake,
+            json!({"resourceType": "ValueSet", "id": id, "status": "active",
+            "url": url, "version": version,
+            "meta": {"tag": [{"system": "urn:t", "code": format!("tag-{id}")}],
+                     "profile": ["http://example.org/StructureDefinition/vs"]}}),
+        )
+        .await;
+    }
+    // uri: exact, :below (the URL and everything under it), :above (what it is under)
+    assert_eq!(
+        ids(
+            &lake,
+            "ValueSet",
+            &[("url", "http://example.org/fhir/ValueSet/a")]
+        )
+        .await,
+        ["vs1"]
+    );
+    assert_eq!(
+        ids(
+            &lake,
+            "ValueSet",
+            &[("url:below", "http://example.org/fhir/"), ("_sort", "_id")]
+        )
+        .await,
+        ["vs1", "vs2"]
+    );
+    assert_eq!(
+        ids(
+            &lake,
+            "ValueSet",
+            &[
+                ("url:above", "http://example.org/fhir/ValueSet/a/b/c"),
+                ("_sort", "_id")
+            ]
+        )
+        .await,
+        ["vs1", "vs2"]
+    );
+    // _tag, _profile
+    assert_eq!(
+        ids(&lake, "ValueSet", &[("_tag", "urn:t|tag-vs2")]).await,
+        ["vs2"]
+    );
+    assert_eq!(
+        ids(
+            &lake,
+            "ValueSet",
+            &[("_profile", "http://example.org/StructureDefinition/vs")]
+        )
+        .await
+        .len(),
+        3
+    );
+    // two sort keys: version descending, then url ascending
+    assert_eq!(
+        ids(&lake, "ValueSet", &[("_sort", "-version,url")]).await,
+        ["vs2", "vs1", "vs3"]
+    );
+    // number: RiskAssessment.prediction.probability
+    for (id, p) in [("r1", 0.02), ("r2", 0.35), ("r3", 0.8)] {
+        put(
+            &lake,
+            json!({"resourceType": "RiskAssessment", "id": id, "status": "final",
+            "subject": {"reference": "Patient/p1"},
+            "prediction": [{"probabilityDecimal": p}]}),
+        )
+        .await;
+    }
+    assert_eq!(
+        ids(
+            &lake,
+            "RiskAssessment",
+            &[("probability", "gt0.3"), ("_sort", "probability")]
+        )
+        .await,
+        ["r2", "r3"]
+    );
+    assert_eq!(
+        ids(&lake, "RiskAssessment", &[("probability", "0.35")]).await,
+        ["r2"]
+    );
+    assert_eq!(
+        ids(&lake, "RiskAssessment", &[("probability", "le0.02")]).await,
+        ["r1"]
+    );
+}
+
 #[test]
 fn bad_searches_say_what_is_wrong() {
     let parse = |ty: &str, k: &str, v: &str, strict: bool| {
