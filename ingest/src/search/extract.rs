@@ -10,7 +10,7 @@ use crate::fhirpath::{Environment, Item};
 
 pub(super) fn param(p: &SearchParam, resource: &Value, out: &mut Vec<IndexEntry>) {
     for term in &p.terms {
-        let Ok(items) = term.expression.evaluate(resource) else {
+        let Some(items) = term.evaluate(resource) else {
             continue;
         };
         for item in &items {
@@ -52,7 +52,11 @@ fn composite(p: &SearchParam, item: &Item<'_>, resource: &Value) -> Option<Index
     let env = Environment::new().with_resource(resource);
     let mut parts = Vec::with_capacity(p.components.len());
     for c in &p.components {
-        let items = c.expression.evaluate_with(context, &env).ok()?;
+        let fast = c.fast.as_ref().and_then(|f| f.evaluate_at(n));
+        let items = match fast {
+            Some(items) => items,
+            None => c.expression.evaluate_with(context, &env).ok()?,
+        };
         let mut values = Vec::new();
         for i in &items {
             item_values(c.kind, i, &mut values);

@@ -30,6 +30,7 @@
 //! ```
 
 mod extract;
+mod path;
 mod value;
 
 use std::collections::HashMap;
@@ -93,6 +94,18 @@ impl ParamKind {
 pub struct Term {
     pub expression: Expression,
     pub resolve_is: Option<String>,
+    /// The same expression as a plain path, when it is one: walked without the
+    /// evaluator ([`path`]).
+    fast: Option<path::SimplePath>,
+}
+
+impl Term {
+    fn evaluate<'a>(&self, resource: &'a Value) -> Option<Vec<crate::fhirpath::Item<'a>>> {
+        match &self.fast {
+            Some(p) => Some(p.evaluate(resource)),
+            None => self.expression.evaluate(resource).ok(),
+        }
+    }
 }
 
 /// One component of a composite parameter, evaluated on each element the composite's
@@ -102,6 +115,8 @@ pub struct Component {
     pub code: String,
     pub kind: ParamKind,
     pub expression: Expression,
+    /// The expression as a plain path relative to the element, when it is one.
+    fast: Option<path::SimplePath>,
 }
 
 /// A search parameter of one resource type.
@@ -182,10 +197,12 @@ impl SearchParams {
                             .strip_prefix("Resource.")
                             .or_else(|| text.strip_prefix("DomainResource."))
                             .unwrap_or(text);
+                        let fast = path::SimplePath::compile(text, &ty);
                         Ok(Term {
                             expression: Expression::parse(text)
                                 .map_err(|e| format!("{}: {e}", p.code))?,
                             resolve_is: resolve_is.clone(),
+                            fast,
                         })
                     })
                     .collect::<Result<Vec<_>, String>>()?;
@@ -198,6 +215,7 @@ impl SearchParams {
                             code: code.clone(),
                             kind,
                             expression,
+                            fast: path::SimplePath::compile(text, ""),
                         }))
                     })
                     .collect::<Result<Vec<_>, _>>()
