@@ -64,15 +64,7 @@ impl PointReader {
         version: Option<i64>,
     ) -> Result<Option<ResourceVersion>> {
         let store = table.object_store();
-        let files: Vec<(Path, u64)> = table
-            .snapshot()
-            .map_err(|e| LakeError::delta(resource_type, e))?
-            .log_data()
-            .iter()
-            .map(|f| (f.object_store_path(), f.size().max(0) as u64))
-            .collect();
-        let table_key = table.table_url().to_string();
-        self.forget_files_not_in(&table_key, &files);
+        let (table_key, files) = self.snapshot_files(table, resource_type)?;
         let mut best: Option<ResourceVersion> = None;
         for (path, size) in files {
             let index = self.index(&table_key, &store, &path, size).await?;
@@ -118,15 +110,7 @@ impl PointReader {
         ids: &[&str],
     ) -> Result<HashMap<String, ResourceVersion>> {
         let store = table.object_store();
-        let files: Vec<(Path, u64)> = table
-            .snapshot()
-            .map_err(|e| LakeError::delta(resource_type, e))?
-            .log_data()
-            .iter()
-            .map(|f| (f.object_store_path(), f.size().max(0) as u64))
-            .collect();
-        let table_key = table.table_url().to_string();
-        self.forget_files_not_in(&table_key, &files);
+        let (table_key, files) = self.snapshot_files(table, resource_type)?;
         let mut best: HashMap<String, ResourceVersion> = HashMap::new();
         for (path, size) in files {
             let index = self.index(&table_key, &store, &path, size).await?;
@@ -169,6 +153,24 @@ impl PointReader {
             }
         }
         Ok(best)
+    }
+
+    /// The data files of the table's snapshot, with the key its kept files go by.
+    fn snapshot_files(
+        &self,
+        table: &DeltaTable,
+        resource_type: &str,
+    ) -> Result<(String, Vec<(Path, u64)>)> {
+        let files: Vec<(Path, u64)> = table
+            .snapshot()
+            .map_err(|e| LakeError::delta(resource_type, e))?
+            .log_data()
+            .iter()
+            .map(|f| (f.object_store_path(), f.size().max(0) as u64))
+            .collect();
+        let table_key = table.table_url().to_string();
+        self.forget_files_not_in(&table_key, &files);
+        Ok((table_key, files))
     }
 
     async fn index(

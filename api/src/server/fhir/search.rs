@@ -15,7 +15,7 @@ use medlake_ingest::issue::{Issue, operation_outcome};
 use medlake_lake::ResourceVersion;
 use medlake_lake::ingest::search::SearchParams;
 use medlake_query::search::{Filter, Search, SearchError, SearchPage, run};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::history::url_escape;
 use super::subset::Subset;
@@ -324,19 +324,23 @@ fn link(base: &str, pairs: &[(String, String)], cursor: Option<(&str, &str)>) ->
     }
 }
 
-fn entry(fhir_base: &str, r: &ResourceVersion, mode: &str, subset: &Subset) -> Value {
-    let resource = match serde_json::from_str::<Value>(&r.resource) {
-        Ok(Value::Object(mut m)) => {
-            subset.apply(&mut m);
-            Value::Object(m)
+/// One entry as JSON text. The stored resource is spliced in as it is when nothing is
+/// cut from it: parsing and re-serialising a page of a hundred resources would cost
+/// more than finding them.
+fn entry(fhir_base: &str, r: &ResourceVersion, mode: &str, subset: &Subset) -> String {
+    let full_url = Value::String(format!("{fhir_base}/{}/{}", r.resource_type, r.id));
+    let resource = if *subset == Subset::Full {
+        r.resource.to_string()
+    } else {
+        match serde_json::from_str::<Value>(&r.resource) {
+            Ok(Value::Object(mut m)) => {
+                subset.apply(&mut m);
+                Value::Object(m).to_string()
+            }
+            _ => "{}".to_string(),
         }
-        _ => Value::Object(Map::new()),
     };
-    json!({
-        "fullUrl": format!("{fhir_base}/{}/{}", r.resource_type, r.id),
-        "resource": resource,
-        "search": {"mode": mode},
-    })
+    format!(r#"{{"fullUrl":{full_url},"resource":{resource},"search":{{"mode":"{mode}"}}}}"#)
 }
 
 fn searchset(
@@ -361,7 +365,7 @@ fn searchset(
     if let Some(prev) = &page.prev {
         links.push(json!({"relation": "previous", "url": link(link_base, pairs, Some(("_page_before", prev)))}));
     }
-    let mut entries: Vec<Value> = page
+    let mut entries: Vec<String> = page
         .matches
         .iter()
         .map(|r| entry(fhir_base, r, "match", subset))
@@ -388,10 +392,13 @@ fn searchset(
         expression: None,
     }));
     if !warnings.is_empty() {
-        entries.push(json!({
-            "resource": operation_outcome(&warnings),
-            "search": {"mode": "outcome"},
-        }));
+        entries.push(
+            json!({
+                "resource": operation_outcome(&warnings),
+                "search": {"mode": "outcome"},
+            })
+            .to_string(),
+        );
     }
     let mut bundle = json!({
         "resourceType": "Bundle",
@@ -401,14 +408,19 @@ fn searchset(
     if let Some(total) = page.total {
         bundle["total"] = json!(total);
     }
+    let mut body = bundle.to_string();
     if !entries.is_empty() {
-        bundle["entry"] = Value::Array(entries);
+        // `bundle` is an object: its text ends in `}`.
+        body.pop();
+        body.push_str(",\"entry\":[");
+        body.push_str(&entries.join(","));
+        body.push_str("]}");
     }
-    let body = if pretty {
-        serde_json::to_string_pretty(&bundle).unwrap_or_default()
-    } else {
-        bundle.to_string()
-    };
+    if pretty {
+        if let Ok(v) = serde_json::from_str::<Value>(&body) {
+            body = serde_json::to_string_pretty(&v).unwrap_or(body);
+        }
+    }
     let mut r = (StatusCode::OK, body).into_response();
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
