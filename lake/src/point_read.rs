@@ -112,10 +112,12 @@ impl PointReader {
         let store = table.object_store();
         let (table_key, files) = self.snapshot_files(table, resource_type)?;
         let mut best: HashMap<String, ResourceVersion> = HashMap::new();
+        let (started, mut groups, mut groups_read) = (std::time::Instant::now(), 0, 0);
         for (path, size) in files {
             let index = self.index(&table_key, &store, &path, size).await?;
             let mut wanted: Vec<&str> = Vec::new();
             let mut row_groups: Vec<usize> = Vec::new();
+            groups += index.blooms.len();
             for (rg, bloom) in index.blooms.iter().enumerate() {
                 let mut any = false;
                 for id in ids {
@@ -133,6 +135,7 @@ impl PointReader {
             if row_groups.is_empty() {
                 continue;
             }
+            groups_read += row_groups.len();
             for row in read_rows(
                 &store,
                 &path,
@@ -152,6 +155,12 @@ impl PointReader {
                 }
             }
         }
+        tracing::debug!(
+            "{resource_type}: {} ids in {groups_read} of {groups} row groups, {} found, {:?}",
+            ids.len(),
+            best.len(),
+            started.elapsed()
+        );
         Ok(best)
     }
 

@@ -284,10 +284,15 @@ impl SearchParams {
     /// Evaluate every parameter of the type over a resource. Parameters whose expression
     /// fails on this resource (a type error in odd data) are skipped, not fatal: a write
     /// is never refused because it cannot be indexed.
+    ///
+    /// Composite parameters are left out: a search narrows them by their components'
+    /// own parameters and checks the pairing on the resource itself
+    /// ([`SearchParams::extract_param`]), and storing them would more than double what
+    /// an Observation stores.
     pub fn extract(&self, resource_type: &str, resource: &Value) -> Vec<IndexEntry> {
         let mut out = Vec::new();
         for p in self.of_type(resource_type) {
-            if SERVER_PARAMS.contains(&p.code.as_str()) {
+            if SERVER_PARAMS.contains(&p.code.as_str()) || p.kind == ParamKind::Composite {
                 continue;
             }
             extract::param(p, resource, &mut out);

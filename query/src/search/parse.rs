@@ -379,6 +379,11 @@ fn param_of(ty: &str, code: &str) -> Result<(ParamKind, Vec<String>), SearchErro
 fn parse_modifier(kind: ParamKind, code: &str, m: &str) -> Result<Modifier, SearchError> {
     use ParamKind as K;
     let modifier = match (m, kind) {
+        ("missing", K::Composite) => {
+            return Err(SearchError::NotSupported(format!(
+                "{code}:missing: composite parameters are not indexed on their own; use :missing on one of their components"
+            )));
+        }
         ("missing", _) => Modifier::Missing,
         ("exact" | "contains", K::String) => {
             if m == "exact" {
