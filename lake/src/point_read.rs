@@ -45,6 +45,8 @@ struct FileIndex {
 #[derive(Default)]
 pub(crate) struct PointReader {
     files: Mutex<HashMap<String, HashMap<String, Arc<FileIndex>>>>,
+    /// Each table's data files at the version last read.
+    listings: Mutex<HashMap<String, (Option<u64>, Arc<Vec<(Path, u64)>>)>>,
 }
 
 fn parquet_error(path: &Path, e: parquet::errors::ParquetError) -> LakeError {
@@ -66,7 +68,7 @@ impl PointReader {
         let store = table.object_store();
         let (table_key, files) = self.snapshot_files(table, resource_type)?;
         let mut best: Option<ResourceVersion> = None;
-        for (path, size) in files {
+        for (path, size) in files.iter().cloned() {
             let index = self.index(&table_key, &store, &path, size).await?;
             let row_groups: Vec<usize> = index
                 .blooms
@@ -113,7 +115,7 @@ impl PointReader {
         let (table_key, files) = self.snapshot_files(table, resource_type)?;
         let mut best: HashMap<String, ResourceVersion> = HashMap::new();
         let (started, mut groups, mut groups_read) = (std::time::Instant::now(), 0, 0);
-        for (path, size) in files {
+        for (path, size) in files.iter().cloned() {
             let index = self.index(&table_key, &store, &path, size).await?;
             let mut wanted: Vec<&str> = Vec::new();
             let mut row_groups: Vec<usize> = Vec::new();
@@ -165,20 +167,35 @@ impl PointReader {
     }
 
     /// The data files of the table's snapshot, with the key its kept files go by.
+    ///
+    /// The list is kept per table version: listing a snapshot's files walks its log
+    /// state (milliseconds at a hundred files), which would make every read cost more as
+    /// the table grows.
     fn snapshot_files(
         &self,
         table: &DeltaTable,
         resource_type: &str,
-    ) -> Result<(String, Vec<(Path, u64)>)> {
-        let files: Vec<(Path, u64)> = table
-            .snapshot()
-            .map_err(|e| LakeError::delta(resource_type, e))?
-            .log_data()
-            .iter()
-            .map(|f| (f.object_store_path(), f.size().max(0) as u64))
-            .collect();
+    ) -> Result<(String, Arc<Vec<(Path, u64)>>)> {
         let table_key = table.table_url().to_string();
+        let version = table.version();
+        if let Some((v, files)) = self.listings.lock().get(&table_key) {
+            if *v == version {
+                return Ok((table_key, files.clone()));
+            }
+        }
+        let files: Arc<Vec<(Path, u64)>> = Arc::new(
+            table
+                .snapshot()
+                .map_err(|e| LakeError::delta(resource_type, e))?
+                .log_data()
+                .iter()
+                .map(|f| (f.object_store_path(), f.size().max(0) as u64))
+                .collect(),
+        );
         self.forget_files_not_in(&table_key, &files);
+        self.listings
+            .lock()
+            .insert(table_key.clone(), (version, files.clone()));
         Ok((table_key, files))
     }
 
