@@ -82,6 +82,10 @@ pub const INGEST_ERRORS_DIR: &str = "ingest_errors";
 /// Rows per Parquet row group in resource tables: the unit a read by id skips or reads.
 pub const ROW_GROUP_ROWS: usize = 8 * 1024;
 
+/// Rows per Parquet data page: a read of one row decompresses the page that holds it
+/// (the offset index lets the reader skip the others).
+pub const PAGE_ROWS: usize = 256;
+
 /// How resource tables are written to Parquet.
 ///
 /// `resource` (and `search`) hold a distinct JSON document per row: dictionary encoding and min/max
@@ -102,6 +106,8 @@ pub fn resource_writer_properties() -> parquet::file::properties::WriterProperti
     WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_write_batch_size(PAGE_ROWS)
+        .set_data_page_row_count_limit(PAGE_ROWS)
         .set_column_dictionary_enabled(resource.clone(), false)
         .set_column_statistics_enabled(resource, EnabledStatistics::None)
         .set_column_dictionary_enabled(search.clone(), false)
