@@ -121,7 +121,9 @@ pub async fn run(lake: &Lake, search: &Search, base: &str) -> Result<SearchPage,
             })
             .collect()
     };
-    let cursor = |h: &Hit| -> Result<String, SearchError> {
+    // A page edge as the client gets it back: its sort values, type and id (not its
+    // slot, which a restart renumbers).
+    let cursor = |h: &Hit| -> String {
         let guard = lake.search_index();
         let ty = &search.types[h.type_pos];
         let id = guard
@@ -135,18 +137,10 @@ pub async fn run(lake: &Lake, search: &Search, base: &str) -> Result<SearchPage,
             .collect();
         parts.push(Value::String(ty.clone()));
         parts.push(Value::String(id));
-        Ok(Value::Array(parts).to_string())
+        Value::Array(parts).to_string()
     };
-    let next = if end < hits.len() && end > start {
-        Some(cursor(&hits[end - 1])?)
-    } else {
-        None
-    };
-    let prev = if start > 0 && start < hits.len() {
-        Some(cursor(&hits[start])?)
-    } else {
-        None
-    };
+    let next = (end < hits.len() && end > start).then(|| cursor(&hits[end - 1]));
+    let prev = (start > 0 && start < hits.len()).then(|| cursor(&hits[start]));
 
     let matches = read_many(lake, &page).await?;
     let included = includes(lake, search, &matches, base, &mut warnings).await?;
