@@ -22,7 +22,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parking_lot::Mutex;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
-    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter,
+    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter, RowSelection,
 };
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
 use parquet::bloom_filter::Sbbf;
@@ -271,6 +271,46 @@ impl PointReader {
     }
 }
 
+/// The rows of `row_groups` (in that order, as one sequence) in pages of `id` whose
+/// min/max may hold one of `ids`, from the page index; `None` where a file has none.
+fn page_selection(index: &FileIndex, row_groups: &[usize], ids: &[&str]) -> Option<RowSelection> {
+    use parquet::file::page_index::column_index::ColumnIndexMetaData;
+    let metadata = index.metadata.metadata();
+    let column_index = metadata.column_index()?;
+    let offset_index = metadata.offset_index()?;
+    let mut ranges = Vec::new();
+    let mut base = 0usize;
+    for &rg in row_groups {
+        let rows = usize::try_from(metadata.row_group(rg).num_rows()).ok()?;
+        let pages = offset_index.get(rg)?.get(index.id_column)?.page_locations();
+        let ColumnIndexMetaData::BYTE_ARRAY(stats) = column_index.get(rg)?.get(index.id_column)?
+        else {
+            return None;
+        };
+        for (p, page) in pages.iter().enumerate() {
+            let start = usize::try_from(page.first_row_index).ok()?;
+            let end = match pages.get(p + 1) {
+                Some(next) => usize::try_from(next.first_row_index).ok()?,
+                None => rows,
+            };
+            let may_hold = match (stats.min_value(p), stats.max_value(p)) {
+                (Some(min), Some(max)) => ids
+                    .iter()
+                    .any(|id| min <= id.as_bytes() && id.as_bytes() <= max),
+                _ => true,
+            };
+            if may_hold {
+                ranges.push(base + start..base + end);
+            }
+        }
+        base += rows;
+    }
+    Some(RowSelection::from_consecutive_ranges(
+        ranges.into_iter(),
+        base,
+    ))
+}
+
 async fn read_rows(
     store: &Arc<dyn ObjectStore>,
     path: &Path,
@@ -310,7 +350,13 @@ async fn read_rows(
         .filter(|(_, c)| c.name() != "search")
         .map(|(i, _)| i);
     let projection = ProjectionMask::leaves(schema, columns);
-    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, index.metadata.clone())
+    let selection = page_selection(index, &row_groups, ids);
+    let mut builder =
+        ParquetRecordBatchStreamBuilder::new_with_metadata(reader, index.metadata.clone());
+    if let Some(selection) = selection {
+        builder = builder.with_row_selection(selection);
+    }
+    let stream = builder
         .with_row_groups(row_groups)
         .with_projection(projection)
         .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))

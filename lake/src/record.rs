@@ -107,7 +107,11 @@ impl VersionBatchBuilder {
         self.bytes
     }
 
-    /// The rows so far as one batch; the builder is empty afterwards.
+    /// The rows so far as one batch, sorted by `id`; the builder is empty afterwards.
+    ///
+    /// Sorted so that each Parquet page of `id` covers a narrow range of ids: its
+    /// min/max in the page index then tell a read by id which one page of a row group to
+    /// decode (see [`crate::point_read`]).
     pub fn finish(&mut self) -> Result<RecordBatch> {
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.id.finish()),
@@ -120,7 +124,9 @@ impl VersionBatchBuilder {
         ];
         self.rows = 0;
         self.bytes = 0;
-        Ok(RecordBatch::try_new(resource_schema(), columns)?)
+        let batch = RecordBatch::try_new(resource_schema(), columns)?;
+        let order = arrow::compute::sort_to_indices(batch.column(0), None, None)?;
+        Ok(arrow::compute::take_record_batch(&batch, &order)?)
     }
 }
 

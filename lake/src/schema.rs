@@ -88,14 +88,18 @@ pub const PAGE_ROWS: usize = 256;
 
 /// How resource tables are written to Parquet.
 ///
-/// `resource` (and `search`) hold a distinct JSON document per row: dictionary encoding and min/max
-/// statistics would cost a hash and a string comparison per row and never help, so
-/// both are off for it. `id` has no dictionary either (ids are unique), but a bloom
+/// `resource` and `search` hold a distinct JSON document per row: dictionary encoding and
+/// min/max statistics would cost a hash and a string comparison per row and never help,
+/// so both are off for them. `id` has no dictionary either (ids are unique), but a bloom
 /// filter per row group of [`ROW_GROUP_ROWS`] rows: a read by id skips every row group
 /// whose filter rules the id out, where min/max statistics of random ids never could.
-/// Its false-positive rate is 0.1% (about 15 KB a row group): a false positive costs a
-/// row group read, and a page of search results reads a dozen ids at once across every
-/// row group of the table, so at 1% the reads of a page grew with the table.
+/// Its false-positive rate is 0.01% (about 20 KB a row group): a page of search results
+/// checks a dozen ids against every row group of a table, so at 1% the row groups read
+/// for a page grew with the table.
+///
+/// Batches are sorted by `id` ([`crate::record::VersionBatchBuilder::finish`]) and `id`
+/// has page statistics, so within a row group that the filter admits, the page index
+/// points the read at the one page of [`PAGE_ROWS`] rows that can hold the id.
 pub fn resource_writer_properties() -> parquet::file::properties::WriterProperties {
     use parquet::basic::Compression;
     use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -113,8 +117,9 @@ pub fn resource_writer_properties() -> parquet::file::properties::WriterProperti
         .set_column_dictionary_enabled(search.clone(), false)
         .set_column_statistics_enabled(search, EnabledStatistics::None)
         .set_column_dictionary_enabled(id.clone(), false)
+        .set_column_statistics_enabled(id.clone(), EnabledStatistics::Page)
         .set_column_bloom_filter_enabled(id.clone(), true)
         .set_column_bloom_filter_max_ndv(id.clone(), ROW_GROUP_ROWS as u64)
-        .set_column_bloom_filter_fpp(id, 0.001)
+        .set_column_bloom_filter_fpp(id, 0.0001)
         .build()
 }
