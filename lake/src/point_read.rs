@@ -22,7 +22,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parking_lot::Mutex;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
-    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter, RowSelection,
+    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter,
 };
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
 use parquet::bloom_filter::Sbbf;
@@ -271,46 +271,6 @@ impl PointReader {
     }
 }
 
-/// The rows of `row_groups` (in that order, as one sequence) in pages of `id` whose
-/// min/max may hold one of `ids`, from the page index; `None` where a file has none.
-fn page_selection(index: &FileIndex, row_groups: &[usize], ids: &[&str]) -> Option<RowSelection> {
-    use parquet::file::page_index::column_index::ColumnIndexMetaData;
-    let metadata = index.metadata.metadata();
-    let column_index = metadata.column_index()?;
-    let offset_index = metadata.offset_index()?;
-    let mut ranges = Vec::new();
-    let mut base = 0usize;
-    for &rg in row_groups {
-        let rows = usize::try_from(metadata.row_group(rg).num_rows()).ok()?;
-        let pages = offset_index.get(rg)?.get(index.id_column)?.page_locations();
-        let ColumnIndexMetaData::BYTE_ARRAY(stats) = column_index.get(rg)?.get(index.id_column)?
-        else {
-            return None;
-        };
-        for (p, page) in pages.iter().enumerate() {
-            let start = usize::try_from(page.first_row_index).ok()?;
-            let end = match pages.get(p + 1) {
-                Some(next) => usize::try_from(next.first_row_index).ok()?,
-                None => rows,
-            };
-            let may_hold = match (stats.min_value(p), stats.max_value(p)) {
-                (Some(min), Some(max)) => ids
-                    .iter()
-                    .any(|id| min <= id.as_bytes() && id.as_bytes() <= max),
-                _ => true,
-            };
-            if may_hold {
-                ranges.push(base + start..base + end);
-            }
-        }
-        base += rows;
-    }
-    Some(RowSelection::from_consecutive_ranges(
-        ranges.into_iter(),
-        base,
-    ))
-}
-
 async fn read_rows(
     store: &Arc<dyn ObjectStore>,
     path: &Path,
@@ -350,13 +310,7 @@ async fn read_rows(
         .filter(|(_, c)| c.name() != "search")
         .map(|(i, _)| i);
     let projection = ProjectionMask::leaves(schema, columns);
-    let selection = page_selection(index, &row_groups, ids);
-    let mut builder =
-        ParquetRecordBatchStreamBuilder::new_with_metadata(reader, index.metadata.clone());
-    if let Some(selection) = selection {
-        builder = builder.with_row_selection(selection);
-    }
-    let stream = builder
+    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, index.metadata.clone())
         .with_row_groups(row_groups)
         .with_projection(projection)
         .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
@@ -489,5 +443,34 @@ mod tests {
             "a Patient read evicted Observation files"
         );
         assert_eq!(kept(&lake, "Patient"), 1);
+    }
+
+    /// Rows spread over many pages and read one and two at a time: every id is found.
+    #[tokio::test]
+    async fn reads_find_every_row_through_the_page_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(LakeOptions::new(dir.path().to_str().unwrap()))
+            .await
+            .unwrap();
+        let ops: Vec<WriteOp> = (0..3000)
+            .map(|i| put("Observation", format!("obs-{:05}", i * 2)))
+            .collect();
+        lake.write(ops).await.unwrap();
+        lake.flush().await.unwrap();
+        for i in (0..3000).step_by(97) {
+            let id = format!("obs-{:05}", i * 2);
+            let row = lake.read_latest("Observation", &id).await.unwrap();
+            assert_eq!(row.map(|r| r.id.clone()), Some(id));
+            let wanted = [format!("obs-{:05}", i * 2), format!("obs-{:05}", i * 2 + 2)];
+            let refs: Vec<&str> = wanted.iter().map(String::as_str).collect();
+            let many = lake.read_latest_many("Observation", &refs).await.unwrap();
+            assert!(many.iter().all(Option::is_some));
+        }
+        assert!(
+            lake.read_latest("Observation", "obs-00001")
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 }

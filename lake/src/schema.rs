@@ -96,10 +96,6 @@ pub const PAGE_ROWS: usize = 256;
 /// Its false-positive rate is 0.01% (about 20 KB a row group): a page of search results
 /// checks a dozen ids against every row group of a table, so at 1% the row groups read
 /// for a page grew with the table.
-///
-/// Batches are sorted by `id` ([`crate::record::VersionBatchBuilder::finish`]) and `id`
-/// has page statistics, so within a row group that the filter admits, the page index
-/// points the read at the one page of [`PAGE_ROWS`] rows that can hold the id.
 pub fn resource_writer_properties() -> parquet::file::properties::WriterProperties {
     use parquet::basic::Compression;
     use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -117,7 +113,6 @@ pub fn resource_writer_properties() -> parquet::file::properties::WriterProperti
         .set_column_dictionary_enabled(search.clone(), false)
         .set_column_statistics_enabled(search, EnabledStatistics::None)
         .set_column_dictionary_enabled(id.clone(), false)
-        .set_column_statistics_enabled(id.clone(), EnabledStatistics::Page)
         .set_column_bloom_filter_enabled(id.clone(), true)
         .set_column_bloom_filter_max_ndv(id.clone(), ROW_GROUP_ROWS as u64)
         .set_column_bloom_filter_fpp(id, 0.0001)
