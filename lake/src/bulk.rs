@@ -193,7 +193,6 @@ async fn commit_loop(
         let table = table
             .write(vec![batch])
             .with_writer_properties(crate::schema::resource_writer_properties())
-            .with_schema_mode(crate::schema::RESOURCE_SCHEMA_MODE)
             .with_commit_properties(
                 CommitProperties::default().with_cleanup_expired_logs(Some(false)),
             )

@@ -162,9 +162,12 @@ impl Lake {
         let mut search = options.search_index.then(SearchIndex::default);
         for resource_type in list_resource_tables(&workspace_url).await? {
             let url = table_url(&workspace_url, &resource_type)?;
-            let Some(table) = load_table(&url).await? else {
+            let Some(mut table) = load_table(&url).await? else {
                 continue;
             };
+            if options.with_wal {
+                table = add_missing_columns(table, &resource_type).await?;
+            }
             let seq = wal_txn_version(&table).await?;
             flushed.insert(resource_type.clone(), seq);
             load_keys(&table, &resource_type, &mut index).await?;
@@ -779,7 +782,6 @@ async fn commit_flush(
     table
         .write(vec![batch])
         .with_writer_properties(crate::schema::resource_writer_properties())
-        .with_schema_mode(crate::schema::RESOURCE_SCHEMA_MODE)
         .with_commit_properties(props)
         .await
         .map_err(|e| LakeError::delta(resource_type, e))
@@ -926,6 +928,34 @@ fn search_values_of_map(resource_type: &str, resource: &mut Map<String, Value>) 
         *resource = map;
     }
     search
+}
+
+/// Bring a table written by an earlier medlake up to [`resource_schema`] by adding the
+/// columns it lacks (nullable, so existing files need no rewrite): `search` came later.
+/// Its old rows have no search values; the index extracts them from `resource`.
+async fn add_missing_columns(table: DeltaTable, resource_type: &str) -> Result<DeltaTable> {
+    use deltalake::kernel::{DataType, PrimitiveType, StructField};
+    let provider = table.table_provider().await?;
+    let have = provider.schema();
+    let missing: Vec<StructField> = crate::schema::resource_schema()
+        .fields()
+        .iter()
+        .filter(|f| have.column_with_name(f.name()).is_none())
+        .filter(|f| *f.data_type() == arrow::datatypes::DataType::Utf8 && f.is_nullable())
+        .map(|f| StructField::new(f.name(), DataType::Primitive(PrimitiveType::String), true))
+        .collect();
+    if missing.is_empty() {
+        return Ok(table);
+    }
+    tracing::info!(
+        "adding {} column(s) to the {resource_type} table written by an earlier medlake",
+        missing.len()
+    );
+    table
+        .add_columns()
+        .with_fields(missing)
+        .await
+        .map_err(|e| LakeError::delta(resource_type, e))
 }
 
 /// Feed the search index with a table's versions: the `search` column, or, for a table

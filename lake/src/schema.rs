@@ -64,13 +64,6 @@ pub fn ingest_errors_schema() -> SchemaRef {
     SCHEMA.clone()
 }
 
-/// How writes treat a resource table whose schema is older than [`resource_schema`]:
-/// they add the new (nullable) columns, such as `search`, so a lake written by an
-/// earlier medlake keeps working. Its old rows have no search values; the search index
-/// extracts them from `resource` when it loads.
-pub const RESOURCE_SCHEMA_MODE: deltalake::operations::write::SchemaMode =
-    deltalake::operations::write::SchemaMode::Merge;
-
 /// Folder of a resource type's table, relative to the workspace root.
 pub fn resource_table_dir(resource_type: &str) -> String {
     format!("fhir/{}", resource_type.to_ascii_lowercase())

@@ -47,7 +47,22 @@ async fn index(
     }))
 }
 
-/// Serve until Ctrl-C, flushing the write buffer to Delta in the background.
+/// A future that ends at SIGINT (Ctrl-C) or SIGTERM; the handlers are installed when
+/// this returns, not when the future is first polled.
+fn stop_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("could not handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("could not handle SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
+}
+
+/// Serve until SIGINT or SIGTERM, flushing the write buffer to Delta in the background,
+/// and once more before it exits.
 pub async fn serve(lake: Lake, addr: SocketAddr, flush_interval: Duration) -> Result<()> {
     let engine = QueryEngine::new(lake.clone())?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
@@ -63,6 +78,9 @@ pub async fn serve(lake: Lake, addr: SocketAddr, flush_interval: Duration) -> Re
         fhir_base: format!("{base}/fhir"),
         conditional: Default::default(),
     };
+    // Take over SIGINT and SIGTERM before saying "listening": a signal that came between
+    // the two would otherwise end the process without flushing (the default action).
+    let stop = stop_signal()?;
     let flusher = lake.spawn_flusher(flush_interval, 100_000);
     println!(
         "medlake is serving the workspace at {}",
@@ -84,9 +102,7 @@ pub async fn serve(lake: Lake, addr: SocketAddr, flush_interval: Duration) -> Re
     println!("listening on {local}");
     let app = router(state);
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(stop)
         .await
         .context("the HTTP server stopped")?;
     flusher.abort();
