@@ -9,6 +9,8 @@ use super::{ParamKind, SearchParam};
 use crate::fhirpath::{Environment, Item};
 
 pub(super) fn param(p: &SearchParam, resource: &Value, out: &mut Vec<IndexEntry>) {
+    // Duplicates are only possible within one parameter: compare with its own values.
+    let first = out.len();
     for term in &p.terms {
         let Some(items) = term.evaluate(resource) else {
             continue;
@@ -32,12 +34,11 @@ pub(super) fn param(p: &SearchParam, resource: &Value, out: &mut Vec<IndexEntry>
                 {
                     continue;
                 }
-                let entry = IndexEntry {
-                    param: p.code.clone(),
-                    value,
-                };
-                if !out.contains(&entry) {
-                    out.push(entry);
+                if !out[first..].iter().any(|e| e.value == value) {
+                    out.push(IndexEntry {
+                        param: p.code.clone(),
+                        value,
+                    });
                 }
             }
         }

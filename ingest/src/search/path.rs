@@ -108,9 +108,8 @@ impl SimplePath {
                             continue;
                         }
                         // A choice element: `value` is `valueQuantity`, `valueString`...
-                        if !model.has_element(*shape, name) {
-                            continue;
-                        }
+                        // (the object's few keys are cheaper to look at than the shape's
+                        // element list, and most paths name an element that is absent).
                         for (key, child) in obj {
                             let Some(rest) = key.strip_prefix(name.as_str()) else {
                                 continue;
