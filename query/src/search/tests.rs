@@ -563,32 +563,21 @@ fn bad_searches_say_what_is_wrong() {
         parse("Patient", "shoe-size", "4", false).unwrap().ignored,
         ["Patient?shoe-size"]
     );
-    assert!(matches!(
-        parse("Patient", "birthdate", "soon", true).map(|_| ()),
-        Ok(())
-    ));
-    assert!(matches!(
-        parse("Patient", "family:below", "x", true),
-        Err(SearchError::Invalid(_))
-    ));
-    assert!(matches!(
-        parse("Observation", "code:in", "http://vs", true),
-        Err(SearchError::NotSupported(_))
-    ));
-    assert!(matches!(
-        parse("Patient", "gender.name", "x", true),
-        Err(SearchError::Invalid(_))
-    ));
-    assert!(matches!(
-        parse("Patient", "_count", "many", true),
-        Err(SearchError::Invalid(_))
-    ));
-    assert!(matches!(
-        parse("Patient", "_sort", "shoe-size", true),
-        Err(SearchError::Invalid(_))
-    ));
-    assert!(matches!(
-        parse("Patient", "_include", "Patient:gender", true),
-        Err(SearchError::Invalid(_))
-    ));
+    // Values are checked when the search runs (a date that is no date is a 400 then);
+    // names, modifiers and result parameters when it is parsed.
+    assert!(parse("Patient", "birthdate", "soon", true).is_ok());
+    for (ty, name, value, not_supported) in [
+        ("Patient", "family:below", "x", false),
+        ("Observation", "code:in", "http://vs", true),
+        ("Patient", "gender.name", "x", false),
+        ("Patient", "_count", "many", false),
+        ("Patient", "_sort", "shoe-size", false),
+        ("Patient", "_include", "Patient:gender", false),
+    ] {
+        match parse(ty, name, value, true) {
+            Err(SearchError::NotSupported(_)) if not_supported => {}
+            Err(SearchError::Invalid(_)) if !not_supported => {}
+            other => panic!("{ty}?{name}={value}: {other:?}"),
+        }
+    }
 }
