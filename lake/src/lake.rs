@@ -170,9 +170,10 @@ impl Lake {
             }
             let seq = wal_txn_version(&table).await?;
             flushed.insert(resource_type.clone(), seq);
-            load_keys(&table, &resource_type, &mut index).await?;
-            if let Some(search) = &mut search {
-                load_search(&table, &resource_type, search).await?;
+            match &mut search {
+                // One scan feeds both indexes.
+                Some(search) => load_search(&table, &resource_type, search, &mut index).await?,
+                None => load_keys(&table, &resource_type, &mut index).await?,
             }
             types.insert(
                 resource_type,
@@ -958,12 +959,14 @@ async fn add_missing_columns(table: DeltaTable, resource_type: &str) -> Result<D
         .map_err(|e| LakeError::delta(resource_type, e))
 }
 
-/// Feed the search index with a table's versions: the `search` column, or, for a table
-/// written before there was one, values extracted from `resource` again.
+/// Feed the search index (and the id index, from the same scan) with a table's
+/// versions: the `search` column, or, for rows written before there was one, values
+/// extracted from `resource` again.
 async fn load_search(
     table: &DeltaTable,
     resource_type: &str,
     index: &mut SearchIndex,
+    ids: &mut IdIndex,
 ) -> Result<()> {
     let ctx = SessionContext::new();
     table
@@ -984,6 +987,7 @@ async fn load_search(
             let values = batch.column(4);
             for i in 0..batch.num_rows() {
                 let row = row_keys(&batch, i)?;
+                ids.observe(resource_type, row.0, row.1, row.3);
                 if values.is_null(i) && !row.3 {
                     unindexed += 1; // written before the column existed: below
                     continue;
@@ -1009,6 +1013,7 @@ async fn load_search(
         while let Some(batch) = stream.try_next().await? {
             for i in 0..batch.num_rows() {
                 let row = row_keys(&batch, i)?;
+                ids.observe(resource_type, row.0, row.1, row.3);
                 let search = if row.3 {
                     String::new()
                 } else {
