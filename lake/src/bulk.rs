@@ -200,7 +200,9 @@ async fn commit_loop(
             .map_err(|e| LakeError::delta(&resource_type, e))?;
         lake.install_table(&resource_type, table.clone());
         if let Some(batch) = searched {
+            // A serving process: reads of these rows should go straight to them.
             lake.index_committed(&resource_type, &batch)?;
+            lake.locate_new_files(&resource_type, &table).await;
         }
         tables.insert(resource_type.clone(), table);
         stats.rows += rows;

@@ -1,16 +1,25 @@
-//! The resident id index: for every resource, its newest version and whether it is deleted.
+//! The resident id index: for every resource, its newest version, whether it is deleted,
+//! and where in Delta that version is stored.
 //!
 //! Versioning needs it on every write (the next `meta.versionId`), so it lives in memory,
 //! built at start from the Delta tables' key columns plus the replayed WAL.
 //!
-//! It is the one structure that grows with the data, so it is kept small: a resource is
-//! a 128-bit fingerprint of its type and id (two independently keyed SipHashes) and a
-//! packed version, about 30 bytes each, rather than the id string itself (about 100).
-//! Two ids share a fingerprint with probability near 2^-128 per pair: at a billion
+//! The place (a row group of a data file, [`Place`]) lets a read go straight to the row
+//! group that holds the version, instead of testing the id against the bloom filter of
+//! every row group of the table: that test is cheap, but there are as many as the table
+//! has row groups, so a page of search results would cost more as the data grows. Places
+//! are learnt when the lake opens (it reads the tables row group by row group) and when
+//! the process commits a file (it reads back the new file's keys); a version written
+//! since has no place until its flush, and is read from the in-memory tail meanwhile.
+//!
+//! It holds every resource, so it is kept small: a resource is a 128-bit fingerprint of
+//! its type and id (two independently keyed SipHashes), a packed version and a place
+//! number, about 30 bytes each, rather than the id string itself (about 100). Two ids share a fingerprint with probability near 2^-128 per pair: at a billion
 //! resources, around 10^-21.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::sync::Arc;
 
 /// Newest version of one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,10 +48,32 @@ impl Packed {
     }
 }
 
+/// A row group of one of a table's data files (its path relative to the table root).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Place {
+    pub file: Arc<str>,
+    pub row_group: u32,
+}
+
+/// What the index keeps per resource: 24 bytes with its fingerprint, the place costing
+/// nothing more than the padding it fills.
+#[derive(Clone, Copy)]
+struct Entry {
+    packed: Packed,
+    /// Index into [`IdIndex::places`], or [`NOWHERE`].
+    place: u32,
+}
+
+const NOWHERE: u32 = u32::MAX;
+
 pub struct IdIndex {
     keys: (RandomState, RandomState),
-    latest: HashMap<Fingerprint, Packed, FingerprintHasher>,
+    latest: HashMap<Fingerprint, Entry, FingerprintHasher>,
     per_type: HashMap<String, usize>,
+    /// Every row group located so far, of all types; an entry's `place` indexes it.
+    places: Vec<(Arc<str>, u32)>,
+    /// Per type, the files located so far, with the number of their first row group.
+    located: HashMap<String, HashMap<Arc<str>, u32>>,
 }
 
 impl Default for IdIndex {
@@ -51,6 +82,8 @@ impl Default for IdIndex {
             keys: (RandomState::new(), RandomState::new()),
             latest: HashMap::default(),
             per_type: HashMap::new(),
+            places: Vec::new(),
+            located: HashMap::new(),
         }
     }
 }
@@ -69,21 +102,79 @@ impl IdIndex {
     pub fn get(&self, resource_type: &str, id: &str) -> Option<Latest> {
         self.latest
             .get(&self.fingerprint(resource_type, id))
-            .map(|p| p.unpack())
+            .map(|e| e.packed.unpack())
     }
 
-    /// Record a version, keeping the newest.
+    /// The newest version of a resource, and where Delta stores it if that is known.
+    pub fn get_with_place(&self, resource_type: &str, id: &str) -> Option<(Latest, Option<Place>)> {
+        let entry = self.latest.get(&self.fingerprint(resource_type, id))?;
+        let place = self
+            .places
+            .get(entry.place as usize)
+            .map(|(file, row_group)| Place {
+                file: file.clone(),
+                row_group: *row_group,
+            });
+        Some((entry.packed.unpack(), place))
+    }
+
+    /// Record a version not (yet) in Delta, keeping the newest.
     pub fn observe(&mut self, resource_type: &str, id: &str, version_id: i64, deleted: bool) {
+        self.observe_at(resource_type, id, version_id, deleted, None);
+    }
+
+    /// Whether the rows of a data file have been located ([`IdIndex::locate_file`]).
+    pub fn is_located(&self, resource_type: &str, file: &str) -> bool {
+        self.located
+            .get(resource_type)
+            .is_some_and(|f| f.contains_key(file))
+    }
+
+    /// Number the row groups of a data file, once; the place of its first row group.
+    pub fn locate_file(&mut self, resource_type: &str, file: &str, row_groups: u32) -> u32 {
+        if let Some(first) = self.located.get(resource_type).and_then(|f| f.get(file)) {
+            return *first;
+        }
+        let first = self.places.len() as u32;
+        let file: Arc<str> = Arc::from(file);
+        self.places
+            .extend((0..row_groups).map(|rg| (file.clone(), rg)));
+        self.located
+            .entry(resource_type.to_string())
+            .or_default()
+            .insert(file, first);
+        first
+    }
+
+    /// Record a version, keeping the newest, and where Delta stores it: `place` from
+    /// [`IdIndex::locate_file`], or `None` for a version that is not in Delta yet. The
+    /// same version seen again in another place (a compaction rewrote it) moves there.
+    pub fn observe_at(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+        deleted: bool,
+        place: Option<u32>,
+    ) {
         let key = self.fingerprint(resource_type, id);
-        let new = Latest {
-            version_id,
-            deleted,
+        let new = Entry {
+            packed: Packed::new(Latest {
+                version_id,
+                deleted,
+            }),
+            place: place.unwrap_or(NOWHERE),
         };
         match self.latest.get_mut(&key) {
-            Some(p) if p.unpack().version_id >= version_id => {}
-            Some(p) => *p = Packed::new(new),
+            Some(e) if e.packed.unpack().version_id > version_id => {}
+            Some(e) if e.packed.unpack().version_id == version_id => {
+                if place.is_some() {
+                    e.place = new.place;
+                }
+            }
+            Some(e) => *e = new,
             None => {
-                self.latest.insert(key, Packed::new(new));
+                self.latest.insert(key, new);
                 match self.per_type.get_mut(resource_type) {
                     Some(n) => *n += 1,
                     None => {
@@ -187,5 +278,44 @@ mod tests {
             assert_eq!(l.version_id, 1 + (i % 3) as i64);
         }
         assert_eq!(index.count("Observation"), 50_000);
+    }
+
+    #[test]
+    fn a_place_belongs_to_the_newest_version_only() {
+        let mut index = IdIndex::default();
+        let first = index.locate_file("Patient", "a.parquet", 3);
+        assert_eq!(
+            index.locate_file("Patient", "a.parquet", 3),
+            first,
+            "once per file"
+        );
+        assert!(index.is_located("Patient", "a.parquet"));
+        assert!(!index.is_located("Observation", "a.parquet"));
+        let second = index.locate_file("Patient", "b.parquet", 1);
+        index.observe_at("Patient", "p", 1, false, Some(first + 2));
+        let place = |index: &IdIndex| index.get_with_place("Patient", "p").unwrap().1;
+        assert_eq!(
+            place(&index),
+            Some(Place {
+                file: "a.parquet".into(),
+                row_group: 2
+            })
+        );
+        // A new version in the tail has no place; an older one found later is ignored.
+        index.observe("Patient", "p", 2, false);
+        assert_eq!(place(&index), None);
+        index.observe_at("Patient", "p", 1, false, Some(first));
+        assert_eq!(place(&index), None);
+        // Its flush places it; a compaction moves it.
+        index.observe_at("Patient", "p", 2, false, Some(first + 1));
+        index.observe_at("Patient", "p", 2, false, Some(second));
+        assert_eq!(
+            place(&index),
+            Some(Place {
+                file: "b.parquet".into(),
+                row_group: 0
+            })
+        );
+        assert_eq!(index.get("Patient", "p").unwrap().version_id, 2);
     }
 }

@@ -24,20 +24,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{Array, RecordBatch};
-use datafusion::prelude::SessionContext;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
-use futures::TryStreamExt;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use serde_json::{Map, Value};
 use url::Url;
 
 use crate::buffer::TypeBuffer;
 use crate::error::{LakeError, Result};
-use crate::index::{IdIndex, Latest};
+use crate::file_scan::{self, KeyColumns, Values};
+use crate::index::{IdIndex, Latest, Place};
 use crate::point_read::PointReader;
-use crate::record::{ResourceVersion, instant_string, key_columns, now_micros, versions_to_batch};
+use crate::record::{ResourceVersion, instant_string, now_micros, versions_to_batch};
 use crate::schema::{INGEST_ERRORS_DIR, resource_table_dir};
 use crate::search_index::SearchIndex;
 use crate::storage::{is_local, resolve_data_url};
@@ -130,7 +129,7 @@ struct Shared {
     /// Held while the lake is open: one writer per WAL.
     _wal_lock: Option<std::fs::File>,
     /// Footers and bloom filters of data files, for reads of one resource.
-    points: PointReader,
+    points: Arc<PointReader>,
     /// FHIR search postings, when the lake was opened with [`LakeOptions::search_index`].
     search: Option<RwLock<SearchIndex>>,
 }
@@ -160,6 +159,7 @@ impl Lake {
         let mut index = IdIndex::default();
         let mut flushed: HashMap<String, i64> = HashMap::new();
         let mut search = options.search_index.then(SearchIndex::default);
+        let points = Arc::new(PointReader::default());
         for resource_type in list_resource_tables(&workspace_url).await? {
             let url = table_url(&workspace_url, &resource_type)?;
             let Some(mut table) = load_table(&url).await? else {
@@ -170,11 +170,7 @@ impl Lake {
             }
             let seq = wal_txn_version(&table).await?;
             flushed.insert(resource_type.clone(), seq);
-            match &mut search {
-                // One scan feeds both indexes.
-                Some(search) => load_search(&table, &resource_type, search, &mut index).await?,
-                None => load_keys(&table, &resource_type, &mut index).await?,
-            }
+            load_indexes(&points, &table, &resource_type, search.as_mut(), &mut index).await?;
             types.insert(
                 resource_type,
                 TypeState {
@@ -281,7 +277,7 @@ impl Lake {
                 flush_lock: tokio::sync::Mutex::new(()),
                 closed_segments: Mutex::new(Vec::new()),
                 _wal_lock: wal_lock,
-                points: PointReader::default(),
+                points,
                 search: search.map(RwLock::new),
             }
         });
@@ -351,15 +347,18 @@ impl Lake {
         let Some(search) = &self.shared.search else {
             return Ok(());
         };
-        let keys = ["id", "version_id", "last_updated", "deleted", "search"]
-            .iter()
-            .map(|name| batch.schema().index_of(name))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let batch = batch.project(&keys)?;
+        let columns = KeyColumns::new(batch)?;
         let mut search = search.write();
         for i in 0..batch.num_rows() {
-            let (id, version, last_updated, deleted, values) = row_keys(&batch, i)?;
-            search.apply(resource_type, id, version, last_updated, deleted, values);
+            let row = columns.row(i)?;
+            search.apply(
+                resource_type,
+                row.id,
+                row.version_id,
+                row.last_updated,
+                row.deleted,
+                row.search.unwrap_or(""),
+            );
         }
         Ok(())
     }
@@ -472,9 +471,15 @@ impl Lake {
         id: &str,
     ) -> Result<Option<Arc<ResourceVersion>>> {
         // The index knows every id: an unknown one needs no file read.
-        if self.latest(resource_type, id).is_none() {
+        let Some((_, place)) = self
+            .shared
+            .index
+            .lock()
+            .index
+            .get_with_place(resource_type, id)
+        else {
             return Ok(None);
-        }
+        };
         let delta = {
             let types = self.shared.types.lock();
             let Some(s) = types.get(resource_type) else {
@@ -486,53 +491,57 @@ impl Lake {
             s.delta.clone()
         };
         let Some(table) = delta else { return Ok(None) };
-        let row = self
+        let mut found = self
             .shared
             .points
-            .read(&table, resource_type, id, None)
+            .read_many(&table, resource_type, &[(id, place)])
             .await?;
-        Ok(row.map(Arc::new))
+        Ok(found.remove(id).map(Arc::new))
     }
 
     /// The newest versions of several resources of one type (deleted or not), in the
     /// order asked; `None` for an id the lake does not know. Ids in Delta are read
-    /// together, each data file once ([`PointReader`]).
+    /// together, each data file once ([`PointReader`]), from the row groups the id index
+    /// places them in.
     pub async fn read_latest_many(
         &self,
         resource_type: &str,
         ids: &[&str],
     ) -> Result<Vec<Option<Arc<ResourceVersion>>>> {
         let mut out: Vec<Option<Arc<ResourceVersion>>> = vec![None; ids.len()];
-        let mut from_delta: Vec<(usize, &str)> = Vec::new();
+        let mut from_delta: Vec<(usize, &str, Option<Place>)> = Vec::new();
         // The index first, apart from the tail's lock: an unknown id needs no read.
-        let known: Vec<bool> = ids
-            .iter()
-            .map(|id| self.latest(resource_type, id).is_some())
-            .collect();
+        let known: Vec<Option<Option<Place>>> = {
+            let st = self.shared.index.lock();
+            ids.iter()
+                .map(|id| st.index.get_with_place(resource_type, id).map(|(_, p)| p))
+                .collect()
+        };
         let delta = {
             let types = self.shared.types.lock();
             let Some(s) = types.get(resource_type) else {
                 return Ok(out);
             };
-            for (i, id) in ids.iter().enumerate() {
-                if !known[i] {
-                    continue;
-                }
+            for ((i, id), place) in ids.iter().enumerate().zip(known) {
+                let Some(place) = place else { continue };
                 match s.buffer.latest(id) {
                     Some(r) => out[i] = Some(r),
-                    None => from_delta.push((i, id)),
+                    None => from_delta.push((i, id, place)),
                 }
             }
             s.delta.clone()
         };
         if let (Some(table), false) = (delta, from_delta.is_empty()) {
-            let wanted: Vec<&str> = from_delta.iter().map(|(_, id)| *id).collect();
+            let wanted: Vec<(&str, Option<Place>)> = from_delta
+                .iter()
+                .map(|(_, id, place)| (*id, place.clone()))
+                .collect();
             let mut found = self
                 .shared
                 .points
                 .read_many(&table, resource_type, &wanted)
                 .await?;
-            for (i, id) in from_delta {
+            for (i, id, _) in from_delta {
                 out[i] = found.remove(id).map(Arc::new);
             }
         }
@@ -606,6 +615,8 @@ impl Lake {
                 None => self.table_handle(&resource_type).await?,
             };
             let table = commit_flush(table, &resource_type, &rows, last_seq).await?;
+            // Before the rows leave the tail, so that reads find them in their place.
+            self.locate_new_files(&resource_type, &table).await;
             stats.rows += rows.len();
             stats.tables += 1;
             let mut types = self.shared.types.lock();
@@ -665,6 +676,52 @@ impl Lake {
         f(&mut self.shared.index.lock().index)
     }
 
+    /// Learn where the versions of the table's files that this process has not located
+    /// yet went ([`IdIndex::observe_at`]): the files it has just committed, or another
+    /// process's since the last refresh. Without a place a read still finds them, by the
+    /// bloom filters of every row group, so a failure here is only logged.
+    pub(crate) async fn locate_new_files(&self, resource_type: &str, table: &DeltaTable) {
+        let located = |file: &str| {
+            self.shared
+                .index
+                .lock()
+                .index
+                .is_located(resource_type, file)
+        };
+        let result = async {
+            let mut rx = file_scan::scan(
+                self.shared.points.clone(),
+                table,
+                resource_type,
+                Values::None,
+                |file| !located(file),
+            )?;
+            while let Some(item) = rx.recv().await {
+                let item = item?;
+                let columns = KeyColumns::new(&item.batch)?;
+                let mut st = self.shared.index.lock();
+                let place = st
+                    .index
+                    .locate_file(resource_type, &item.file, item.row_groups)
+                    + item.row_group;
+                for i in 0..item.batch.num_rows() {
+                    let row = columns.row(i)?;
+                    st.index.observe_at(
+                        resource_type,
+                        row.id,
+                        row.version_id,
+                        row.deleted,
+                        Some(place),
+                    );
+                }
+            }
+            Ok::<_, LakeError>(())
+        };
+        if let Err(e) = result.await {
+            tracing::warn!("could not locate the new rows of {resource_type}: {e}");
+        }
+    }
+
     /// After a bulk commit: make the new snapshot the one queries see.
     pub(crate) fn install_table(&self, resource_type: &str, table: DeltaTable) {
         let mut types = self.shared.types.lock();
@@ -693,6 +750,7 @@ impl Lake {
         for t in names {
             let url = self.table_url(&t)?;
             if let Some(table) = load_table(&url).await? {
+                self.locate_new_files(&t, &table).await;
                 self.install_table(&t, table);
             }
         }
@@ -881,38 +939,6 @@ async fn list_resource_tables(workspace_url: &Url) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Feed the index with the key columns of a table.
-async fn load_keys(table: &DeltaTable, resource_type: &str, index: &mut IdIndex) -> Result<()> {
-    let ctx = SessionContext::new();
-    table
-        .update_datafusion_session(&ctx.state())
-        .map_err(|e| LakeError::delta(resource_type, e))?;
-    let provider = table.table_provider().await?;
-    ctx.register_table("t", provider)?;
-    // delta-rs reads strings as Utf8View; the key reader wants plain Utf8.
-    let df = ctx
-        .sql("SELECT arrow_cast(id, 'Utf8') AS id, version_id, deleted FROM t")
-        .await?;
-    let mut stream = df.execute_stream().await?;
-    while let Some(batch) = stream.try_next().await? {
-        let (ids, versions, deleted) = key_columns(&batch).ok_or_else(|| {
-            LakeError::Arrow(arrow::error::ArrowError::SchemaError(format!(
-                "the key columns of {resource_type} have unexpected types: {}",
-                batch.schema()
-            )))
-        })?;
-        for i in 0..batch.num_rows() {
-            index.observe(
-                resource_type,
-                ids.value(i),
-                versions.value(i),
-                deleted.value(i),
-            );
-        }
-    }
-    Ok(())
-}
-
 /// The stored search values of a resource ([`medlake_ingest::search`]).
 pub fn search_values(resource_type: &str, json: &str) -> String {
     match serde_json::from_str::<Value>(json) {
@@ -959,90 +985,65 @@ async fn add_missing_columns(table: DeltaTable, resource_type: &str) -> Result<D
         .map_err(|e| LakeError::delta(resource_type, e))
 }
 
-/// Feed the search index (and the id index, from the same scan) with a table's
-/// versions: the `search` column, or, for rows written before there was one, values
-/// extracted from `resource` again.
-async fn load_search(
+/// Feed the id index, with each version's place, and the search index if there is one,
+/// from one scan of a table: the `search` column, or, for rows written before there was
+/// one, values extracted from `resource` again.
+async fn load_indexes(
+    points: &Arc<PointReader>,
     table: &DeltaTable,
     resource_type: &str,
-    index: &mut SearchIndex,
+    mut search: Option<&mut SearchIndex>,
     ids: &mut IdIndex,
 ) -> Result<()> {
-    let ctx = SessionContext::new();
-    table
-        .update_datafusion_session(&ctx.state())
-        .map_err(|e| LakeError::delta(resource_type, e))?;
-    let provider = table.table_provider().await?;
-    let stored = provider.schema().column_with_name("search").is_some();
-    ctx.register_table("t", provider)?;
     let started = std::time::Instant::now();
+    let values = if search.is_some() {
+        Values::Search
+    } else {
+        Values::None
+    };
+    let mut rx = file_scan::scan(points.clone(), table, resource_type, values, |_| true)?;
     let mut rows = 0usize;
-    let mut unindexed = 0usize;
-    if stored {
-        let df = ctx
-            .sql("SELECT id, version_id, last_updated, deleted, search AS v FROM t")
-            .await?;
-        let mut stream = df.execute_stream().await?;
-        while let Some(batch) = stream.try_next().await? {
-            let values = batch.column(4);
-            for i in 0..batch.num_rows() {
-                let row = row_keys(&batch, i)?;
-                ids.observe(resource_type, row.0, row.1, row.3);
-                if values.is_null(i) && !row.3 {
-                    unindexed += 1; // written before the column existed: below
-                    continue;
+    while let Some(item) = rx.recv().await {
+        let item = item?;
+        let place = ids.locate_file(resource_type, &item.file, item.row_groups) + item.row_group;
+        let columns = KeyColumns::new(&item.batch)?;
+        for i in 0..item.batch.num_rows() {
+            let row = columns.row(i)?;
+            ids.observe_at(
+                resource_type,
+                row.id,
+                row.version_id,
+                row.deleted,
+                Some(place),
+            );
+            let Some(search) = search.as_deref_mut() else {
+                continue;
+            };
+            let extracted;
+            let values = match (row.search, row.resource) {
+                (Some(values), _) => values,
+                (None, Some(resource)) if !row.deleted => {
+                    extracted = search_values(resource_type, resource);
+                    extracted.as_str()
                 }
-                index.apply(resource_type, row.0, row.1, row.2, row.3, row.4);
-            }
-            rows += batch.num_rows();
+                _ => "",
+            };
+            search.apply(
+                resource_type,
+                row.id,
+                row.version_id,
+                row.last_updated,
+                row.deleted,
+                values,
+            );
         }
-    }
-    if !stored || unindexed > 0 {
-        // Rows from before the `search` column: extract their values from the resource.
-        let filter = if stored {
-            "WHERE search IS NULL AND NOT deleted"
-        } else {
-            ""
-        };
-        let df = ctx
-            .sql(&format!(
-                "SELECT id, version_id, last_updated, deleted, resource AS v FROM t {filter}"
-            ))
-            .await?;
-        let mut stream = df.execute_stream().await?;
-        while let Some(batch) = stream.try_next().await? {
-            for i in 0..batch.num_rows() {
-                let row = row_keys(&batch, i)?;
-                ids.observe(resource_type, row.0, row.1, row.3);
-                let search = if row.3 {
-                    String::new()
-                } else {
-                    search_values(resource_type, row.4)
-                };
-                index.apply(resource_type, row.0, row.1, row.2, row.3, &search);
-            }
-            rows += batch.num_rows();
-        }
+        rows += item.batch.num_rows();
     }
     tracing::info!(
-        "search index: {rows} versions of {resource_type} in {:.1} s",
+        "{rows} versions of {resource_type} indexed in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-fn row_keys(b: &RecordBatch, i: usize) -> Result<(&str, i64, i64, bool, &str)> {
-    use arrow::array::AsArray;
-    use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
-    let col = |n: usize| b.column(n);
-    let v = col(4);
-    Ok((
-        string_at(col(0), i)?,
-        col(1).as_primitive::<Int64Type>().value(i),
-        col(2).as_primitive::<TimestampMicrosecondType>().value(i),
-        col(3).as_boolean().value(i),
-        if v.is_null(i) { "" } else { string_at(v, i)? },
-    ))
 }
 
 pub(crate) fn row_from_batch(
@@ -1081,7 +1082,7 @@ pub(crate) fn row_from_batch(
 }
 
 /// A string cell, whichever string layout the reader chose (delta-rs reads `Utf8View`).
-fn string_at(array: &arrow::array::ArrayRef, i: usize) -> Result<&str> {
+pub(crate) fn string_at(array: &arrow::array::ArrayRef, i: usize) -> Result<&str> {
     use arrow::array::AsArray;
     use arrow::datatypes::DataType;
     match array.data_type() {

@@ -53,6 +53,7 @@ impl Lake {
                 .await
                 .map_err(|e| LakeError::delta(&name, e))?;
             if name != "ingest_errors" {
+                self.locate_new_files(&name, &table).await;
                 self.install_table(&name, table);
             }
             out.push(OptimizeReport {

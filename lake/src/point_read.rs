@@ -9,6 +9,12 @@
 //! memory, then reads only the row groups that may hold the id, with the id filter
 //! applied inside the Parquet reader, so only matching rows have their `resource`
 //! decoded. A file written without bloom filters is simply read whole.
+//!
+//! Where the id index knows the row group that holds a resource's newest version
+//! ([`Place`]), a read goes there directly and tests no bloom filter: the number of
+//! filters grows with the table, the row groups a page of search results sits in do not.
+//! The bloom filters remain the way to versions without a place (older versions, files
+//! that another process wrote since this one located its files).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,15 +35,23 @@ use parquet::bloom_filter::Sbbf;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 
 use crate::error::{LakeError, Result};
+use crate::index::Place;
 use crate::record::ResourceVersion;
 
 /// What is kept of one data file.
-struct FileIndex {
-    metadata: ArrowReaderMetadata,
+pub(crate) struct FileIndex {
+    pub(crate) metadata: ArrowReaderMetadata,
     /// Leaf column index of `id`.
     id_column: usize,
     /// Per row group; `None` where the file has no bloom filter.
     blooms: Vec<Option<Sbbf>>,
+}
+
+/// The data files of one version of a table.
+pub(crate) struct Listing {
+    pub(crate) files: Vec<(Path, u64)>,
+    /// Position in `files` by path, for reads that come with a [`Place`].
+    by_path: HashMap<String, usize>,
 }
 
 /// Footers and bloom filters of the data files read so far, by table, then by path.
@@ -46,10 +60,10 @@ struct FileIndex {
 pub(crate) struct PointReader {
     files: Mutex<HashMap<String, HashMap<String, Arc<FileIndex>>>>,
     /// Each table's data files at the version last read.
-    listings: Mutex<HashMap<String, (Option<u64>, Arc<Vec<(Path, u64)>>)>>,
+    listings: Mutex<HashMap<String, (Option<u64>, Arc<Listing>)>>,
 }
 
-fn parquet_error(path: &Path, e: parquet::errors::ParquetError) -> LakeError {
+pub(crate) fn parquet_error(path: &Path, e: parquet::errors::ParquetError) -> LakeError {
     LakeError::Io {
         context: format!("could not read the Parquet file {path}"),
         source: std::io::Error::other(e),
@@ -66,9 +80,9 @@ impl PointReader {
         version: Option<i64>,
     ) -> Result<Option<ResourceVersion>> {
         let store = table.object_store();
-        let (table_key, files) = self.snapshot_files(table, resource_type)?;
+        let (table_key, listing) = self.snapshot_files(table, resource_type)?;
         let mut best: Option<ResourceVersion> = None;
-        for (path, size) in files.iter().cloned() {
+        for (path, size) in listing.files.iter().cloned() {
             let index = self.index(&table_key, &store, &path, size).await?;
             let row_groups: Vec<usize> = index
                 .blooms
@@ -102,24 +116,97 @@ impl PointReader {
         Ok(best)
     }
 
-    /// The newest versions of several ids of one type: each data file whose bloom
-    /// filters may hold any of them is read once, for the union of those row groups, so
-    /// a page of search results that sits in a few row groups costs a few reads.
+    /// The newest versions of several ids of one type, each with the place of its
+    /// newest version where the id index knows it. Each data file is read once, for the
+    /// row groups that hold them, so a page of search results that sits in a few row
+    /// groups costs a few reads, however large the table.
     pub(crate) async fn read_many(
         &self,
         table: &DeltaTable,
         resource_type: &str,
-        ids: &[&str],
+        wanted: &[(&str, Option<Place>)],
     ) -> Result<HashMap<String, ResourceVersion>> {
         let store = table.object_store();
-        let (table_key, files) = self.snapshot_files(table, resource_type)?;
+        let (table_key, listing) = self.snapshot_files(table, resource_type)?;
+        let started = std::time::Instant::now();
         let mut best: HashMap<String, ResourceVersion> = HashMap::new();
-        let (started, mut groups, mut groups_read) = (std::time::Instant::now(), 0, 0);
-        for (path, size) in files.iter().cloned() {
+        // By file: its row groups and ids, in the order first asked.
+        let mut placed: Vec<(usize, Vec<usize>, Vec<&str>)> = Vec::new();
+        let mut unplaced: Vec<&str> = Vec::new();
+        for (id, place) in wanted {
+            // A place in a file that is no longer in the table (compacted) is no help.
+            let live = place
+                .as_ref()
+                .and_then(|p| Some((*listing.by_path.get(p.file.as_ref())?, p.row_group)));
+            let Some((file, rg)) = live else {
+                unplaced.push(id);
+                continue;
+            };
+            let rg = rg as usize;
+            match placed.iter_mut().find(|f| f.0 == file) {
+                Some(f) => {
+                    if !f.1.contains(&rg) {
+                        f.1.push(rg);
+                    }
+                    f.2.push(id);
+                }
+                None => placed.push((file, vec![rg], vec![id])),
+            }
+        }
+        let mut groups_read = 0;
+        for (file, mut row_groups, ids) in placed {
+            let (path, size) = &listing.files[file];
+            let (path, size) = (path.clone(), *size);
             let index = self.index(&table_key, &store, &path, size).await?;
+            row_groups.retain(|rg| *rg < index.blooms.len());
+            row_groups.sort_unstable();
+            groups_read += row_groups.len();
+            for row in
+                read_rows(&store, &path, size, &index, row_groups, &ids, resource_type).await?
+            {
+                keep_newest(&mut best, row);
+            }
+            // A place that did not hold its id (it should not happen): look everywhere.
+            unplaced.extend(ids.iter().filter(|id| !best.contains_key(**id)));
+        }
+        if !unplaced.is_empty() {
+            groups_read += self
+                .read_by_bloom(
+                    &table_key,
+                    &store,
+                    &listing,
+                    resource_type,
+                    &unplaced,
+                    &mut best,
+                )
+                .await?;
+        }
+        tracing::debug!(
+            "{resource_type}: {} ids ({} without a place) in {groups_read} row groups, {} found, {:?}",
+            wanted.len(),
+            unplaced.len(),
+            best.len(),
+            started.elapsed()
+        );
+        Ok(best)
+    }
+
+    /// Read `ids` from every data file whose bloom filters may hold them, each file once
+    /// for the union of those row groups. Returns the number of row groups read.
+    async fn read_by_bloom(
+        &self,
+        table_key: &str,
+        store: &Arc<dyn ObjectStore>,
+        listing: &Listing,
+        resource_type: &str,
+        ids: &[&str],
+        best: &mut HashMap<String, ResourceVersion>,
+    ) -> Result<usize> {
+        let mut groups_read = 0;
+        for (path, size) in listing.files.iter().cloned() {
+            let index = self.index(table_key, store, &path, size).await?;
             let mut wanted: Vec<&str> = Vec::new();
             let mut row_groups: Vec<usize> = Vec::new();
-            groups += index.blooms.len();
             for (rg, bloom) in index.blooms.iter().enumerate() {
                 let mut any = false;
                 for id in ids {
@@ -139,7 +226,7 @@ impl PointReader {
             }
             groups_read += row_groups.len();
             for row in read_rows(
-                &store,
+                store,
                 &path,
                 size,
                 &index,
@@ -149,21 +236,10 @@ impl PointReader {
             )
             .await?
             {
-                match best.get(&row.id) {
-                    Some(b) if b.version_id >= row.version_id => {}
-                    _ => {
-                        best.insert(row.id.clone(), row);
-                    }
-                }
+                keep_newest(best, row);
             }
         }
-        tracing::debug!(
-            "{resource_type}: {} ids in {groups_read} of {groups} row groups, {} found, {:?}",
-            ids.len(),
-            best.len(),
-            started.elapsed()
-        );
-        Ok(best)
+        Ok(groups_read)
     }
 
     /// The data files of the table's snapshot, with the key its kept files go by.
@@ -171,35 +247,40 @@ impl PointReader {
     /// The list is kept per table version: listing a snapshot's files walks its log
     /// state (milliseconds at a hundred files), which would make every read cost more as
     /// the table grows.
-    fn snapshot_files(
+    pub(crate) fn snapshot_files(
         &self,
         table: &DeltaTable,
         resource_type: &str,
-    ) -> Result<(String, Arc<Vec<(Path, u64)>>)> {
+    ) -> Result<(String, Arc<Listing>)> {
         let table_key = table.table_url().to_string();
         let version = table.version();
-        if let Some((v, files)) = self.listings.lock().get(&table_key) {
+        if let Some((v, listing)) = self.listings.lock().get(&table_key) {
             if *v == version {
-                return Ok((table_key, files.clone()));
+                return Ok((table_key, listing.clone()));
             }
         }
-        let files: Arc<Vec<(Path, u64)>> = Arc::new(
-            table
-                .snapshot()
-                .map_err(|e| LakeError::delta(resource_type, e))?
-                .log_data()
-                .iter()
-                .map(|f| (f.object_store_path(), f.size().max(0) as u64))
-                .collect(),
-        );
+        let files: Vec<(Path, u64)> = table
+            .snapshot()
+            .map_err(|e| LakeError::delta(resource_type, e))?
+            .log_data()
+            .iter()
+            .map(|f| (f.object_store_path(), f.size().max(0) as u64))
+            .collect();
         self.forget_files_not_in(&table_key, &files);
+        let by_path = files
+            .iter()
+            .enumerate()
+            .map(|(i, (p, _))| (p.as_ref().to_string(), i))
+            .collect();
+        let listing = Arc::new(Listing { files, by_path });
         self.listings
             .lock()
-            .insert(table_key.clone(), (version, files.clone()));
-        Ok((table_key, files))
+            .insert(table_key.clone(), (version, listing.clone()));
+        Ok((table_key, listing))
     }
 
-    async fn index(
+    /// The footer and bloom filters of a data file, read once.
+    pub(crate) async fn index(
         &self,
         table_key: &str,
         store: &Arc<dyn ObjectStore>,
@@ -271,6 +352,15 @@ impl PointReader {
     }
 }
 
+fn keep_newest(best: &mut HashMap<String, ResourceVersion>, row: ResourceVersion) {
+    match best.get(&row.id) {
+        Some(b) if b.version_id >= row.version_id => {}
+        _ => {
+            best.insert(row.id.clone(), row);
+        }
+    }
+}
+
 async fn read_rows(
     store: &Arc<dyn ObjectStore>,
     path: &Path,
@@ -330,14 +420,14 @@ async fn read_rows(
 }
 
 /// A Parquet file in the object store, read by byte ranges.
-struct ObjectFile {
+pub(crate) struct ObjectFile {
     store: Arc<dyn ObjectStore>,
     path: Path,
     size: u64,
 }
 
 impl ObjectFile {
-    fn new(store: &Arc<dyn ObjectStore>, path: &Path, size: u64) -> ObjectFile {
+    pub(crate) fn new(store: &Arc<dyn ObjectStore>, path: &Path, size: u64) -> ObjectFile {
         ObjectFile {
             store: store.clone(),
             path: path.clone(),
@@ -392,6 +482,9 @@ impl AsyncFileReader for ObjectFile {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use crate::index::Place;
     use crate::{Lake, LakeOptions, WriteOp};
 
     fn put(resource_type: &str, id: String) -> WriteOp {
@@ -472,5 +565,115 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    /// The id index places every version that is in Delta: after a flush, after the lake
+    /// opens again, and after a compaction moved every row; reads through the places
+    /// find the newest versions, and a wrong place only costs a search of the table.
+    #[tokio::test]
+    async fn reads_go_to_the_row_group_the_index_places_them_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = LakeOptions::new(dir.path().to_str().unwrap());
+        let rows = crate::schema::ROW_GROUP_ROWS * 2 + 100; // three row groups
+        let ids: Vec<String> = (0..rows).map(|i| format!("obs-{i:06}")).collect();
+        let place_of = |lake: &Lake, id: &str| {
+            let (latest, place) =
+                lake.with_write_state(|index| index.get_with_place("Observation", id).unwrap());
+            (latest.version_id, place)
+        };
+        let check = |lake: &Lake| {
+            let mut row_groups = std::collections::HashSet::new();
+            for (i, id) in ids.iter().enumerate().step_by(53) {
+                let (version, place) = place_of(lake, id);
+                assert_eq!(version, if i < 10 { 2 } else { 1 }, "{id}");
+                row_groups.insert(place.expect("no place after a flush"));
+            }
+            row_groups
+        };
+        let read_all = |lake: Lake| {
+            let ids = ids.clone();
+            async move {
+                for chunk in ids.chunks(997) {
+                    let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                    let found = lake.read_latest_many("Observation", &refs).await.unwrap();
+                    for (id, row) in chunk.iter().zip(found) {
+                        let row = row.unwrap_or_else(|| panic!("{id} not found"));
+                        assert_eq!(&row.id, id);
+                        let newest = if id.as_str() < "obs-000010" { 2 } else { 1 };
+                        assert_eq!(row.version_id, newest, "{id}");
+                    }
+                }
+            }
+        };
+
+        let lake = Lake::open(options.clone()).await.unwrap();
+        let ops: Vec<WriteOp> = ids
+            .iter()
+            .map(|id| put("Observation", id.clone()))
+            .collect();
+        lake.write(ops).await.unwrap();
+        lake.flush().await.unwrap();
+        // Ten updates in a second file: their places move to it.
+        let before = place_of(&lake, &ids[0]).1.unwrap();
+        let ops: Vec<WriteOp> = ids[..10]
+            .iter()
+            .map(|id| put("Observation", id.clone()))
+            .collect();
+        lake.write(ops).await.unwrap();
+        assert_eq!(
+            place_of(&lake, &ids[0]),
+            (2, None),
+            "a tail version has no place"
+        );
+        lake.flush().await.unwrap();
+        let after = place_of(&lake, &ids[0]).1.unwrap();
+        assert_ne!(after.file, before.file);
+        assert_eq!(
+            check(&lake).len(),
+            4,
+            "three row groups and the update file"
+        );
+        read_all(lake.clone()).await;
+
+        // A place that is wrong, or in a file that is gone, is searched for instead.
+        let table = lake.table_handle("Observation").await.unwrap();
+        let wrong = [
+            (
+                ids[20].as_str(),
+                Some(Place {
+                    row_group: 2,
+                    ..before.clone()
+                }),
+            ),
+            (
+                ids[21].as_str(),
+                Some(Place {
+                    file: "gone.parquet".into(),
+                    row_group: 0,
+                }),
+            ),
+        ];
+        let found = lake
+            .points()
+            .read_many(&table, "Observation", &wrong)
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 2);
+
+        // Compaction rewrites every row: the places follow.
+        lake.optimize(Duration::ZERO).await.unwrap();
+        let compacted = check(&lake);
+        assert!(
+            compacted
+                .iter()
+                .all(|p| p.file != before.file && p.file != after.file)
+        );
+        read_all(lake.clone()).await;
+        drop(lake);
+
+        // Opening again learns them from the files.
+        let lake = Lake::open(options).await.unwrap();
+        assert_eq!(check(&lake), compacted);
+        read_all(lake).await;
     }
 }

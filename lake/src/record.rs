@@ -3,8 +3,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanArray, BooleanBuilder, Int64Array, Int64Builder, RecordBatch, StringArray,
-    StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use serde::{Deserialize, Serialize};
 
@@ -140,17 +139,6 @@ pub fn versions_to_batch<'a>(
         b.push(r);
     }
     b.finish()
-}
-
-/// Read the (id, version_id, deleted) columns of a resource-table batch.
-pub fn key_columns(batch: &RecordBatch) -> Option<(&StringArray, &Int64Array, &BooleanArray)> {
-    let id = batch.column_by_name("id")?.as_any().downcast_ref()?;
-    let v = batch
-        .column_by_name("version_id")?
-        .as_any()
-        .downcast_ref()?;
-    let d = batch.column_by_name("deleted")?.as_any().downcast_ref()?;
-    Some((id, v, d))
 }
 
 /// Microseconds since the epoch, now.
