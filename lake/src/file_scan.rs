@@ -1,5 +1,6 @@
 //! Reading a resource table's key columns file by file and row group by row group, so
-//! that every version read comes with its place ([`Place`](crate::index::Place)).
+//! that every version read comes with its place ([`Place`](crate::index::Place)): its file,
+//! row group and row.
 //!
 //! The lake's indexes are built from this scan when it opens, and each file the process
 //! commits is read back through it to learn where its versions went. A DataFusion scan
@@ -45,6 +46,8 @@ pub(crate) struct ScannedRowGroup {
     /// How many row groups the file has.
     pub row_groups: u32,
     pub row_group: u32,
+    /// The row of the row group that the batch starts at.
+    pub first_row: u32,
     pub batch: RecordBatch,
 }
 
@@ -129,13 +132,17 @@ async fn scan_file(
             batches = read(&columns).await?;
             columns.pop();
         }
+        let mut first_row = 0;
         for batch in batches {
+            let rows = batch.num_rows() as u32;
             let item = ScannedRowGroup {
                 file: file.clone(),
                 row_groups: row_groups as u32,
                 row_group: rg as u32,
+                first_row,
                 batch,
             };
+            first_row += rows;
             if tx.send(Ok(item)).await.is_err() {
                 return Ok(()); // the consumer stopped
             }

@@ -4,18 +4,19 @@
 //! Versioning needs it on every write (the next `meta.versionId`), so it lives in memory,
 //! built at start from the Delta tables' key columns plus the replayed WAL.
 //!
-//! The place (a row group of a data file, [`Place`]) lets a read go straight to the row
-//! group that holds the version, instead of testing the id against the bloom filter of
-//! every row group of the table: that test is cheap, but there are as many as the table
-//! has row groups, so a page of search results would cost more as the data grows. Places
+//! The place (a row of a row group of a data file, [`Place`]) lets a read go straight to
+//! the page that holds the version, instead of testing the id against the bloom filter
+//! of every row group of the table and decoding the ids of those that may hold it: both
+//! cost more as the table grows, so a page of search results would too. Places
 //! are learnt when the lake opens (it reads the tables row group by row group) and when
 //! the process commits a file (it reads back the new file's keys); a version written
 //! since has no place until its flush, and is read from the in-memory tail meanwhile.
 //!
 //! It holds every resource, so it is kept small: a resource is a 128-bit fingerprint of
-//! its type and id (two independently keyed SipHashes), a packed version and a place
-//! number, about 30 bytes each, rather than the id string itself (about 100). Two ids share a fingerprint with probability near 2^-128 per pair: at a billion
-//! resources, around 10^-21.
+//! its type and id (two independently keyed SipHashes), a packed version and a place,
+//! about 40 bytes each, rather than the id string itself (about 100). Two ids share a
+//! fingerprint with probability near 2^-128 per pair: at a billion resources, around
+//! 10^-21.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
@@ -48,20 +49,23 @@ impl Packed {
     }
 }
 
-/// A row group of one of a table's data files (its path relative to the table root).
+/// Where a version is stored: a row of a row group of one of a table's data files (its
+/// path relative to the table root).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Place {
     pub file: Arc<str>,
     pub row_group: u32,
+    /// The row within the row group.
+    pub row: u32,
 }
 
-/// What the index keeps per resource: 24 bytes with its fingerprint, the place costing
-/// nothing more than the padding it fills.
+/// What the index keeps per resource: 32 bytes with its fingerprint.
 #[derive(Clone, Copy)]
 struct Entry {
     packed: Packed,
-    /// Index into [`IdIndex::places`], or [`NOWHERE`].
-    place: u32,
+    /// Index into [`IdIndex::row_groups`], or [`NOWHERE`].
+    row_group: u32,
+    row: u32,
 }
 
 const NOWHERE: u32 = u32::MAX;
@@ -70,8 +74,8 @@ pub struct IdIndex {
     keys: (RandomState, RandomState),
     latest: HashMap<Fingerprint, Entry, FingerprintHasher>,
     per_type: HashMap<String, usize>,
-    /// Every row group located so far, of all types; an entry's `place` indexes it.
-    places: Vec<(Arc<str>, u32)>,
+    /// Every row group located so far, of all types; an entry's `row_group` indexes it.
+    row_groups: Vec<(Arc<str>, u32)>,
     /// Per type, the files located so far, with the number of their first row group.
     located: HashMap<String, HashMap<Arc<str>, u32>>,
 }
@@ -82,7 +86,7 @@ impl Default for IdIndex {
             keys: (RandomState::new(), RandomState::new()),
             latest: HashMap::default(),
             per_type: HashMap::new(),
-            places: Vec::new(),
+            row_groups: Vec::new(),
             located: HashMap::new(),
         }
     }
@@ -109,11 +113,12 @@ impl IdIndex {
     pub fn get_with_place(&self, resource_type: &str, id: &str) -> Option<(Latest, Option<Place>)> {
         let entry = self.latest.get(&self.fingerprint(resource_type, id))?;
         let place = self
-            .places
-            .get(entry.place as usize)
+            .row_groups
+            .get(entry.row_group as usize)
             .map(|(file, row_group)| Place {
                 file: file.clone(),
                 row_group: *row_group,
+                row: entry.row,
             });
         Some((entry.packed.unpack(), place))
     }
@@ -130,14 +135,14 @@ impl IdIndex {
             .is_some_and(|f| f.contains_key(file))
     }
 
-    /// Number the row groups of a data file, once; the place of its first row group.
+    /// Number the row groups of a data file, once; the number of its first row group.
     pub fn locate_file(&mut self, resource_type: &str, file: &str, row_groups: u32) -> u32 {
         if let Some(first) = self.located.get(resource_type).and_then(|f| f.get(file)) {
             return *first;
         }
-        let first = self.places.len() as u32;
+        let first = self.row_groups.len() as u32;
         let file: Arc<str> = Arc::from(file);
-        self.places
+        self.row_groups
             .extend((0..row_groups).map(|rg| (file.clone(), rg)));
         self.located
             .entry(resource_type.to_string())
@@ -146,16 +151,17 @@ impl IdIndex {
         first
     }
 
-    /// Record a version, keeping the newest, and where Delta stores it: `place` from
-    /// [`IdIndex::locate_file`], or `None` for a version that is not in Delta yet. The
-    /// same version seen again in another place (a compaction rewrote it) moves there.
+    /// Record a version, keeping the newest, and where Delta stores it: `at` is the row
+    /// group's number ([`IdIndex::locate_file`]) and the row within it, or `None` for a
+    /// version that is not in Delta yet. The same version seen again in another place (a
+    /// compaction rewrote it) moves there.
     pub fn observe_at(
         &mut self,
         resource_type: &str,
         id: &str,
         version_id: i64,
         deleted: bool,
-        place: Option<u32>,
+        at: Option<(u32, u32)>,
     ) {
         let key = self.fingerprint(resource_type, id);
         let new = Entry {
@@ -163,13 +169,14 @@ impl IdIndex {
                 version_id,
                 deleted,
             }),
-            place: place.unwrap_or(NOWHERE),
+            row_group: at.map_or(NOWHERE, |a| a.0),
+            row: at.map_or(0, |a| a.1),
         };
         match self.latest.get_mut(&key) {
             Some(e) if e.packed.unpack().version_id > version_id => {}
             Some(e) if e.packed.unpack().version_id == version_id => {
-                if place.is_some() {
-                    e.place = new.place;
+                if at.is_some() {
+                    (e.row_group, e.row) = (new.row_group, new.row);
                 }
             }
             Some(e) => *e = new,
@@ -292,28 +299,30 @@ mod tests {
         assert!(index.is_located("Patient", "a.parquet"));
         assert!(!index.is_located("Observation", "a.parquet"));
         let second = index.locate_file("Patient", "b.parquet", 1);
-        index.observe_at("Patient", "p", 1, false, Some(first + 2));
+        index.observe_at("Patient", "p", 1, false, Some((first + 2, 7)));
         let place = |index: &IdIndex| index.get_with_place("Patient", "p").unwrap().1;
         assert_eq!(
             place(&index),
             Some(Place {
                 file: "a.parquet".into(),
-                row_group: 2
+                row_group: 2,
+                row: 7
             })
         );
         // A new version in the tail has no place; an older one found later is ignored.
         index.observe("Patient", "p", 2, false);
         assert_eq!(place(&index), None);
-        index.observe_at("Patient", "p", 1, false, Some(first));
+        index.observe_at("Patient", "p", 1, false, Some((first, 0)));
         assert_eq!(place(&index), None);
         // Its flush places it; a compaction moves it.
-        index.observe_at("Patient", "p", 2, false, Some(first + 1));
-        index.observe_at("Patient", "p", 2, false, Some(second));
+        index.observe_at("Patient", "p", 2, false, Some((first + 1, 3)));
+        index.observe_at("Patient", "p", 2, false, Some((second, 5)));
         assert_eq!(
             place(&index),
             Some(Place {
                 file: "b.parquet".into(),
-                row_group: 0
+                row_group: 0,
+                row: 5
             })
         );
         assert_eq!(index.get("Patient", "p").unwrap().version_id, 2);

@@ -700,7 +700,7 @@ impl Lake {
                 let item = item?;
                 let columns = KeyColumns::new(&item.batch)?;
                 let mut st = self.shared.index.lock();
-                let place = st
+                let row_group = st
                     .index
                     .locate_file(resource_type, &item.file, item.row_groups)
                     + item.row_group;
@@ -711,7 +711,7 @@ impl Lake {
                         row.id,
                         row.version_id,
                         row.deleted,
-                        Some(place),
+                        Some((row_group, item.first_row + i as u32)),
                     );
                 }
             }
@@ -1005,7 +1005,8 @@ async fn load_indexes(
     let mut rows = 0usize;
     while let Some(item) = rx.recv().await {
         let item = item?;
-        let place = ids.locate_file(resource_type, &item.file, item.row_groups) + item.row_group;
+        let row_group =
+            ids.locate_file(resource_type, &item.file, item.row_groups) + item.row_group;
         let columns = KeyColumns::new(&item.batch)?;
         for i in 0..item.batch.num_rows() {
             let row = columns.row(i)?;
@@ -1014,7 +1015,7 @@ async fn load_indexes(
                 row.id,
                 row.version_id,
                 row.deleted,
-                Some(place),
+                Some((row_group, item.first_row + i as u32)),
             );
             let Some(search) = search.as_deref_mut() else {
                 continue;

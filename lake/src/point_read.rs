@@ -16,7 +16,7 @@
 //! The bloom filters remain the way to versions without a place (older versions, files
 //! that another process wrote since this one located its files).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, RecordBatch};
@@ -28,7 +28,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parking_lot::Mutex;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
-    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter,
+    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter, RowSelection, RowSelector,
 };
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
 use parquet::bloom_filter::Sbbf;
@@ -95,11 +95,10 @@ impl PointReader {
                 continue;
             }
             for row in read_rows(
-                &store,
-                &path,
-                size,
+                ObjectFile::new(&store, &path, size),
                 &index,
                 row_groups,
+                None,
                 &[id],
                 resource_type,
             )
@@ -117,9 +116,9 @@ impl PointReader {
     }
 
     /// The newest versions of several ids of one type, each with the place of its
-    /// newest version where the id index knows it. Each data file is read once, for the
-    /// row groups that hold them, so a page of search results that sits in a few row
-    /// groups costs a few reads, however large the table.
+    /// newest version where the id index knows it. Each data file is read once, for just
+    /// the rows placed in it (the pages that hold them, through the page index), so a
+    /// page of search results costs what it returns, however large the table.
     pub(crate) async fn read_many(
         &self,
         table: &DeltaTable,
@@ -130,39 +129,43 @@ impl PointReader {
         let (table_key, listing) = self.snapshot_files(table, resource_type)?;
         let started = std::time::Instant::now();
         let mut best: HashMap<String, ResourceVersion> = HashMap::new();
-        // By file: its row groups and ids, in the order first asked.
-        let mut placed: Vec<(usize, Vec<usize>, Vec<&str>)> = Vec::new();
+        // By file: the rows wanted of each row group, and the ids.
+        let mut placed: Vec<(usize, BTreeMap<usize, Vec<usize>>, Vec<&str>)> = Vec::new();
         let mut unplaced: Vec<&str> = Vec::new();
         for (id, place) in wanted {
             // A place in a file that is no longer in the table (compacted) is no help.
             let live = place
                 .as_ref()
-                .and_then(|p| Some((*listing.by_path.get(p.file.as_ref())?, p.row_group)));
-            let Some((file, rg)) = live else {
+                .and_then(|p| Some((*listing.by_path.get(p.file.as_ref())?, p)));
+            let Some((file, place)) = live else {
                 unplaced.push(id);
                 continue;
             };
-            let rg = rg as usize;
+            let (rg, row) = (place.row_group as usize, place.row as usize);
             match placed.iter_mut().find(|f| f.0 == file) {
                 Some(f) => {
-                    if !f.1.contains(&rg) {
-                        f.1.push(rg);
-                    }
+                    f.1.entry(rg).or_default().push(row);
                     f.2.push(id);
                 }
-                None => placed.push((file, vec![rg], vec![id])),
+                None => placed.push((file, BTreeMap::from([(rg, vec![row])]), vec![id])),
             }
         }
         let mut groups_read = 0;
-        for (file, mut row_groups, ids) in placed {
+        for (file, rows, ids) in placed {
             let (path, size) = &listing.files[file];
             let (path, size) = (path.clone(), *size);
             let index = self.index(&table_key, &store, &path, size).await?;
-            row_groups.retain(|rg| *rg < index.blooms.len());
-            row_groups.sort_unstable();
+            let (row_groups, selection) = select_rows(&index, rows);
             groups_read += row_groups.len();
-            for row in
-                read_rows(&store, &path, size, &index, row_groups, &ids, resource_type).await?
+            for row in read_rows(
+                ObjectFile::new(&store, &path, size),
+                &index,
+                row_groups,
+                Some(selection),
+                &ids,
+                resource_type,
+            )
+            .await?
             {
                 keep_newest(&mut best, row);
             }
@@ -226,11 +229,10 @@ impl PointReader {
             }
             groups_read += row_groups.len();
             for row in read_rows(
-                store,
-                &path,
-                size,
+                ObjectFile::new(store, &path, size),
                 &index,
                 row_groups,
+                None,
                 &wanted,
                 resource_type,
             )
@@ -361,16 +363,45 @@ fn keep_newest(best: &mut HashMap<String, ResourceVersion>, row: ResourceVersion
     }
 }
 
+/// The row groups to read, in order, and the selection of the wanted rows in them.
+/// Rows beyond a row group's end (a place that is wrong) are left out.
+fn select_rows(index: &FileIndex, rows: BTreeMap<usize, Vec<usize>>) -> (Vec<usize>, RowSelection) {
+    let metadata = index.metadata.metadata();
+    let mut row_groups = Vec::new();
+    let mut selectors = Vec::new();
+    for (rg, mut wanted) in rows {
+        if rg >= metadata.num_row_groups() {
+            continue;
+        }
+        let len = metadata.row_group(rg).num_rows().max(0) as usize;
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut at = 0;
+        for row in wanted.into_iter().take_while(|r| *r < len) {
+            if row > at {
+                selectors.push(RowSelector::skip(row - at));
+            }
+            selectors.push(RowSelector::select(1));
+            at = row + 1;
+        }
+        if len > at {
+            selectors.push(RowSelector::skip(len - at));
+        }
+        row_groups.push(rg);
+    }
+    (row_groups, RowSelection::from(selectors))
+}
+
+/// Read the rows of `ids` from `row_groups` of a file (or only from `selection` in them).
 async fn read_rows(
-    store: &Arc<dyn ObjectStore>,
-    path: &Path,
-    size: u64,
+    reader: ObjectFile,
     index: &FileIndex,
     row_groups: Vec<usize>,
+    selection: Option<RowSelection>,
     ids: &[&str],
     resource_type: &str,
 ) -> Result<Vec<ResourceVersion>> {
-    let reader = ObjectFile::new(store, path, size);
+    let path = reader.path.clone();
     let mask = ProjectionMask::leaves(
         index.metadata.metadata().file_metadata().schema_descr(),
         [index.id_column],
@@ -402,16 +433,19 @@ async fn read_rows(
         .filter(|(_, c)| c.name() != "search")
         .map(|(i, _)| i);
     let projection = ProjectionMask::leaves(schema, columns);
-    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, index.metadata.clone())
-        .with_row_groups(row_groups)
-        .with_projection(projection)
-        .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
-        .build()
-        .map_err(|e| parquet_error(path, e))?;
+    let mut builder =
+        ParquetRecordBatchStreamBuilder::new_with_metadata(reader, index.metadata.clone())
+            .with_row_groups(row_groups)
+            .with_projection(projection)
+            .with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
+    if let Some(selection) = selection {
+        builder = builder.with_row_selection(selection);
+    }
+    let stream = builder.build().map_err(|e| parquet_error(&path, e))?;
     let batches: Vec<RecordBatch> = stream
         .try_collect()
         .await
-        .map_err(|e| parquet_error(path, e))?;
+        .map_err(|e| parquet_error(&path, e))?;
     let mut rows = Vec::new();
     for b in batches {
         for i in 0..b.num_rows() {
@@ -583,12 +617,14 @@ mod tests {
                 lake.with_write_state(|index| index.get_with_place("Observation", id).unwrap());
             (latest.version_id, place)
         };
+        // The row groups the sampled ids are placed in.
         let check = |lake: &Lake| {
             let mut row_groups = std::collections::HashSet::new();
             for (i, id) in ids.iter().enumerate().step_by(53) {
                 let (version, place) = place_of(lake, id);
                 assert_eq!(version, if i < 10 { 2 } else { 1 }, "{id}");
-                row_groups.insert(place.expect("no place after a flush"));
+                let place = place.expect("no place after a flush");
+                row_groups.insert((place.file, place.row_group));
             }
             row_groups
         };
@@ -635,6 +671,15 @@ mod tests {
             4,
             "three row groups and the update file"
         );
+        // The first file holds the ids in the order written.
+        for i in [10, 8191, 8192, 16383, rows - 1] {
+            let place = place_of(&lake, &ids[i]).1.unwrap();
+            let expected = (
+                i / crate::schema::ROW_GROUP_ROWS,
+                i % crate::schema::ROW_GROUP_ROWS,
+            );
+            assert_eq!((place.row_group as usize, place.row as usize), expected);
+        }
         read_all(lake.clone()).await;
 
         // A place that is wrong, or in a file that is gone, is searched for instead.
@@ -652,6 +697,14 @@ mod tests {
                 Some(Place {
                     file: "gone.parquet".into(),
                     row_group: 0,
+                    row: 0,
+                }),
+            ),
+            (
+                ids[22].as_str(),
+                Some(Place {
+                    row: 5000,
+                    ..place_of(&lake, &ids[22]).1.unwrap()
                 }),
             ),
         ];
@@ -660,7 +713,7 @@ mod tests {
             .read_many(&table, "Observation", &wrong)
             .await
             .unwrap();
-        assert_eq!(found.len(), 2);
+        assert_eq!(found.len(), 3);
 
         // Compaction rewrites every row: the places follow.
         lake.optimize(Duration::ZERO).await.unwrap();
@@ -668,7 +721,7 @@ mod tests {
         assert!(
             compacted
                 .iter()
-                .all(|p| p.file != before.file && p.file != after.file)
+                .all(|p| p.0 != before.file && p.0 != after.file)
         );
         read_all(lake.clone()).await;
         drop(lake);
