@@ -11,7 +11,8 @@
 //!    commits each type's buffered rows to its Delta table as one large file, recording
 //!    the WAL sequence as a Delta transaction id (`txn` app id [`WAL_APP_ID`]), swaps in
 //!    the new snapshot and drops the flushed rows under one lock, then deletes the closed
-//!    WAL segments.
+//!    WAL segments. Before it drops them, it reads back the new file's keys so that the
+//!    id index knows where each version now is ([`IdIndex`]'s places).
 //! 4. [`Lake::open`] recovers: it reads each table's `txn` version and replays only the
 //!    WAL rows above it, so a crash at any point neither loses nor duplicates a row.
 //!

@@ -10,11 +10,13 @@
 //! applied inside the Parquet reader, so only matching rows have their `resource`
 //! decoded. A file written without bloom filters is simply read whole.
 //!
-//! Where the id index knows the row group that holds a resource's newest version
-//! ([`Place`]), a read goes there directly and tests no bloom filter: the number of
-//! filters grows with the table, the row groups a page of search results sits in do not.
-//! The bloom filters remain the way to versions without a place (older versions, files
-//! that another process wrote since this one located its files).
+//! Where the id index knows the row that holds a resource's newest version ([`Place`]),
+//! a read selects that row and tests no bloom filter; through the page index the reader
+//! then decodes only the pages (of [`PAGE_ROWS`](crate::schema::PAGE_ROWS) rows) that hold
+//! it. The bloom filters grow with the table, and a row group's ids with the row group;
+//! the pages a page of search results sits in do neither. The bloom filters remain the
+//! way to versions without a place (older versions, files that another process wrote
+//! since this one located its files), and to any id a place did not hold.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
