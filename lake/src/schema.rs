@@ -11,7 +11,7 @@
 //! | `deleted` | bool | a delete marker: the version that ended the resource |
 //! | `resource` | string | the JSON exactly as the FHIR API serves it (`meta` included); empty for a delete |
 //! | `wal_seq` | int64, nullable | the write-ahead-log sequence of the write; null for bulk loads |
-//! | `search` | string, nullable | the search parameter values of the version, extracted when it was written ([`medlake_ingest::search::encode`]); empty for a delete |
+//! | `search` | string, nullable | the search parameter values of the version, extracted when it was written ([`medlake_ingest::search::encode`]); empty for a delete. Composites, and parameters that are unions of others (Observation's `combo-*`), are not stored: their parts are |
 //!
 //! The ingest errors table (`<data>/<workspace>/ingest_errors/`) holds one row per
 //! rejected record: see [`ingest_errors_schema`].

@@ -245,8 +245,17 @@ impl TypeIndex {
     }
 
     /// Make `id` hold this version (or nothing, for a delete). Older versions than the
-    /// one held are ignored, so the order rows arrive in does not matter.
-    fn set(&mut self, id: &str, version: i64, last_updated: i64, entries: Option<&[IndexEntry]>) {
+    /// one held are ignored, so the order rows arrive in does not matter. Each value is
+    /// also indexed under the union parameters its parameter feeds (`unions_fed_by`),
+    /// which are not stored ([`SearchParam::union_of`](medlake_ingest::search::SearchParam)).
+    fn set(
+        &mut self,
+        id: &str,
+        version: i64,
+        last_updated: i64,
+        entries: Option<&[IndexEntry]>,
+        unions_fed_by: impl Fn(&str) -> &'static [String],
+    ) {
         let slot = match self.slots.get(id) {
             Some(s) => *s,
             None => {
@@ -275,35 +284,16 @@ impl TypeIndex {
         let mut postings = Vec::new();
         let mut ranges = Vec::new();
         for e in entries {
-            let p = self.param_id(&e.param);
-            postings.push(self.posting_id((p, KeyKind::Present, Box::from(""))));
-            for (kind, key) in keys(&e.value) {
-                postings.push(self.posting_id((p, kind, key.into_boxed_str())));
-            }
-            let range = match &e.value {
-                IndexValue::Date(lo, hi) => Some(RangeValue::Date { lo: *lo, hi: *hi }),
-                IndexValue::Number(x, _, _) => Some(RangeValue::Number(*x)),
-                IndexValue::Quantity {
-                    value,
-                    lo,
-                    hi,
-                    system,
-                    code,
-                    unit,
-                } => Some(RangeValue::Quantity {
-                    value: value.unwrap_or(f64::NAN),
-                    lo: *lo,
-                    hi: *hi,
-                    system: self.intern(system.as_deref()),
-                    code: self.intern(code.as_deref()),
-                    unit: self.intern(unit.as_deref()),
-                }),
-                _ => None,
-            };
-            if let Some(r) = range {
-                if !ranges.iter().any(|(q, v)| *q == p && *v == r) {
-                    ranges.push((p, r));
+            let keys = keys(&e.value);
+            let codes = std::iter::once(e.param.as_ref())
+                .chain(unions_fed_by(&e.param).iter().map(String::as_str));
+            for code in codes {
+                let p = self.param_id(code);
+                postings.push(self.posting_id((p, KeyKind::Present, Box::from(""))));
+                for (kind, key) in &keys {
+                    postings.push(self.posting_id((p, *kind, Box::from(key.as_str()))));
                 }
+                self.add_range(p, &e.value, &mut ranges);
             }
         }
         postings.sort_unstable();
@@ -318,6 +308,35 @@ impl TypeIndex {
             ranges: ranges.into_boxed_slice(),
         };
         self.alive.insert(slot);
+    }
+
+    /// Keep a date, number or quantity value of parameter `p` for range comparisons.
+    fn add_range(&mut self, p: u16, value: &IndexValue, ranges: &mut Vec<(u16, RangeValue)>) {
+        let range = match value {
+            IndexValue::Date(lo, hi) => Some(RangeValue::Date { lo: *lo, hi: *hi }),
+            IndexValue::Number(x, _, _) => Some(RangeValue::Number(*x)),
+            IndexValue::Quantity {
+                value,
+                lo,
+                hi,
+                system,
+                code,
+                unit,
+            } => Some(RangeValue::Quantity {
+                value: value.unwrap_or(f64::NAN),
+                lo: *lo,
+                hi: *hi,
+                system: self.intern(system.as_deref()),
+                code: self.intern(code.as_deref()),
+                unit: self.intern(unit.as_deref()),
+            }),
+            _ => None,
+        };
+        if let Some(r) = range {
+            if !ranges.iter().any(|(q, v)| *q == p && *v == r) {
+                ranges.push((p, r));
+            }
+        }
     }
 }
 
@@ -421,7 +440,10 @@ impl SearchIndex {
             Some(t) => t,
             None => self.types.entry(resource_type.to_string()).or_default(),
         };
-        t.set(id, version, last_updated, entries.as_deref());
+        let params = medlake_ingest::search::SearchParams::r4();
+        t.set(id, version, last_updated, entries.as_deref(), |code| {
+            params.unions_fed_by(resource_type, code)
+        });
     }
 }
 
@@ -537,5 +559,28 @@ mod tests {
         let lake = Lake::open(options).await.unwrap();
         assert_eq!(found(&lake, "vance"), 1);
         assert_eq!(found(&lake, "okoro"), 1);
+    }
+
+    /// A union parameter (`combo-code`) is not stored but indexed from its parts, with
+    /// their keys and range values.
+    #[test]
+    fn union_parameters_are_indexed_from_their_parts() {
+        let mut index = SearchIndex::default();
+        let obs = json!({"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "1-8"}]},
+            "component": [{"code": {"coding": [{"system": "http://loinc.org", "code": "2-6"}]},
+                           "valueQuantity": {"value": 3, "code": "mg"}}]});
+        let entries = SearchParams::r4().extract("Observation", &obs);
+        assert!(!entries.iter().any(|e| e.param.starts_with("combo-")));
+        index.apply("Observation", "o", 1, 1, false, &encode(&entries));
+        let t = index.of_type("Observation").unwrap();
+        let slot = t.slot("o").unwrap();
+        for code in ["1-8", "2-6"] {
+            let hits = t.posting("combo-code", KeyKind::Code, code).unwrap();
+            assert!(hits.contains(slot), "combo-code {code}");
+        }
+        assert!(t.posting("code", KeyKind::Code, "2-6").is_none());
+        assert_eq!(t.ranges(slot, "combo-value-quantity").count(), 1);
+        assert_eq!(t.ranges(slot, "value-quantity").count(), 0);
     }
 }

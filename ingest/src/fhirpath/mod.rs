@@ -115,26 +115,30 @@ pub struct Node<'a> {
     pub ty: NodeType,
 }
 
-impl Node<'_> {
+impl<'a> Node<'a> {
     /// The FHIR type name: `string`, `HumanName`, `Patient`, `BackboneElement`.
     pub fn type_name(&self) -> String {
+        self.type_str().to_string()
+    }
+
+    /// [`Node::type_name`], borrowed: search indexing asks it of every value.
+    pub fn type_str(&self) -> &'a str {
         match self.ty {
-            NodeType::Primitive(p) => p.to_string(),
+            NodeType::Primitive(p) => p,
             NodeType::Complex(Some(s)) => {
                 let name = Validator::r4().shape_name(s);
                 if name.contains('.') {
-                    "BackboneElement".to_string()
+                    "BackboneElement"
                 } else {
-                    name.to_string()
+                    name
                 }
             }
-            NodeType::Complex(None) => "Element".to_string(),
+            NodeType::Complex(None) => "Element",
             NodeType::Resource => self
                 .value
                 .and_then(|v| v.get("resourceType"))
                 .and_then(Value::as_str)
-                .unwrap_or("Resource")
-                .to_string(),
+                .unwrap_or("Resource"),
         }
     }
 }

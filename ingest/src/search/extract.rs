@@ -2,24 +2,33 @@
 //! each element (R4 "Search: Search Parameter Types", the table of which elements each
 //! parameter type indexes).
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use super::value::{IndexEntry, IndexValue, date_range};
 use super::{ParamKind, SearchParam};
 use crate::fhirpath::{Environment, Item};
+use crate::validate::ShapeId;
 
-pub(super) fn param(p: &SearchParam, resource: &Value, out: &mut Vec<IndexEntry>) {
+/// The values of one parameter in a resource of the shape given.
+pub(super) fn param(
+    p: &'static SearchParam,
+    resource: &Value,
+    shape: Option<ShapeId>,
+    out: &mut Vec<IndexEntry>,
+) {
     // Duplicates are only possible within one parameter: compare with its own values.
     let first = out.len();
     for term in &p.terms {
-        let Some(items) = term.evaluate(resource) else {
+        let Some(items) = term.evaluate(resource, shape) else {
             continue;
         };
         for item in &items {
             if p.kind == ParamKind::Composite {
                 if let Some(v) = composite(p, item, resource) {
                     out.push(IndexEntry {
-                        param: p.code.clone(),
+                        param: Cow::Borrowed(&p.code),
                         value: v,
                     });
                 }
@@ -36,7 +45,7 @@ pub(super) fn param(p: &SearchParam, resource: &Value, out: &mut Vec<IndexEntry>
                 }
                 if !out[first..].iter().any(|e| e.value == value) {
                     out.push(IndexEntry {
-                        param: p.code.clone(),
+                        param: Cow::Borrowed(&p.code),
                         value,
                     });
                 }
@@ -114,18 +123,18 @@ fn item_values(kind: ParamKind, item: &Item<'_>, out: &mut Vec<IndexValue>) {
     let Some(v) = node.value else {
         return;
     };
-    let ty = node.type_name();
+    let ty = node.type_str();
     match kind {
-        ParamKind::Token => token_values(&ty, v, out),
-        ParamKind::String => string_values(&ty, v, out),
-        ParamKind::Reference => reference_values(&ty, v, out),
-        ParamKind::Date => date_values(&ty, v, out),
+        ParamKind::Token => token_values(ty, v, out),
+        ParamKind::String => string_values(ty, v, out),
+        ParamKind::Reference => reference_values(ty, v, out),
+        ParamKind::Date => date_values(ty, v, out),
         ParamKind::Number => {
             if let Some((x, lo, hi)) = number(v) {
                 out.push(IndexValue::Number(x, lo, hi));
             }
         }
-        ParamKind::Quantity => quantity_values(&ty, v, out),
+        ParamKind::Quantity => quantity_values(ty, v, out),
         ParamKind::Uri => {
             if let Some(s) = v.as_str() {
                 out.push(IndexValue::Uri(s.to_string()));

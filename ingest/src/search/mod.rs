@@ -41,6 +41,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::fhirpath::Expression;
+use crate::validate::{ShapeId, Validator};
 
 pub use value::{IndexEntry, IndexValue, date_range, decode, encode, normalize_string};
 
@@ -92,6 +93,8 @@ impl ParamKind {
 /// through `where(resolve() is T)`, the type `T` they must point to.
 #[derive(Debug, Clone)]
 pub struct Term {
+    /// The expression as written (after `Resource.` is dropped).
+    pub text: String,
     pub expression: Expression,
     pub resolve_is: Option<String>,
     /// The same expression as a plain path, when it is one: walked without the
@@ -100,9 +103,14 @@ pub struct Term {
 }
 
 impl Term {
-    fn evaluate<'a>(&self, resource: &'a Value) -> Option<Vec<crate::fhirpath::Item<'a>>> {
+    /// What the expression selects in a resource of the shape given.
+    fn evaluate<'a>(
+        &self,
+        resource: &'a Value,
+        shape: Option<ShapeId>,
+    ) -> Option<Vec<crate::fhirpath::Item<'a>>> {
         match &self.fast {
-            Some(p) => Some(p.evaluate(resource)),
+            Some(p) => Some(p.evaluate_in(resource, shape)),
             None => self.expression.evaluate(resource).ok(),
         }
     }
@@ -128,6 +136,11 @@ pub struct SearchParam {
     pub targets: Vec<String>,
     pub terms: Vec<Term>,
     pub components: Vec<Component>,
+    /// When the parameter's expression is exactly the union of other parameters' of
+    /// its type (Observation's `combo-code` is `code` and `component-code`), their
+    /// codes. Its values are then not extracted again: an index takes them from those
+    /// parameters ([`SearchParams::unions_fed_by`]).
+    pub union_of: Vec<String>,
 }
 
 /// Parameters every resource type has and that the server fills from the version itself
@@ -138,6 +151,8 @@ pub const SERVER_PARAMS: &[&str] = &["_id", "_lastUpdated"];
 pub struct SearchParams {
     by_type: HashMap<String, Vec<SearchParam>>,
     common: Vec<SearchParam>,
+    /// Type -> parameter code -> the union parameters it feeds.
+    unions: HashMap<String, HashMap<String, Vec<String>>>,
     /// Compartment type -> member type -> the parameters that link a member to it.
     compartments: HashMap<String, HashMap<String, Vec<String>>>,
 }
@@ -199,6 +214,7 @@ impl SearchParams {
                             .unwrap_or(text);
                         let fast = path::SimplePath::compile(text, &ty);
                         Ok(Term {
+                            text: text.to_string(),
                             expression: Expression::parse(text)
                                 .map_err(|e| format!("{}: {e}", p.code))?,
                             resolve_is: resolve_is.clone(),
@@ -226,6 +242,7 @@ impl SearchParams {
                     targets: p.targets,
                     terms,
                     components,
+                    union_of: Vec::new(),
                 });
             }
             if ty == "Resource" || ty == "DomainResource" {
@@ -235,11 +252,36 @@ impl SearchParams {
             }
         }
         common.sort_by(|a, b| a.code.cmp(&b.code));
+        for params in by_type.values_mut() {
+            find_unions(params);
+        }
+        let mut unions = HashMap::new();
+        for (ty, params) in &by_type {
+            let mut fed: HashMap<String, Vec<String>> = HashMap::new();
+            for p in params {
+                for source in &p.union_of {
+                    fed.entry(source.clone()).or_default().push(p.code.clone());
+                }
+            }
+            if !fed.is_empty() {
+                unions.insert(ty.clone(), fed);
+            }
+        }
         Ok(SearchParams {
             by_type,
             common,
             compartments: raw.compartments,
+            unions,
         })
+    }
+
+    /// The parameters of a type whose values include those of `code`, because they are
+    /// unions of it and others ([`SearchParam::union_of`]).
+    pub fn unions_fed_by(&self, resource_type: &str, code: &str) -> &[String] {
+        self.unions
+            .get(resource_type)
+            .and_then(|fed| fed.get(code))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// The parameters of a type, its own first, then those every resource has.
@@ -269,14 +311,15 @@ impl SearchParams {
 
     /// The values of one parameter of a resource (for `_include`).
     pub fn extract_param(
-        &self,
+        &'static self,
         resource_type: &str,
         code: &str,
         resource: &Value,
     ) -> Vec<IndexValue> {
         let mut out = Vec::new();
         if let Some(p) = self.get(resource_type, code) {
-            extract::param(p, resource, &mut out);
+            let shape = Validator::r4().shape_of_type(resource_type);
+            extract::param(p, resource, shape, &mut out);
         }
         out.into_iter().map(|e| e.value).collect()
     }
@@ -289,15 +332,65 @@ impl SearchParams {
     /// own parameters and checks the pairing on the resource itself
     /// ([`SearchParams::extract_param`]), and storing them would more than double what
     /// an Observation stores.
-    pub fn extract(&self, resource_type: &str, resource: &Value) -> Vec<IndexEntry> {
+    pub fn extract(&'static self, resource_type: &str, resource: &Value) -> Vec<IndexEntry> {
         let mut out = Vec::new();
+        let shape = Validator::r4().shape_of_type(resource_type);
         for p in self.of_type(resource_type) {
-            if SERVER_PARAMS.contains(&p.code.as_str()) || p.kind == ParamKind::Composite {
+            if SERVER_PARAMS.contains(&p.code.as_str())
+                || p.kind == ParamKind::Composite
+                || !p.union_of.is_empty()
+            {
                 continue;
             }
-            extract::param(p, resource, &mut out);
+            extract::param(p, resource, shape, &mut out);
         }
         out
+    }
+}
+
+/// Mark the parameters whose terms are exactly the union of the terms of two or more
+/// others of the same kind (each a strict part of them).
+fn find_unions(params: &mut [SearchParam]) {
+    let terms = |p: &SearchParam| -> Vec<(String, Option<String>)> {
+        let mut t: Vec<_> = p
+            .terms
+            .iter()
+            .map(|t| (t.text.clone(), t.resolve_is.clone()))
+            .collect();
+        t.sort();
+        t.dedup();
+        t
+    };
+    let all: Vec<Vec<(String, Option<String>)>> = params.iter().map(terms).collect();
+    for i in 0..params.len() {
+        if params[i].kind == ParamKind::Composite || all[i].len() < 2 {
+            continue;
+        }
+        let parts: Vec<usize> = (0..params.len())
+            .filter(|&j| {
+                j != i
+                    && params[j].kind == params[i].kind
+                    && all[j].len() < all[i].len()
+                    && all[j].iter().all(|t| all[i].contains(t))
+            })
+            .collect();
+        let covered = all[i]
+            .iter()
+            .all(|t| parts.iter().any(|&j| all[j].contains(t)));
+        if covered && parts.len() >= 2 {
+            params[i].union_of = parts.iter().map(|&j| params[j].code.clone()).collect();
+        }
+    }
+    // A part must be extracted itself: a union is never built from another union.
+    let unions: Vec<String> = params
+        .iter()
+        .filter(|p| !p.union_of.is_empty())
+        .map(|p| p.code.clone())
+        .collect();
+    for p in params.iter_mut() {
+        if p.union_of.iter().any(|c| unions.contains(c)) {
+            p.union_of.clear();
+        }
     }
 }
 

@@ -7,8 +7,12 @@
 //! too, but its generality (system types, collections of items, function dispatch)
 //! costs several times more per step; indexing at ingest speed needs the short way.
 //! Anything else (`where`, `exists`, `as`, unions) goes to the evaluator.
+//!
+//! The element of each step is looked up once, when the path is compiled, for the type
+//! the step starts from when that type is known there (all but steps after a choice
+//! element or into a nested resource); the walk then only looks up the JSON keys.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::fhirpath::{Item, Node, NodeType};
 use crate::validate::Validator;
@@ -16,7 +20,12 @@ use crate::validate::{FieldType, ShapeId};
 
 #[derive(Debug, Clone)]
 enum Step {
-    Child(String),
+    /// A child element, with its type as looked up for the shape the step starts from
+    /// when that shape is known at compile time.
+    Child {
+        name: String,
+        known: Option<(ShapeId, FieldType)>,
+    },
     OfType(String),
 }
 
@@ -36,6 +45,7 @@ impl SimplePath {
     /// the resource, `a.b`, with optional `.ofType(T)` steps. `None` sends the
     /// expression to the FHIRPath evaluator.
     pub(super) fn compile(text: &str, resource_type: &str) -> Option<SimplePath> {
+        let model = Validator::r4();
         let mut parts = text.split('.').peekable();
         let mut steps = Vec::new();
         let head = *parts.peek()?;
@@ -44,6 +54,8 @@ impl SimplePath {
         } else if !head.starts_with(|c: char| c.is_ascii_lowercase()) {
             return None;
         }
+        // The shape the next step starts from, where it is known now.
+        let mut shape = model.shape_of_type(resource_type);
         for part in parts {
             if let Some(t) = part
                 .strip_prefix("ofType(")
@@ -53,8 +65,17 @@ impl SimplePath {
                     return None;
                 }
                 steps.push(Step::OfType(t.to_string()));
+                shape = model.shape_of_type(t);
             } else if is_identifier(part) {
-                steps.push(Step::Child(part.to_string()));
+                let known = shape.and_then(|s| Some((s, model.field(s, part)?.ty)));
+                shape = match known {
+                    Some((_, FieldType::Complex(s))) => Some(s),
+                    _ => None,
+                };
+                steps.push(Step::Child {
+                    name: part.to_string(),
+                    known,
+                });
             } else {
                 return None;
             }
@@ -63,11 +84,21 @@ impl SimplePath {
     }
 
     /// What the path selects in `resource`, as the evaluator would give it.
+    #[cfg(test)]
     pub(super) fn evaluate<'a>(&self, resource: &'a Value) -> Vec<Item<'a>> {
         let shape = resource
             .get("resourceType")
             .and_then(Value::as_str)
             .and_then(|t| Validator::r4().shape_of_type(t));
+        self.evaluate_in(resource, shape)
+    }
+
+    /// [`SimplePath::evaluate`] for a resource whose shape the caller looked up.
+    pub(super) fn evaluate_in<'a>(
+        &self,
+        resource: &'a Value,
+        shape: Option<ShapeId>,
+    ) -> Vec<Item<'a>> {
         match shape {
             Some(shape) => self.walk(resource, NodeType::Resource, shape),
             None => Vec::new(),
@@ -96,14 +127,18 @@ impl SimplePath {
         for step in &self.steps {
             let mut next = Vec::new();
             match step {
-                Step::Child(name) => {
+                Step::Child { name, known } => {
                     for (v, _, shape) in &current {
                         let (Some(shape), Some(obj)) = (shape, v.as_object()) else {
                             continue;
                         };
-                        if let Some(child) = obj.get(name.as_str()) {
-                            if let Some(f) = model.field(*shape, name) {
-                                push_values(child, f.ty, &mut next);
+                        if let Some(child) = get(obj, name) {
+                            let ty = match known {
+                                Some((s, ty)) if s == shape => Some(*ty),
+                                _ => model.field(*shape, name).map(|f| f.ty),
+                            };
+                            if let Some(ty) = ty {
+                                push_values(child, ty, &mut next);
                             }
                             continue;
                         }
@@ -154,6 +189,16 @@ impl SimplePath {
                 })
             })
             .collect()
+    }
+}
+
+/// A key of a JSON object. FHIR objects have few keys, and comparing them costs less
+/// than hashing the name (`serde_json` keeps objects in an `IndexMap` with SipHash).
+fn get<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    if obj.len() <= 16 {
+        obj.iter().find(|(k, _)| k.as_str() == name).map(|(_, v)| v)
+    } else {
+        obj.get(name)
     }
 }
 

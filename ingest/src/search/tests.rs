@@ -141,6 +141,36 @@ fn an_observation_gives_codes_quantities_periods_and_composites() {
     let composite = SearchParams::r4().extract_param("Observation", "code-value-quantity", &obs);
     assert!(matches!(&composite[..], [IndexValue::Composite(parts)] if parts.len() == 2));
 
+    // Unions of other parameters are not stored: an index takes them from their parts.
+    assert!(values(&e, "combo-code").is_empty());
+    assert!(values(&e, "combo-value-quantity").is_empty());
+    let combo = |code: &str| {
+        let mut parts = SearchParams::r4()
+            .get("Observation", code)
+            .unwrap()
+            .union_of
+            .clone();
+        parts.sort();
+        parts
+    };
+    assert_eq!(combo("combo-code"), ["code", "component-code"]);
+    assert_eq!(
+        combo("combo-value-quantity"),
+        ["component-value-quantity", "value-quantity"]
+    );
+    assert!(combo("patient").is_empty() && combo("subject").is_empty());
+    assert_eq!(
+        SearchParams::r4().unions_fed_by("Observation", "code"),
+        ["combo-code"]
+    );
+    // Evaluated on their own (for `_include` and composites), they still give values.
+    assert_eq!(
+        SearchParams::r4()
+            .extract_param("Observation", "combo-code", &obs)
+            .len(),
+        1
+    );
+
     // `patient` keeps only references to a Patient
     let on_group = json!({"resourceType": "Observation", "status": "final",
         "code": {"text": "x"}, "subject": {"reference": "Group/g1"}});
