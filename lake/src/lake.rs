@@ -700,20 +700,23 @@ impl Lake {
             while let Some(item) = rx.recv().await {
                 let item = item?;
                 let columns = KeyColumns::new(&item.batch)?;
-                let mut st = self.shared.index.lock();
-                let row_group = st
-                    .index
-                    .locate_file(resource_type, &item.file, item.row_groups)
-                    + item.row_group;
-                for i in 0..item.batch.num_rows() {
-                    let row = columns.row(i)?;
-                    st.index.observe_at(
-                        resource_type,
-                        row.id,
-                        row.version_id,
-                        row.deleted,
-                        Some((row_group, item.first_row + i as u32)),
-                    );
+                let row_group = self.with_write_state(|index| {
+                    index.locate_file(resource_type, &item.file, item.row_groups)
+                }) + item.row_group;
+                // A thousand rows at a time: writes wait for this lock.
+                let rows = item.batch.num_rows();
+                for start in (0..rows).step_by(1024) {
+                    let mut st = self.shared.index.lock();
+                    for i in start..rows.min(start + 1024) {
+                        let row = columns.row(i)?;
+                        st.index.observe_at(
+                            resource_type,
+                            row.id,
+                            row.version_id,
+                            row.deleted,
+                            Some((row_group, item.first_row + i as u32)),
+                        );
+                    }
                 }
             }
             Ok::<_, LakeError>(())
