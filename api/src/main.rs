@@ -15,6 +15,14 @@ use medlake_lake::{Lake, LakeOptions};
 
 use crate::config::FileConfig;
 
+/// mimalloc, not the system allocator. The server's indexes are millions of small
+/// allocations, and every request makes and frees many more; with 4M resources loaded,
+/// glibc's malloc spent over a third of the server's CPU under a write load in its own
+/// bookkeeping (consolidating and unlinking free chunks), and transactions ran 30%
+/// slower than with 1.3M. Bulk ingest allocates a parsed tree per record, too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// medlake: a health-data lakehouse. FHIR R4 lands in Delta Lake tables and is served,
 /// from that one copy, by SQL and a FHIR REST API.
 #[derive(Parser, Debug)]

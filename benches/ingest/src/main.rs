@@ -22,6 +22,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+/// The same allocator as `medlake`, so that the raw parse it is compared with is not
+/// slowed by a different one.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     patients: u64,
     rounds: usize,
