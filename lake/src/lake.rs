@@ -426,21 +426,25 @@ impl Lake {
                     WriteOp::Put {
                         resource_type,
                         id,
-                        mut resource,
+                        resource,
                         ..
                     } => {
                         let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-                        let version = st.index.next_version(&resource_type, &id);
-                        stamp(&mut resource, &resource_type, &id, version, now);
-                        let json = Value::Object(resource).to_string();
-                        (resource_type, id, Arc::<str>::from(json), false)
+                        (resource_type, id, Some(resource), false)
                     }
                     WriteOp::Delete {
                         resource_type, id, ..
-                    } => (resource_type, id, Arc::<str>::from(""), true),
+                    } => (resource_type, id, None, true),
                 };
                 let prev = st.index.get(&resource_type, &id);
                 let version_id = prev.map_or(1, |l| l.version_id + 1);
+                let resource: Arc<str> = match resource {
+                    Some(mut resource) => {
+                        stamp(&mut resource, &resource_type, &id, version_id, now);
+                        Arc::from(Value::Object(resource).to_string())
+                    }
+                    None => Arc::from(""),
+                };
                 st.index.observe(&resource_type, &id, version_id, deleted);
                 let row = ResourceVersion {
                     resource_type,
