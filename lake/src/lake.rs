@@ -506,8 +506,8 @@ impl Lake {
 
     /// The newest versions of several resources of one type (deleted or not), in the
     /// order asked; `None` for an id the lake does not know. Ids in Delta are read
-    /// together, each data file once ([`PointReader`]), from the row groups the id index
-    /// places them in.
+    /// together, each data file once ([`PointReader`]), from the rows the id index
+    /// places them at.
     pub async fn read_latest_many(
         &self,
         resource_type: &str,

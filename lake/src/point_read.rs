@@ -609,7 +609,7 @@ mod tests {
     /// opens again, and after a compaction moved every row; reads through the places
     /// find the newest versions, and a wrong place only costs a search of the table.
     #[tokio::test]
-    async fn reads_go_to_the_row_group_the_index_places_them_in() {
+    async fn reads_go_to_the_rows_the_index_places_them_at() {
         let dir = tempfile::tempdir().unwrap();
         let options = LakeOptions::new(dir.path().to_str().unwrap());
         let rows = crate::schema::ROW_GROUP_ROWS * 2 + 100; // three row groups
