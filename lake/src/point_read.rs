@@ -12,8 +12,8 @@
 //!
 //! Where the id index knows the row that holds a resource's newest version ([`Place`]),
 //! a read selects that row and tests no bloom filter; through the page index the reader
-//! then decodes only the pages (of [`PAGE_ROWS`](crate::schema::PAGE_ROWS) rows) that hold
-//! it. The bloom filters grow with the table, and a row group's ids with the row group;
+//! then decodes only the pages (at most [`PAGE_ROWS`](crate::schema::PAGE_ROWS) rows and
+//! about [`PAGE_BYTES`](crate::schema::PAGE_BYTES)) that hold it. The bloom filters grow with the table, and a row group's ids with the row group;
 //! the pages a page of search results sits in do neither. The bloom filters remain the
 //! way to versions without a place (older versions, files that another process wrote
 //! since this one located its files), and to any id a place did not hold.

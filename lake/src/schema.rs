@@ -75,9 +75,18 @@ pub const INGEST_ERRORS_DIR: &str = "ingest_errors";
 /// Rows per Parquet row group in resource tables: the unit a read by id skips or reads.
 pub const ROW_GROUP_ROWS: usize = 8 * 1024;
 
-/// Rows per Parquet data page: a read of one row decompresses the page that holds it
-/// (the offset index lets the reader skip the others).
+/// Rows per Parquet data page at most: a read of one row decompresses the page that
+/// holds it (the offset index lets the reader skip the others).
 pub const PAGE_ROWS: usize = 256;
+
+/// Bytes per data page, about, at most: 256 large resources (a Patient is a few KB) made
+/// a page of most of a megabyte to decompress for one row. Measured: a search for 20
+/// Patients by family name took 2.2 ms with 256-row pages and 1.2 ms with these.
+pub const PAGE_BYTES: usize = 64 * 1024;
+
+/// Rows the Parquet writer takes at a time: it checks a page's size between them, so a
+/// page is cut at a multiple of this.
+pub const PAGE_WRITE_ROWS: usize = 16;
 
 /// How resource tables are written to Parquet.
 ///
@@ -99,8 +108,9 @@ pub fn resource_writer_properties() -> parquet::file::properties::WriterProperti
     WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_write_batch_size(PAGE_ROWS)
+        .set_write_batch_size(PAGE_WRITE_ROWS)
         .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_data_page_size_limit(PAGE_BYTES)
         .set_column_dictionary_enabled(resource.clone(), false)
         .set_column_statistics_enabled(resource, EnabledStatistics::None)
         .set_column_dictionary_enabled(search.clone(), false)
