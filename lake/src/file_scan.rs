@@ -190,7 +190,9 @@ impl<'a> KeyColumns<'a> {
         let column = |name: &str| {
             batch.column_by_name(name).ok_or_else(|| {
                 LakeError::Arrow(arrow::error::ArrowError::SchemaError(format!(
-                    "a resource table file has no {name} column"
+                    "a data file of a resource table has no {name} column; the table holds \
+                     a file medlake did not write (ARCHITECTURE.md describes the \
+                     layout)"
                 )))
             })
         };
@@ -199,7 +201,11 @@ impl<'a> KeyColumns<'a> {
                 Ok(())
             } else {
                 Err(LakeError::Arrow(arrow::error::ArrowError::SchemaError(
-                    format!("the {name} column of a resource table file has an unexpected type"),
+                    format!(
+                        "the {name} column of a data file of a resource table has an \
+                         unexpected type; the table holds a file medlake did not write \
+                         (ARCHITECTURE.md describes the layout)"
+                    ),
                 )))
             }
         };

@@ -34,7 +34,7 @@ use url::Url;
 
 use crate::buffer::TypeBuffer;
 use crate::error::{LakeError, Result};
-use crate::file_scan::{self, KeyColumns, Values};
+use crate::file_scan::{self, KeyColumns, KeyRow, Values};
 use crate::index::{IdIndex, Latest, Place};
 use crate::point_read::PointReader;
 use crate::record::{ResourceVersion, instant_string, now_micros, versions_to_batch};
@@ -352,14 +352,7 @@ impl Lake {
         let mut search = search.write();
         for i in 0..batch.num_rows() {
             let row = columns.row(i)?;
-            search.apply(
-                resource_type,
-                row.id,
-                row.version_id,
-                row.last_updated,
-                row.deleted,
-                row.search.unwrap_or(""),
-            );
+            index_row(&mut search, resource_type, &row, row.search.unwrap_or(""));
         }
         Ok(())
     }
@@ -1037,14 +1030,7 @@ async fn load_indexes(
                 }
                 _ => "",
             };
-            search.apply(
-                resource_type,
-                row.id,
-                row.version_id,
-                row.last_updated,
-                row.deleted,
-                values,
-            );
+            index_row(search, resource_type, &row, values);
         }
         rows += item.batch.num_rows();
     }
@@ -1053,6 +1039,18 @@ async fn load_indexes(
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Put a scanned row's version, with its search values, into the search index.
+fn index_row(search: &mut SearchIndex, resource_type: &str, row: &KeyRow, values: &str) {
+    search.apply(
+        resource_type,
+        row.id,
+        row.version_id,
+        row.last_updated,
+        row.deleted,
+        values,
+    );
 }
 
 pub(crate) fn row_from_batch(

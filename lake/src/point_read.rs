@@ -63,6 +63,9 @@ pub(crate) struct PointReader {
     files: Mutex<HashMap<String, HashMap<String, Arc<FileIndex>>>>,
     /// Each table's data files at the version last read.
     listings: Mutex<HashMap<String, (Option<u64>, Arc<Listing>)>>,
+    /// Ids that [`PointReader::read_many`] had to look for by bloom filter: reads of
+    /// current versions should find their place instead.
+    unplaced: std::sync::atomic::AtomicU64,
 }
 
 pub(crate) fn parquet_error(path: &Path, e: parquet::errors::ParquetError) -> LakeError {
@@ -175,6 +178,8 @@ impl PointReader {
             unplaced.extend(ids.iter().filter(|id| !best.contains_key(**id)));
         }
         if !unplaced.is_empty() {
+            self.unplaced
+                .fetch_add(unplaced.len() as u64, std::sync::atomic::Ordering::Relaxed);
             groups_read += self
                 .read_by_bloom(
                     &table_key,
@@ -520,6 +525,7 @@ impl AsyncFileReader for ObjectFile {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     use crate::index::Place;
@@ -630,9 +636,12 @@ mod tests {
             }
             row_groups
         };
+        // Every id of `ids`, read through the places alone.
         let read_all = |lake: Lake| {
             let ids = ids.clone();
             async move {
+                let unplaced = || lake.points().unplaced.load(Ordering::Relaxed);
+                let before = unplaced();
                 for chunk in ids.chunks(997) {
                     let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
                     let found = lake.read_latest_many("Observation", &refs).await.unwrap();
@@ -643,6 +652,7 @@ mod tests {
                         assert_eq!(row.version_id, newest, "{id}");
                     }
                 }
+                assert_eq!(unplaced(), before, "ids read by bloom filter, not by place");
             }
         };
 
@@ -716,6 +726,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(found.len(), 3);
+        assert!(lake.points().unplaced.load(Ordering::Relaxed) >= 3);
 
         // Compaction rewrites every row: the places follow.
         lake.optimize(Duration::ZERO).await.unwrap();
@@ -732,5 +743,58 @@ mod tests {
         let lake = Lake::open(options).await.unwrap();
         assert_eq!(check(&lake), compacted);
         read_all(lake).await;
+    }
+
+    /// Large resources make pages of about `PAGE_BYTES`, not of `PAGE_ROWS` rows: a read
+    /// of one row then decompresses tens of KB, not most of a megabyte.
+    #[tokio::test]
+    async fn pages_of_large_resources_are_cut_by_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(LakeOptions::new(dir.path().to_str().unwrap()))
+            .await
+            .unwrap();
+        // Text that snappy cannot shrink much: 4 KB of hex per resource.
+        let ops: Vec<WriteOp> = (0..256u64)
+            .map(|i| {
+                let mut op = put("Patient", format!("p{i}"));
+                if let WriteOp::Put { resource, .. } = &mut op {
+                    let text: String = (0..512u64)
+                        .map(|k| format!("{:08x}", (i * 7919 + k).wrapping_mul(0x9e3779b97f4a7c15)))
+                        .collect::<String>()[..4096]
+                        .to_string();
+                    resource.insert("text".into(), serde_json::json!({"div": text}));
+                }
+                op
+            })
+            .collect();
+        lake.write(ops).await.unwrap();
+        lake.flush().await.unwrap();
+        let table = lake.table_handle("Patient").await.unwrap();
+        let (key, listing) = lake.points().snapshot_files(&table, "Patient").unwrap();
+        let (path, size) = listing.files[0].clone();
+        let store = table.object_store();
+        let index = lake
+            .points()
+            .index(&key, &store, &path, size)
+            .await
+            .unwrap();
+        let metadata = index.metadata.metadata();
+        let column = metadata
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .position(|c| c.name() == "resource")
+            .unwrap();
+        let pages = metadata.offset_index().expect("an offset index")[0][column]
+            .page_locations()
+            .len();
+        // 256 rows of 4 KB: a megabyte, so at least 16 pages of 64 KB, not one.
+        assert!(pages >= 16, "{pages} pages");
+        for i in [0, 100, 255] {
+            let id = format!("p{i}");
+            let row = lake.read_latest("Patient", &id).await.unwrap().unwrap();
+            assert_eq!(row.id, id);
+        }
     }
 }
