@@ -30,6 +30,7 @@ pub struct FileConfig {
     pub listen: Option<String>,
     pub wal_dir: Option<PathBuf>,
     pub flush_interval_secs: Option<u64>,
+    pub compact_interval_secs: Option<u64>,
 }
 
 impl FileConfig {
@@ -49,7 +50,7 @@ impl FileConfig {
             .with_context(|| format!("could not read the config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| {
             format!(
-                "{} is not a valid medlake config; keys are data, workspace, listen, wal_dir, flush_interval_secs",
+                "{} is not a valid medlake config; keys are data, workspace, listen, wal_dir, flush_interval_secs, compact_interval_secs",
                 path.display()
             )
         })

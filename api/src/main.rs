@@ -1,6 +1,7 @@
 //! The `medlake` binary: serve, ingest, sql, generate, optimize.
 
 mod config;
+mod error;
 mod ingest_cmd;
 mod output;
 mod server;
@@ -50,6 +51,12 @@ struct Global {
     /// A TOML file with defaults for these settings [default: ./medlake.toml if present]
     #[arg(long, global = true, env = "MEDLAKE_CONFIG")]
     config: Option<PathBuf>,
+    /// Start even though the write-ahead log is damaged in its middle: keep what comes
+    /// before the damage and set the rest aside as *.wal.damaged. The acknowledged writes
+    /// after the damage are lost; without this flag medlake refuses to start and names
+    /// the damaged segment and byte.
+    #[arg(long, global = true)]
+    wal_truncate_damaged: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -111,6 +118,10 @@ struct ServeArgs {
     /// Seconds between flushes of the write buffer to Delta [default: 5]
     #[arg(long, env = "MEDLAKE_FLUSH_INTERVAL_SECS")]
     flush_interval_secs: Option<u64>,
+    /// Seconds between background compactions of small files; 0 turns them off
+    /// [default: 60]
+    #[arg(long, env = "MEDLAKE_COMPACT_INTERVAL_SECS")]
+    compact_interval_secs: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -174,6 +185,7 @@ struct Settings {
     data: String,
     workspace: String,
     wal_dir: Option<PathBuf>,
+    wal_recovery: medlake_lake::Recovery,
     file: FileConfig,
 }
 
@@ -192,6 +204,11 @@ impl Settings {
                 .or_else(|| file.workspace.clone())
                 .unwrap_or_else(|| config::DEFAULT_WORKSPACE.into()),
             wal_dir: g.wal_dir.clone().or_else(|| file.wal_dir.clone()),
+            wal_recovery: if g.wal_truncate_damaged {
+                medlake_lake::Recovery::TruncateAtDamage
+            } else {
+                medlake_lake::Recovery::Strict
+            },
             file,
         })
     }
@@ -202,7 +219,8 @@ impl Settings {
             workspace: self.workspace.clone(),
             wal_dir: self.wal_dir.clone(),
             with_wal,
-            search_index: false,
+            wal_recovery: self.wal_recovery,
+            ..LakeOptions::new(self.data.clone())
         }
     }
 }
@@ -215,12 +233,15 @@ fn main() -> std::process::ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    let default_level = match cli.command {
-        Command::Serve(_) => "info",
+    // medlake's own `info` when serving, and only warnings from the crates below it: the
+    // Delta kernel alone logs dozens of `info` lines per table at start.
+    let default_filter = match cli.command {
+        Command::Serve(_) => "warn,medlake=info,medlake_lake=info,medlake_query=info",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MEDLAKE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -290,6 +311,10 @@ async fn run(cli: Cli) -> Result<()> {
                 .flush_interval_secs
                 .or(settings.file.flush_interval_secs)
                 .unwrap_or(5);
+            let compact = a
+                .compact_interval_secs
+                .or(settings.file.compact_interval_secs)
+                .unwrap_or(60);
             let lake = Lake::open(LakeOptions {
                 search_index: true,
                 ..settings.lake_options(true)
@@ -298,7 +323,11 @@ async fn run(cli: Cli) -> Result<()> {
             if a.demo {
                 load_demo(&lake, a.demo_patients).await?;
             }
-            server::serve(lake, addr, Duration::from_secs(flush)).await
+            let background = server::Background {
+                flush_interval: Duration::from_secs(flush),
+                compact_interval: (compact > 0).then(|| Duration::from_secs(compact)),
+            };
+            server::serve(lake, addr, background).await
         }
     }
 }

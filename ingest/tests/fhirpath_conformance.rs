@@ -1,6 +1,8 @@
 //! Runs the HL7 FHIRPath R4 test suite (`$MEDLAKE_SHARED/conformance/fhirpath/r4`, by
 //! default `../shared` beside the checkout) against the engine, prints the pass count per
-//! group and the failing tests, and fails if the pass rate drops below what was reached.
+//! group and the failing tests, and fails unless the failures are exactly the known ones
+//! listed in [`EXPECTED_FAILURES`]: a regression fails it, and so does a fix that is not
+//! taken off the list.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -8,8 +10,11 @@ use std::path::PathBuf;
 use medlake_ingest::fhirpath::{Expression, Item};
 use serde_json::Value;
 
-/// The pass rate reached when this test was last tightened, rounded down.
-const FLOOR_PERCENT: f64 = 99.0;
+/// The cases the engine is known to fail, as `group/name`, and why.
+const EXPECTED_FAILURES: &[(&str, &str)] = &[(
+    "LowBoundary/LowBoundaryDecimal15",
+    "the answer is a negative zero decimal (-0.0), which the decimal type cannot hold",
+)];
 
 fn suite_dir() -> PathBuf {
     let shared = std::env::var_os("MEDLAKE_SHARED")
@@ -233,25 +238,30 @@ fn fhirpath_r4_suite() {
         }
         match outcome {
             Ok(()) => passed += 1,
-            Err(e) => failures.push(format!(
-                "{}/{}: {}  -- {e}",
-                case.group, case.name, case.expression
+            Err(e) => failures.push((
+                format!("{}/{}", case.group, case.name),
+                format!("{}  -- {e}", case.expression),
             )),
         }
     }
     for (g, p, n) in &per_group {
         println!("{g:30} {p:4}/{n:<4}");
     }
-    for f in &failures {
-        println!("FAIL {f}");
+    for (name, why) in &failures {
+        println!("FAIL {name}: {why}");
     }
-    let percent = passed as f64 * 100.0 / cases.len() as f64;
     println!(
-        "FHIRPath R4 suite: {passed}/{} passed ({percent:.1}%)",
-        cases.len()
+        "FHIRPath R4 suite: {passed}/{} passed, {} failed",
+        cases.len(),
+        failures.len()
     );
+    let failed: Vec<&str> = failures.iter().map(|(n, _)| n.as_str()).collect();
+    let expected: Vec<&str> = EXPECTED_FAILURES.iter().map(|(n, _)| *n).collect();
+    let new: Vec<&&str> = failed.iter().filter(|f| !expected.contains(f)).collect();
+    let fixed: Vec<&&str> = expected.iter().filter(|e| !failed.contains(e)).collect();
+    assert!(new.is_empty(), "cases that passed before now fail: {new:?}");
     assert!(
-        percent >= FLOOR_PERCENT,
-        "pass rate {percent:.1}% fell below the floor of {FLOOR_PERCENT}%"
+        fixed.is_empty(),
+        "cases listed as known failures now pass: take them off EXPECTED_FAILURES: {fixed:?}"
     );
 }

@@ -86,11 +86,7 @@ impl BulkWriter {
     /// Give a resource its id (a new UUID if it has none) and next version.
     pub fn assign(&self, resource_type: &str, id: Option<&str>) -> (String, i64) {
         let id = id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
-        let version = self.lake.with_write_state(|index| {
-            let v = index.next_version(resource_type, &id);
-            index.observe(resource_type, &id, v, false);
-            v
-        });
+        let version = self.lake.assign_bulk_version(resource_type, &id);
         (id, version)
     }
 
@@ -152,9 +148,7 @@ impl BulkWriter {
             self.tx = tx;
             return match committer.await {
                 Ok(Err(e)) => Err(e),
-                _ => Err(LakeError::WriterStopped(
-                    "the bulk committer stopped".into(),
-                )),
+                _ => Err(LakeError::Internal("the bulk committer stopped".into())),
             };
         }
         Ok(())
@@ -170,7 +164,7 @@ impl BulkWriter {
         drop(self.tx);
         match self.committer.await {
             Ok(r) => r,
-            Err(e) => Err(LakeError::WriterStopped(format!(
+            Err(e) => Err(LakeError::Internal(format!(
                 "the bulk committer panicked: {e}"
             ))),
         }

@@ -29,8 +29,11 @@ pub enum LakeError {
     DataFusion(#[from] datafusion::error::DataFusionError),
 
     #[error(
-        "the write-ahead log {path} is damaged at byte {offset}: {reason}. \
-         Move the file aside to start without it (writes after that point are lost)"
+        "the write-ahead log {path} is damaged at byte {offset}: {reason}. Acknowledged \
+         writes may follow the damage, so medlake will not start on it. Keep a copy of the \
+         WAL folder; then either restore the segment, or start once with \
+         --wal-truncate-damaged to keep what comes before the damage and set the rest \
+         aside (the writes after it are lost)"
     )]
     WalCorrupt {
         path: String,
@@ -38,8 +41,39 @@ pub enum LakeError {
         reason: String,
     },
 
-    #[error("the writer has stopped: {0}")]
-    WriterStopped(String),
+    /// The log stopped after a failed write or fsync; only a restart recovers.
+    #[error(
+        "writes are stopped: {0}. Nothing written since was acknowledged; restart medlake \
+         to recover from the log on disk"
+    )]
+    WalStopped(String),
+
+    #[error(
+        "another medlake process is writing to this workspace (its WAL {dir} is locked). \
+         Stop it first, or send the data to that server's /ingest endpoint"
+    )]
+    WalLocked { dir: String },
+
+    /// The lake was opened without a WAL (`medlake sql`, `medlake ingest`).
+    #[error("this lake was opened read-only (no write-ahead log): {0}")]
+    ReadOnly(String),
+
+    /// Too much is waiting for Delta: writes resume once a flush gets through.
+    #[error(
+        "{waiting} rows are waiting to be committed to object storage (the bound is \
+         {bound}); retry in a few seconds"
+    )]
+    Busy { waiting: usize, bound: usize },
+
+    /// A bug or an invariant broken inside medlake.
+    #[error("internal error: {0}")]
+    Internal(String),
+
+    #[error("no table kind '{0}' is registered with this lake")]
+    UnknownTable(String),
+
+    #[error("rows for {table} do not fit its schema: {reason}")]
+    BadRows { table: String, reason: String },
 
     #[error(
         "{resource} is at version {}, not {expected}: read it again and retry with its current version",

@@ -22,6 +22,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arrow::array::{Array, RecordBatch};
@@ -36,12 +37,13 @@ use crate::buffer::TypeBuffer;
 use crate::error::{LakeError, Result};
 use crate::file_scan::{self, KeyColumns, KeyRow, Values};
 use crate::index::{IdIndex, Latest, Place};
+use crate::kind::{self, TableKind};
 use crate::point_read::PointReader;
 use crate::record::{ResourceVersion, instant_string, now_micros, versions_to_batch};
 use crate::schema::{INGEST_ERRORS_DIR, resource_table_dir};
 use crate::search_index::SearchIndex;
 use crate::storage::{is_local, resolve_data_url};
-use crate::wal::{Rotation, Wal, remove_segments};
+use crate::wal::{Recovery, Rotation, TableRows, Wal, WalEntry, remove_segments};
 use medlake_ingest::search::{SearchParams, encode};
 
 /// The Delta `txn` application id under which flushes record the last WAL sequence.
@@ -62,6 +64,14 @@ pub struct LakeOptions {
     /// Whether to keep the resident [`SearchIndex`] (the server, for FHIR search). It is
     /// loaded from the `search` column on open and kept current by every write.
     pub search_index: bool,
+    /// The table kinds besides FHIR resources that this lake keeps ([`TableKind`]). A
+    /// lake must be opened with every kind its WAL holds rows of.
+    pub kinds: Vec<Arc<dyn TableKind>>,
+    /// What recovery does with a damaged WAL ([`Recovery`]).
+    pub wal_recovery: Recovery,
+    /// Writes are refused with [`LakeError::Busy`] while more rows than this wait in the
+    /// tail for Delta (object storage down or slow), so that memory stays bounded.
+    pub max_tail_rows: usize,
 }
 
 impl LakeOptions {
@@ -72,8 +82,32 @@ impl LakeOptions {
             wal_dir: None,
             with_wal: true,
             search_index: false,
+            kinds: Vec::new(),
+            wal_recovery: Recovery::Strict,
+            max_tail_rows: DEFAULT_MAX_TAIL_ROWS,
         }
     }
+}
+
+/// The default of [`LakeOptions::max_tail_rows`]: about a minute of the heaviest write
+/// load at a few hundred bytes a row.
+pub const DEFAULT_MAX_TAIL_ROWS: usize = 2_000_000;
+
+/// A table of a registered kind: its Delta table (if it exists yet) and its tail.
+struct KindTable {
+    kind: Arc<dyn TableKind>,
+    delta: Option<DeltaTable>,
+    /// Durable rows not in Delta yet, with their WAL sequence, in sequence order.
+    tail: Vec<(i64, RecordBatch)>,
+}
+
+/// What a scan of a kind's table sees: the Delta snapshot and the tail above it, taken
+/// together.
+#[derive(Clone)]
+pub struct KindView {
+    pub kind: Arc<dyn TableKind>,
+    pub delta: Option<DeltaTable>,
+    pub tail: Vec<RecordBatch>,
 }
 
 /// One resource type's storage: its Delta table (if it exists yet) and its tail.
@@ -122,7 +156,12 @@ pub struct Written {
 struct Shared {
     workspace_url: Url,
     types: Mutex<HashMap<String, TypeState>>,
+    /// Tables of the registered kinds, by qualified name (`device.measurements`).
+    tables: Mutex<HashMap<String, KindTable>>,
     index: Mutex<WriteState>,
+    /// Rows in every tail, FHIR and other kinds: what waits for Delta.
+    tail_rows: AtomicUsize,
+    max_tail_rows: usize,
     wal: Option<Wal>,
     flush_lock: tokio::sync::Mutex<()>,
     /// Closed WAL segments waiting for a successful flush before deletion.
@@ -136,8 +175,113 @@ struct Shared {
 }
 
 struct WriteState {
+    /// Durable versions only: what reads see.
     index: IdIndex,
     next_seq: i64,
+    /// Versions handed out but not yet durable, by `Type/id`, with their WAL sequence.
+    /// Versioning and preconditions look here first; the WAL writer moves an entry into
+    /// the index once it is durable, and drops it if the log fails. So a write that never
+    /// became durable leaves no trace in what reads, `If-Match` or the next version see.
+    pending: HashMap<String, (Latest, i64)>,
+}
+
+impl WriteState {
+    /// The newest version, durable or on its way: what the next write builds on.
+    fn current(&self, resource_type: &str, id: &str) -> Option<Latest> {
+        if !self.pending.is_empty() {
+            if let Some((latest, _)) = self.pending.get(&pending_key(resource_type, id)) {
+                return Some(*latest);
+            }
+        }
+        self.index.get(resource_type, id)
+    }
+
+    /// A version reached the end of its way (durable or failed): forget it as pending,
+    /// unless a newer write of the same resource is on its way behind it.
+    fn settle(&mut self, row: &ResourceVersion) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let key = pending_key(&row.resource_type, &row.id);
+        if self.pending.get(&key).is_some_and(|(_, seq)| Some(*seq) == row.wal_seq) {
+            self.pending.remove(&key);
+        }
+    }
+}
+
+fn pending_key(resource_type: &str, id: &str) -> String {
+    let mut k = String::with_capacity(resource_type.len() + id.len() + 1);
+    k.push_str(resource_type);
+    k.push('/');
+    k.push_str(id);
+    k
+}
+
+impl Shared {
+    /// On the WAL writer thread, once entries are durable and before they are
+    /// acknowledged: make them readable. The tail first, then the id index, so a read
+    /// that finds a new version in the index also finds its row.
+    fn apply_durable(&self, entries: &[WalEntry]) {
+        let mut added = 0;
+        for entry in entries {
+            match entry {
+                WalEntry::Resources(rows) => {
+                    // Search first: a reader that finds a row by id can then also find it
+                    // by search.
+                    if let Some(search) = &self.search {
+                        let mut search = search.write();
+                        for r in rows {
+                            search.apply(
+                                &r.resource_type,
+                                &r.id,
+                                r.version_id,
+                                r.last_updated,
+                                r.deleted,
+                                &r.search,
+                            );
+                        }
+                    }
+                    {
+                        let mut types = self.types.lock();
+                        for r in rows {
+                            types
+                                .entry(r.resource_type.clone())
+                                .or_default()
+                                .buffer
+                                .insert(r.clone());
+                        }
+                    }
+                    let mut st = self.index.lock();
+                    for r in rows {
+                        st.index
+                            .observe(&r.resource_type, &r.id, r.version_id, r.deleted);
+                        st.settle(r);
+                    }
+                    added += rows.len();
+                }
+                WalEntry::Rows(t) => {
+                    let Some(batch) = &t.batch else { continue };
+                    if let Some(table) = self.tables.lock().get_mut(&*t.table) {
+                        table.tail.push((t.seq, batch.clone()));
+                        added += batch.num_rows();
+                    }
+                }
+            }
+        }
+        self.tail_rows.fetch_add(added, Ordering::Relaxed);
+    }
+
+    /// On the WAL writer thread, for entries that will never be durable.
+    fn apply_failed(&self, entries: &[WalEntry]) {
+        let mut st = self.index.lock();
+        for entry in entries {
+            if let WalEntry::Resources(rows) = entry {
+                for r in rows {
+                    st.settle(r);
+                }
+            }
+        }
+    }
 }
 
 /// One workspace of the lake. Cheap to clone.
@@ -181,6 +325,24 @@ impl Lake {
             );
         }
 
+        let mut tables: HashMap<String, KindTable> = HashMap::new();
+        for k in &options.kinds {
+            kind::check(k.as_ref())?;
+            let name = kind::qualified_name(k.as_ref());
+            let delta = load_table(&kind_table_url(&workspace_url, k.as_ref())?).await?;
+            if let Some(t) = &delta {
+                flushed.insert(name.clone(), wal_txn_version(t).await?);
+            }
+            tables.insert(
+                name,
+                KindTable {
+                    kind: k.clone(),
+                    delta,
+                    tail: Vec::new(),
+                },
+            );
+        }
+
         if let Some(s) = &search {
             let (resources, keys, values) = s.stats();
             tracing::info!(
@@ -189,36 +351,64 @@ impl Lake {
         }
         let mut next_seq = flushed.values().copied().max().unwrap_or(0) + 1;
         let mut wal_lock = None;
+        let mut tail_rows = 0usize;
         let wal = if options.with_wal {
             let dir = wal_dir(&options, &workspace_url);
             wal_lock = Some(crate::wal::lock_dir(&dir)?);
-            let replay = Wal::replay(&dir)?;
+            let replay = Wal::replay(&dir, options.wal_recovery)?;
             let mut replayed = 0usize;
-            for mut row in replay.rows {
-                let done = flushed.get(&row.resource_type).copied().unwrap_or(0);
-                if row.wal_seq.is_some_and(|s| s <= done) {
-                    continue; // already committed to Delta by an earlier flush
+            for entry in replay.entries {
+                match entry {
+                    WalEntry::Resources(rows) => {
+                        for mut row in rows {
+                            let done = flushed.get(&row.resource_type).copied().unwrap_or(0);
+                            if row.wal_seq.is_some_and(|s| s <= done) {
+                                continue; // already committed to Delta by an earlier flush
+                            }
+                            index.observe(&row.resource_type, &row.id, row.version_id, row.deleted);
+                            if !row.deleted {
+                                row.search =
+                                    search_values(&row.resource_type, &row.resource).into();
+                            }
+                            if let Some(search) = &mut search {
+                                search.apply(
+                                    &row.resource_type,
+                                    &row.id,
+                                    row.version_id,
+                                    row.last_updated,
+                                    row.deleted,
+                                    &row.search,
+                                );
+                            }
+                            types
+                                .entry(row.resource_type.clone())
+                                .or_default()
+                                .buffer
+                                .insert(row);
+                            replayed += 1;
+                            tail_rows += 1;
+                        }
+                    }
+                    WalEntry::Rows(rows) => {
+                        // Rows of a kind this process does not know would be deleted with
+                        // their segment at the next flush: refuse rather than lose them.
+                        let Some(table) = tables.get_mut(&*rows.table) else {
+                            return Err(LakeError::UnknownTable(format!(
+                                "{}: the WAL in {} holds rows of it; open the lake with the \
+                                 table kinds it was written with",
+                                rows.table,
+                                dir.display()
+                            )));
+                        };
+                        if rows.seq <= flushed.get(&*rows.table).copied().unwrap_or(0) {
+                            continue;
+                        }
+                        let batch = table.kind.decode(&rows.encoded)?;
+                        tail_rows += batch.num_rows();
+                        replayed += batch.num_rows();
+                        table.tail.push((rows.seq, batch));
+                    }
                 }
-                index.observe(&row.resource_type, &row.id, row.version_id, row.deleted);
-                if !row.deleted {
-                    row.search = search_values(&row.resource_type, &row.resource).into();
-                }
-                if let Some(search) = &mut search {
-                    search.apply(
-                        &row.resource_type,
-                        &row.id,
-                        row.version_id,
-                        row.last_updated,
-                        row.deleted,
-                        &row.search,
-                    );
-                }
-                types
-                    .entry(row.resource_type.clone())
-                    .or_default()
-                    .buffer
-                    .insert(row);
-                replayed += 1;
             }
             if replayed > 0 {
                 tracing::info!(
@@ -234,35 +424,18 @@ impl Lake {
 
         let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| {
             let wal = wal.and_then(|(dir, last_seq)| {
-                let weak = weak.clone();
-                let on_durable = Box::new(move |rows: &[ResourceVersion]| {
-                    if let Some(shared) = weak.upgrade() {
-                        // Search first: a reader that finds a row by id can then also
-                        // find it by search.
-                        if let Some(search) = &shared.search {
-                            let mut search = search.write();
-                            for r in rows {
-                                search.apply(
-                                    &r.resource_type,
-                                    &r.id,
-                                    r.version_id,
-                                    r.last_updated,
-                                    r.deleted,
-                                    &r.search,
-                                );
-                            }
-                        }
-                        let mut types = shared.types.lock();
-                        for r in rows {
-                            types
-                                .entry(r.resource_type.clone())
-                                .or_default()
-                                .buffer
-                                .insert(r.clone());
-                        }
+                let (durable, failed) = (weak.clone(), weak.clone());
+                let on_durable = Box::new(move |entries: &[WalEntry]| {
+                    if let Some(shared) = durable.upgrade() {
+                        shared.apply_durable(entries);
                     }
                 });
-                match Wal::start(&dir, last_seq, on_durable) {
+                let on_failed = Box::new(move |entries: &[WalEntry]| {
+                    if let Some(shared) = failed.upgrade() {
+                        shared.apply_failed(entries);
+                    }
+                });
+                match Wal::start(&dir, last_seq, on_durable, on_failed) {
                     Ok(w) => Some(w),
                     Err(e) => {
                         tracing::error!("{e}");
@@ -273,7 +446,14 @@ impl Lake {
             Shared {
                 workspace_url,
                 types: Mutex::new(types),
-                index: Mutex::new(WriteState { index, next_seq }),
+                tables: Mutex::new(tables),
+                index: Mutex::new(WriteState {
+                    index,
+                    next_seq,
+                    pending: HashMap::new(),
+                }),
+                tail_rows: AtomicUsize::new(tail_rows),
+                max_tail_rows: options.max_tail_rows,
                 wal,
                 flush_lock: tokio::sync::Mutex::new(()),
                 closed_segments: Mutex::new(Vec::new()),
@@ -283,8 +463,8 @@ impl Lake {
             }
         });
         if options.with_wal && shared.wal.is_none() {
-            return Err(LakeError::WriterStopped(
-                "the WAL could not be started; see the log above".into(),
+            return Err(LakeError::WalStopped(
+                "the WAL writer could not be started; see the log above".into(),
             ));
         }
         Ok(Lake { shared })
@@ -367,9 +547,7 @@ impl Lake {
     /// The preconditions (`if_match`) of all `ops` are checked first, under the same lock
     /// that assigns versions: if one fails, nothing is written.
     pub async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<Written>> {
-        let wal = self.shared.wal.clone().ok_or_else(|| {
-            LakeError::WriterStopped("this lake was opened read-only (no WAL)".into())
-        })?;
+        let wal = self.writable()?;
         // Extract search values before taking the lock: it is the costly part of a write.
         let mut ops = ops;
         let searches: Vec<Arc<str>> = ops
@@ -400,7 +578,7 @@ impl Lake {
                     } => (resource_type, id, *v),
                     _ => continue,
                 };
-                let current = st.index.get(resource_type, id);
+                let current = st.current(resource_type, id);
                 if current.map(|l| l.version_id) != Some(if_match) {
                     return Err(LakeError::VersionConflict {
                         resource: format!("{resource_type}/{id}"),
@@ -429,7 +607,7 @@ impl Lake {
                         resource_type, id, ..
                     } => (resource_type, id, None, true),
                 };
-                let prev = st.index.get(&resource_type, &id);
+                let prev = st.current(&resource_type, &id);
                 let version_id = prev.map_or(1, |l| l.version_id + 1);
                 let resource: Arc<str> = match resource {
                     Some(mut resource) => {
@@ -438,7 +616,16 @@ impl Lake {
                     }
                     None => Arc::from(""),
                 };
-                st.index.observe(&resource_type, &id, version_id, deleted);
+                st.pending.insert(
+                    pending_key(&resource_type, &id),
+                    (
+                        Latest {
+                            version_id,
+                            deleted,
+                        },
+                        seq,
+                    ),
+                );
                 let row = ResourceVersion {
                     resource_type,
                     id,
@@ -456,10 +643,107 @@ impl Lake {
                 rows.push(row);
             }
             // Queue while still holding the lock: WAL order must be sequence order.
-            (wal.submit(rows)?, written)
+            match wal.submit(vec![WalEntry::Resources(rows)]) {
+                Ok(p) => (p, written),
+                Err(e) => {
+                    for w in &written {
+                        st.settle(&w.version);
+                    }
+                    return Err(e);
+                }
+            }
         };
         pending.wait().await?;
         Ok(written)
+    }
+
+    /// The WAL, if writes may be taken now.
+    fn writable(&self) -> Result<Wal> {
+        let wal = self.shared.wal.clone().ok_or_else(|| {
+            LakeError::ReadOnly("writes go to the server that owns the workspace".into())
+        })?;
+        let waiting = self.shared.tail_rows.load(Ordering::Relaxed);
+        if waiting >= self.shared.max_tail_rows {
+            return Err(LakeError::Busy {
+                waiting,
+                bound: self.shared.max_tail_rows,
+            });
+        }
+        Ok(wal)
+    }
+
+    /// Make rows of a registered kind's table durable ([`TableKind`]). Returns their WAL
+    /// sequence once they are in the fsync'd log and readable by SQL.
+    pub async fn append(&self, table: &str, batch: RecordBatch) -> Result<i64> {
+        let wal = self.writable()?;
+        let kind = self
+            .shared
+            .tables
+            .lock()
+            .get(table)
+            .map(|t| t.kind.clone())
+            .ok_or_else(|| LakeError::UnknownTable(table.to_string()))?;
+        let batch = kind::conform_batch(kind.as_ref(), batch)?;
+        if batch.num_rows() == 0 {
+            return Ok(self.shared.index.lock().next_seq - 1);
+        }
+        // Encode before taking the lock: it is the costly part.
+        let encoded = kind.encode(&batch)?;
+        let (pending, seq) = {
+            let mut st = self.shared.index.lock();
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            let entry = WalEntry::Rows(TableRows {
+                table: Arc::from(table),
+                seq,
+                encoded,
+                batch: Some(batch),
+            });
+            (wal.submit(vec![entry])?, seq)
+        };
+        pending.wait().await?;
+        Ok(seq)
+    }
+
+    /// The WAL's fault switches, for tests of the fail-stop behaviour.
+    #[doc(hidden)]
+    pub fn wal_faults(&self) -> Option<&crate::wal::WalFaults> {
+        self.shared.wal.as_ref().map(|w| w.faults())
+    }
+
+    /// The registered table kinds, by qualified name.
+    pub fn kinds(&self) -> Vec<Arc<dyn TableKind>> {
+        let tables = self.shared.tables.lock();
+        let mut v: Vec<_> = tables.values().map(|t| t.kind.clone()).collect();
+        v.sort_by_key(|k| kind::qualified_name(k.as_ref()));
+        v
+    }
+
+    /// A consistent view of a kind's table for a scan.
+    pub fn kind_view(&self, table: &str) -> Result<KindView> {
+        let tables = self.shared.tables.lock();
+        let t = tables
+            .get(table)
+            .ok_or_else(|| LakeError::UnknownTable(table.to_string()))?;
+        Ok(KindView {
+            kind: t.kind.clone(),
+            delta: t.delta.clone(),
+            tail: t.tail.iter().map(|(_, b)| b.clone()).collect(),
+        })
+    }
+
+    /// The URL of a kind's Delta table.
+    pub fn kind_table_url(&self, kind: &dyn TableKind) -> Result<Url> {
+        kind_table_url(&self.shared.workspace_url, kind)
+    }
+
+    /// The next version a bulk load gives a resource, recorded at once (bulk loads are
+    /// their own acknowledgement).
+    pub(crate) fn assign_bulk_version(&self, resource_type: &str, id: &str) -> i64 {
+        let mut st = self.shared.index.lock();
+        let v = st.current(resource_type, id).map_or(1, |l| l.version_id + 1);
+        st.index.observe(resource_type, id, v, false);
+        v
     }
 
     /// The newest version of a resource, deleted or not: from the tail, else from Delta.
@@ -580,12 +864,7 @@ impl Lake {
 
     /// Rows in the in-memory tail, all types.
     pub fn buffered_rows(&self) -> usize {
-        self.shared
-            .types
-            .lock()
-            .values()
-            .map(|s| s.buffer.len())
-            .sum()
+        self.shared.tail_rows.load(Ordering::Relaxed)
     }
 
     /// Commit the tail to Delta. Safe to call at any time, from any task.
@@ -612,7 +891,16 @@ impl Lake {
                 Some(t) => t,
                 None => self.table_handle(&resource_type).await?,
             };
-            let table = commit_flush(table, &resource_type, &rows, last_seq).await?;
+            let batch = versions_to_batch(rows.iter().map(|r| r.as_ref()))?;
+            let table = commit_flush(
+                table,
+                &resource_type,
+                batch,
+                last_seq,
+                crate::schema::resource_writer_properties(),
+                &[],
+            )
+            .await?;
             // Before the rows leave the tail, so that reads find them in their place.
             self.locate_new_files(&resource_type, &table).await;
             stats.rows += rows.len();
@@ -620,7 +908,52 @@ impl Lake {
             let mut types = self.shared.types.lock();
             let s = types.entry(resource_type).or_default();
             s.delta = Some(table);
+            let before = s.buffer.len();
             s.buffer.remove_upto(last_seq);
+            self.shared
+                .tail_rows
+                .fetch_sub(before - s.buffer.len(), Ordering::Relaxed);
+        }
+        let kind_work: Vec<(String, Arc<dyn TableKind>, Vec<RecordBatch>, Option<DeltaTable>)> = {
+            let tables = self.shared.tables.lock();
+            tables
+                .iter()
+                .filter_map(|(name, t)| {
+                    let batches: Vec<RecordBatch> = t
+                        .tail
+                        .iter()
+                        .filter(|(seq, _)| *seq <= last_seq)
+                        .map(|(_, b)| b.clone())
+                        .collect();
+                    (!batches.is_empty())
+                        .then(|| (name.clone(), t.kind.clone(), batches, t.delta.clone()))
+                })
+                .collect()
+        };
+        for (name, kind, batches, delta) in kind_work {
+            let table = match delta {
+                Some(t) => t,
+                None => self.table_handle_at(&self.kind_table_url(kind.as_ref())?).await?,
+            };
+            let batch = arrow::compute::concat_batches(&kind.schema(), &batches)?;
+            let rows = batch.num_rows();
+            let table = commit_flush(
+                table,
+                &name,
+                batch,
+                last_seq,
+                kind.writer_properties(),
+                kind.partition_columns(),
+            )
+            .await?;
+            stats.rows += rows;
+            stats.tables += 1;
+            let mut tables = self.shared.tables.lock();
+            if let Some(t) = tables.get_mut(&name) {
+                t.delta = Some(table);
+                t.tail.retain(|(seq, _)| *seq > last_seq);
+            }
+            self.shared.tail_rows.fetch_sub(rows, Ordering::Relaxed);
         }
         // Every row up to last_seq is in Delta: the closed segments are no longer needed.
         let closed = std::mem::take(&mut *self.shared.closed_segments.lock());
@@ -660,12 +993,16 @@ impl Lake {
 
     /// A Delta handle for a type, loaded if it exists or ready to be created.
     pub(crate) async fn table_handle(&self, resource_type: &str) -> Result<DeltaTable> {
-        let url = self.table_url(resource_type)?;
-        match load_table(&url).await? {
+        self.table_handle_at(&self.table_url(resource_type)?).await
+    }
+
+    /// A Delta handle for a table, loaded if it exists or ready to be created.
+    pub(crate) async fn table_handle_at(&self, url: &Url) -> Result<DeltaTable> {
+        match load_table(url).await? {
             Some(t) => Ok(t),
-            None => DeltaTableBuilder::from_url(url)
+            None => DeltaTableBuilder::from_url(url.clone())
                 .and_then(|b| b.build())
-                .map_err(|e| LakeError::delta(resource_type, e)),
+                .map_err(|e| LakeError::delta(url.as_str(), e)),
         }
     }
 
@@ -720,6 +1057,18 @@ impl Lake {
         };
         if let Err(e) = result.await {
             tracing::warn!("could not locate the new rows of {resource_type}: {e}");
+        }
+    }
+
+    /// Hold off flushes (for a compaction, which must not interleave its commit with one).
+    pub(crate) async fn lock_flushes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.shared.flush_lock.lock().await
+    }
+
+    /// After a compaction of a kind's table: make the new snapshot the one queries see.
+    pub(crate) fn install_kind_table(&self, name: &str, table: DeltaTable) {
+        if let Some(t) = self.shared.tables.lock().get_mut(name) {
+            t.delta = Some(table);
         }
     }
 
@@ -821,11 +1170,14 @@ pub fn stamp_text(text: &str, version: i64, last_updated: &str) -> Option<String
     Some(out)
 }
 
+/// Commit a flush's rows of one table, recording `last_seq` as the table's WAL `txn`.
 async fn commit_flush(
     table: DeltaTable,
-    resource_type: &str,
-    rows: &[Arc<ResourceVersion>],
+    name: &str,
+    batch: RecordBatch,
     last_seq: i64,
+    properties: parquet::file::properties::WriterProperties,
+    partition_columns: &[&str],
 ) -> Result<DeltaTable> {
     if table.version().is_some() {
         // A replayed flush (after a crash between commit and WAL cleanup) must not land
@@ -835,16 +1187,27 @@ async fn commit_flush(
             return Ok(table);
         }
     }
-    let batch = versions_to_batch(rows.iter().map(|r| r.as_ref()))?;
     let props = CommitProperties::default()
         .with_application_transaction(Transaction::new(WAL_APP_ID, last_seq))
         .with_cleanup_expired_logs(Some(false));
-    table
+    let mut write = table
         .write(vec![batch])
-        .with_writer_properties(crate::schema::resource_writer_properties())
-        .with_commit_properties(props)
-        .await
-        .map_err(|e| LakeError::delta(resource_type, e))
+        .with_writer_properties(properties)
+        .with_commit_properties(props);
+    if !partition_columns.is_empty() {
+        write = write.with_partition_columns(partition_columns.iter().map(|c| c.to_string()));
+    }
+    write.await.map_err(|e| LakeError::delta(name, e))
+}
+
+/// The URL of a kind's table: `<workspace>/<namespace>/<name>/`.
+pub(crate) fn kind_table_url(workspace: &Url, kind: &dyn TableKind) -> Result<Url> {
+    workspace
+        .join(&format!("{}/{}/", kind.namespace(), kind.name()))
+        .map_err(|e| LakeError::BadDataUrl {
+            url: workspace.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 pub(crate) fn table_url(workspace: &Url, resource_type: &str) -> Result<Url> {

@@ -4,7 +4,8 @@
 //! - [`storage`]: where the lake lives (local folder, S3, Azure Blob, GCS).
 //! - [`schema`]: the layout of every table medlake writes.
 //! - [`record`]: one stored resource version and its Arrow form.
-//! - [`wal`]: the write-ahead log with group commit.
+//! - [`kind`]: table kinds other than FHIR resources, kept through the same WAL.
+//! - [`wal`]: the one write-ahead log of every kind of table, with group commit.
 //! - [`buffer`], [`index`]: the in-memory tail and the resident id index.
 //! - [`lake`]: [`Lake`], which ties them together: writes, flushes, recovery, reads.
 //! - [`point_read`]: reads of one resource from Delta by id, without a query plan.
@@ -17,6 +18,7 @@ pub mod bulk;
 pub mod error;
 pub(crate) mod file_scan;
 pub mod index;
+pub mod kind;
 pub mod lake;
 pub mod maintenance;
 pub mod point_read;
@@ -28,7 +30,11 @@ pub mod wal;
 
 pub use bulk::{BulkOptions, BulkStats, BulkWriter, IngestErrorRow};
 pub use error::{LakeError, Result};
-pub use lake::{FlushStats, Lake, LakeOptions, TableView, WriteOp, Written, stamp, stamp_text};
+pub use kind::TableKind;
+pub use lake::{
+    FlushStats, KindView, Lake, LakeOptions, TableView, WriteOp, Written, stamp, stamp_text,
+};
+pub use wal::Recovery;
 pub use record::{ResourceVersion, instant_string};
 
 pub use deltalake;

@@ -11,6 +11,7 @@ use medlake_lake::Lake;
 use thiserror::Error;
 
 use crate::catalog::{CurrentSchema, HistorySchema, SystemSchema};
+use crate::kind_table::KindSchema;
 
 /// Why a query failed.
 #[derive(Debug, Error)]
@@ -48,6 +49,12 @@ impl QueryEngine {
         let catalog = MemoryCatalogProvider::new();
         catalog.register_schema("fhir", Arc::new(CurrentSchema::new(lake.clone())))?;
         catalog.register_schema("fhir_history", Arc::new(HistorySchema::new(lake.clone())))?;
+        let mut namespaces: Vec<String> =
+            lake.kinds().iter().map(|k| k.namespace().to_string()).collect();
+        namespaces.dedup();
+        for ns in namespaces {
+            catalog.register_schema(&ns, Arc::new(KindSchema::new(lake.clone(), ns.clone())))?;
+        }
         catalog.register_schema("medlake", Arc::new(SystemSchema::new(lake)))?;
         ctx.register_catalog(CATALOG, Arc::new(catalog));
         Ok(QueryEngine { ctx })

@@ -2,11 +2,13 @@
 //!
 //! - [`provider`]: `fhir_history.<type>`, the union of a Delta snapshot and the tail.
 //! - [`catalog`]: the `fhir`, `fhir_history` and `medlake` schemas.
+//! - [`kind_table`]: the tables of the lake's other kinds, one schema per namespace.
 //! - [`engine`]: [`QueryEngine`], read-only SQL with the JSON functions.
 //! - [`search`]: FHIR search on the lake's search index.
 
 pub mod catalog;
 pub mod engine;
+pub mod kind_table;
 pub mod provider;
 pub mod search;
 

@@ -55,7 +55,7 @@ fn project_schema(projection: Option<&Vec<usize>>) -> Result<SchemaRef> {
 }
 
 /// Cast a plan's columns to `target` where their types differ (same names and order).
-fn conform(plan: Arc<dyn ExecutionPlan>, target: &SchemaRef) -> Result<Arc<dyn ExecutionPlan>> {
+pub(crate) fn conform(plan: Arc<dyn ExecutionPlan>, target: &SchemaRef) -> Result<Arc<dyn ExecutionPlan>> {
     let input = plan.schema();
     let same = input.fields().len() == target.fields().len()
         && input
@@ -131,7 +131,7 @@ impl ResourceHistoryTable {
     }
 }
 
-fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
+pub(crate) fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
     DataFusionError::External(Box::new(e))
 }
 

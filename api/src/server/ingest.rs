@@ -66,12 +66,20 @@ pub async fn post_ingest(State(state): State<AppState>, body: Bytes) -> Response
         match state.lake.write(ops).await {
             Ok(w) => w,
             Err(e) => {
-                tracing::error!("ingest write failed: {e}");
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    axum::Json(json!({"error": format!("nothing was stored: {e}")})),
+                let f = crate::error::LakeFailure::from(&e, "the ingest write");
+                let issue = medlake_ingest::issue::Issue::error(
+                    f.issue.code,
+                    format!("nothing was stored: {}", f.issue.diagnostics),
+                );
+                let r = (
+                    f.status,
+                    axum::Json(json!({
+                        "error": issue.diagnostics,
+                        "outcome": operation_outcome(&[issue]),
+                    })),
                 )
                     .into_response();
+                return f.decorate(r);
             }
         }
     };

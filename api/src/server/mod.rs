@@ -61,9 +61,24 @@ fn stop_signal() -> Result<impl std::future::Future<Output = ()>> {
     })
 }
 
+/// The server's background work.
+pub struct Background {
+    pub flush_interval: Duration,
+    /// How often to compact small files; `None` for never.
+    pub compact_interval: Option<Duration>,
+}
+
+/// A table is compacted once it has this many small files: a flush makes one per table
+/// every few seconds while writes come in, and reads by id pay a footer per file.
+const COMPACT_MIN_SMALL_FILES: usize = 16;
+
+/// Files that compaction replaced stay this long, as `medlake optimize`'s default:
+/// readers of an older snapshot (and time travel) keep working within it.
+const COMPACT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Serve until SIGINT or SIGTERM, flushing the write buffer to Delta in the background,
 /// and once more before it exits.
-pub async fn serve(lake: Lake, addr: SocketAddr, flush_interval: Duration) -> Result<()> {
+pub async fn serve(lake: Lake, addr: SocketAddr, background: Background) -> Result<()> {
     let engine = QueryEngine::new(lake.clone())?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!(
@@ -81,7 +96,10 @@ pub async fn serve(lake: Lake, addr: SocketAddr, flush_interval: Duration) -> Re
     // Take over SIGINT and SIGTERM before saying "listening": a signal that came between
     // the two would otherwise end the process without flushing (the default action).
     let stop = stop_signal()?;
-    let flusher = lake.spawn_flusher(flush_interval, 100_000);
+    let flusher = lake.spawn_flusher(background.flush_interval, 100_000);
+    let compactor = background.compact_interval.map(|every| {
+        lake.spawn_compactor(every, COMPACT_MIN_SMALL_FILES, COMPACT_RETENTION)
+    });
     println!(
         "medlake is serving the workspace at {}",
         lake.workspace_url()
@@ -106,6 +124,9 @@ pub async fn serve(lake: Lake, addr: SocketAddr, flush_interval: Duration) -> Re
         .await
         .context("the HTTP server stopped")?;
     flusher.abort();
+    if let Some(c) = compactor {
+        c.abort();
+    }
     tracing::info!("shutting down: flushing the write buffer to Delta");
     lake.flush().await?;
     Ok(())

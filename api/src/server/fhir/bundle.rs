@@ -24,7 +24,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use medlake_ingest::issue::{Issue, operation_outcome};
 use medlake_ingest::prepare::prepare_value;
-use medlake_lake::{LakeError, ResourceVersion, WriteOp, Written, instant_string};
+use medlake_lake::{ResourceVersion, WriteOp, Written, instant_string};
 use serde_json::{Map, Value, json};
 
 use super::patch::{Patch, patched};
@@ -718,24 +718,13 @@ async fn transaction(
                     answers.insert(*i, written_answer(&w));
                 }
             }
-            Err(e @ LakeError::VersionConflict { .. }) => {
-                return outcome(
-                    StatusCode::PRECONDITION_FAILED,
-                    Issue::error(
-                        "conflict",
-                        format!("transaction failed: {e}; nothing was written"),
-                    ),
-                );
-            }
             Err(e) => {
-                tracing::error!("transaction write failed: {e}");
-                return outcome(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    Issue::error(
-                        "exception",
-                        format!("transaction failed: {e}; nothing was written"),
-                    ),
+                let f = crate::error::LakeFailure::from(&e, "the transaction");
+                let issue = Issue::error(
+                    f.issue.code,
+                    format!("{}; nothing was written", f.issue.diagnostics),
                 );
+                return f.decorate(outcome(f.status, issue));
             }
         }
     }
@@ -900,16 +889,13 @@ async fn single_write(state: &AppState, op: WriteOp) -> Answer {
                 "no write was made",
             )),
         },
-        Err(e @ LakeError::VersionConflict { .. }) => failure_answer(Failure::new(
-            StatusCode::PRECONDITION_FAILED,
-            "conflict",
-            e.to_string(),
-        )),
-        Err(e) => failure_answer(Failure::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "exception",
-            format!("the write failed: {e}"),
-        )),
+        Err(e) => {
+            let f = crate::error::LakeFailure::from(&e, "the write");
+            failure_answer(Failure {
+                status: f.status,
+                issue: f.issue,
+            })
+        }
     }
 }
 

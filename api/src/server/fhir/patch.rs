@@ -104,7 +104,7 @@ pub async fn patch(
                     Some(w) => {
                         written_response(&state, w, prefer_return(&headers), is_pretty(&params))
                     }
-                    None => write_error(LakeError::WriterStopped("no write was made".into())),
+                    None => write_error(LakeError::Internal("no write was made".into())),
                 };
             }
             // Someone wrote in between: patch the newer version, unless the client pinned one.

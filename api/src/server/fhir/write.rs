@@ -109,19 +109,9 @@ fn parse_body(
 }
 
 pub(super) fn write_error(e: LakeError) -> Response {
-    match e {
-        LakeError::VersionConflict { .. } => outcome(
-            StatusCode::PRECONDITION_FAILED,
-            Issue::error("conflict", e.to_string()),
-        ),
-        other => {
-            tracing::error!("write failed: {other}");
-            outcome(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Issue::error("exception", format!("the write failed: {other}")),
-            )
-        }
-    }
+    let f = crate::error::LakeFailure::from(&e, "the write");
+    let r = outcome(f.status, f.issue.clone());
+    f.decorate(r)
 }
 
 /// The answer to a successful create or update.
@@ -208,7 +198,7 @@ async fn write_one(
     match state.lake.write(vec![op]).await {
         Ok(w) => match w.first() {
             Some(w) => written_response(state, w, prefer_return(headers), is_pretty(params)),
-            None => write_error(LakeError::WriterStopped("no write was made".into())),
+            None => write_error(LakeError::Internal("no write was made".into())),
         },
         Err(e) => write_error(e),
     }
