@@ -37,5 +37,3 @@ pub use lake::{
 pub use wal::Recovery;
 pub use record::{ResourceVersion, instant_string};
 
-pub use deltalake;
-pub use medlake_ingest as ingest;

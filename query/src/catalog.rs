@@ -20,7 +20,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{ExprFunctionExt, LogicalPlanBuilder, col, lit, not};
 use medlake_lake::Lake;
-use medlake_lake::ingest::validate::Validator;
+use medlake_ingest::validate::Validator;
 
 use crate::provider::ResourceHistoryTable;
 
@@ -184,7 +184,7 @@ impl SchemaProvider for SystemSchema {
 #[derive(Debug)]
 struct ErrorsTable {
     inner: Arc<dyn TableProvider>,
-    table: medlake_lake::deltalake::DeltaTable,
+    table: deltalake::DeltaTable,
 }
 
 #[async_trait]

@@ -1,7 +1,7 @@
 //! Search values against index values: prefixes (`ge2024`), token forms (`system|code`)
 //! and the precision rules of the R4 search specification.
 
-use medlake_lake::ingest::search::{IndexValue, ParamKind, date_range, normalize_string};
+use medlake_ingest::search::{IndexValue, ParamKind, date_range, normalize_string};
 
 use super::SearchError;
 use super::parse::split_escaped;

@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use medlake_lake::ingest::search::{IndexValue, ParamKind, SearchParams, normalize_string};
+use medlake_ingest::search::{IndexValue, ParamKind, SearchParams, normalize_string};
 use medlake_lake::search_index::{KeyKind, RangeValue, SearchIndex, TypeIndex};
 use medlake_lake::{Lake, ResourceVersion};
 use roaring::RoaringBitmap;

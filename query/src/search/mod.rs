@@ -1,7 +1,7 @@
 //! FHIR search: from a query string to a page of resources.
 //!
 //! [`Search::parse`] reads the parameters of a search against the R4 SearchParameter
-//! definitions ([`medlake_lake::ingest::search`]); [`run`] answers it from the lake's
+//! definitions ([`medlake_ingest::search`]); [`run`] answers it from the lake's
 //! resident [`medlake_lake::search_index::SearchIndex`] and reads the page's resources
 //! by id.
 //!

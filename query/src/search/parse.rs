@@ -1,6 +1,6 @@
 //! From the query string of a FHIR search to a [`Search`].
 
-use medlake_lake::ingest::search::{ParamKind, SearchParams};
+use medlake_ingest::search::{ParamKind, SearchParams};
 
 use super::SearchError;
 

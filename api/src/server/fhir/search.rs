@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use medlake_ingest::Severity;
 use medlake_ingest::issue::{Issue, operation_outcome};
 use medlake_lake::ResourceVersion;
-use medlake_lake::ingest::search::SearchParams;
+use medlake_ingest::search::SearchParams;
 use medlake_query::search::{Filter, Search, SearchError, SearchPage, run};
 use serde_json::{Value, json};
 

@@ -1,0 +1,225 @@
+//! Flushes: the tail of every table to Delta, one commit per table with the WAL sequence as its `txn`; and where the committed rows now are.
+
+use super::*;
+
+/// What one flush did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FlushStats {
+    pub rows: usize,
+    pub tables: usize,
+}
+
+/// Commit a flush's rows of one table, recording `last_seq` as the table's WAL `txn`.
+async fn commit_flush(
+    table: DeltaTable,
+    name: &str,
+    batch: RecordBatch,
+    last_seq: i64,
+    properties: parquet::file::properties::WriterProperties,
+    partition_columns: &[&str],
+) -> Result<DeltaTable> {
+    if table.version().is_some() {
+        // A replayed flush (after a crash between commit and WAL cleanup) must not land
+        // twice. Delta's conflict checker does not catch a repeated txn, so we do.
+        let done = wal_txn_version(&table).await?;
+        if done >= last_seq {
+            return Ok(table);
+        }
+    }
+    let props = CommitProperties::default()
+        .with_application_transaction(Transaction::new(WAL_APP_ID, last_seq))
+        .with_cleanup_expired_logs(Some(false));
+    let mut write = table
+        .write(vec![batch])
+        .with_writer_properties(properties)
+        .with_commit_properties(props);
+    if !partition_columns.is_empty() {
+        write = write.with_partition_columns(partition_columns.iter().map(|c| c.to_string()));
+    }
+    write.await.map_err(|e| LakeError::delta(name, e))
+}
+
+impl Lake {
+    /// Rows in the in-memory tail, all types.
+    pub fn buffered_rows(&self) -> usize {
+        self.shared.tail_rows.load(Ordering::Relaxed)
+    }
+
+    /// Commit the tail to Delta. Safe to call at any time, from any task.
+    pub async fn flush(&self) -> Result<FlushStats> {
+        let Some(wal) = self.shared.wal.clone() else {
+            return Ok(FlushStats::default());
+        };
+        let _one_at_a_time = self.shared.flush_lock.lock().await;
+        let Rotation { closed, last_seq } = wal.rotate().await?;
+        self.shared.closed_segments.lock().extend(closed);
+        let work: Vec<(String, Vec<Arc<ResourceVersion>>, Option<DeltaTable>)> = {
+            let types = self.shared.types.lock();
+            types
+                .iter()
+                .filter_map(|(t, s)| {
+                    let rows = s.buffer.rows_upto(last_seq);
+                    (!rows.is_empty()).then(|| (t.clone(), rows, s.delta.clone()))
+                })
+                .collect()
+        };
+        let mut stats = FlushStats::default();
+        for (resource_type, rows, delta) in work {
+            let table = match delta {
+                Some(t) => t,
+                None => self.table_handle(&resource_type).await?,
+            };
+            let batch = versions_to_batch(rows.iter().map(|r| r.as_ref()))?;
+            let table = commit_flush(
+                table,
+                &resource_type,
+                batch,
+                last_seq,
+                crate::schema::resource_writer_properties(),
+                &[],
+            )
+            .await?;
+            // Before the rows leave the tail, so that reads find them in their place.
+            self.locate_new_files(&resource_type, &table).await;
+            stats.rows += rows.len();
+            stats.tables += 1;
+            let mut types = self.shared.types.lock();
+            let s = types.entry(resource_type).or_default();
+            s.delta = Some(table);
+            let before = s.buffer.len();
+            s.buffer.remove_upto(last_seq);
+            self.shared
+                .tail_rows
+                .fetch_sub(before - s.buffer.len(), Ordering::Relaxed);
+        }
+        let kind_work: Vec<(String, Arc<dyn TableKind>, Vec<RecordBatch>, Option<DeltaTable>)> = {
+            let tables = self.shared.tables.lock();
+            tables
+                .iter()
+                .filter_map(|(name, t)| {
+                    let batches: Vec<RecordBatch> = t
+                        .tail
+                        .iter()
+                        .filter(|(seq, _)| *seq <= last_seq)
+                        .map(|(_, b)| b.clone())
+                        .collect();
+                    (!batches.is_empty())
+                        .then(|| (name.clone(), t.kind.clone(), batches, t.delta.clone()))
+                })
+                .collect()
+        };
+        for (name, kind, batches, delta) in kind_work {
+            let table = match delta {
+                Some(t) => t,
+                None => self.table_handle_at(&self.kind_table_url(kind.as_ref())?).await?,
+            };
+            let batch = arrow::compute::concat_batches(&kind.schema(), &batches)?;
+            let rows = batch.num_rows();
+            let table = commit_flush(
+                table,
+                &name,
+                batch,
+                last_seq,
+                kind.writer_properties(),
+                kind.partition_columns(),
+            )
+            .await?;
+            stats.rows += rows;
+            stats.tables += 1;
+            let mut tables = self.shared.tables.lock();
+            if let Some(t) = tables.get_mut(&name) {
+                t.delta = Some(table);
+                t.tail.retain(|(seq, _)| *seq > last_seq);
+            }
+            self.shared.tail_rows.fetch_sub(rows, Ordering::Relaxed);
+        }
+        // Every row up to last_seq is in Delta: the closed segments are no longer needed.
+        let closed = std::mem::take(&mut *self.shared.closed_segments.lock());
+        remove_segments(&closed)?;
+        Ok(stats)
+    }
+
+    /// Flush every `interval`, or sooner once the tail holds `max_rows` rows, until the
+    /// returned handle is dropped or aborted.
+    pub fn spawn_flusher(
+        &self,
+        interval: Duration,
+        max_rows: usize,
+    ) -> tokio::task::JoinHandle<()> {
+        let lake = self.clone();
+        tokio::spawn(async move {
+            let tick = Duration::from_millis(100);
+            let mut waited = Duration::ZERO;
+            loop {
+                tokio::time::sleep(tick).await;
+                waited += tick;
+                let rows = lake.buffered_rows();
+                if rows == 0 || (waited < interval && rows < max_rows) {
+                    continue;
+                }
+                waited = Duration::ZERO;
+                match lake.flush().await {
+                    Ok(s) if s.rows > 0 => {
+                        tracing::debug!("flushed {} rows to {} tables", s.rows, s.tables)
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!("flush to Delta failed, will retry: {e}"),
+                }
+            }
+        })
+    }
+
+    /// Learn where the versions of the table's files that this process has not located
+    /// yet went ([`IdIndex::observe_at`]): the files it has just committed, or another
+    /// process's since the last refresh. Without a place a read still finds them, by the
+    /// bloom filters of every row group, so a failure here is only logged.
+    pub(crate) async fn locate_new_files(&self, resource_type: &str, table: &DeltaTable) {
+        let located = |file: &str| {
+            self.shared
+                .index
+                .lock()
+                .index
+                .is_located(resource_type, file)
+        };
+        let result = async {
+            let mut rx = file_scan::scan(
+                self.shared.points.clone(),
+                table,
+                resource_type,
+                Values::None,
+                |file| !located(file),
+            )?;
+            while let Some(item) = rx.recv().await {
+                let item = item?;
+                let columns = KeyColumns::new(&item.batch)?;
+                let row_group = self.with_write_state(|index| {
+                    index.locate_file(resource_type, &item.file, item.row_groups)
+                }) + item.row_group;
+                // A thousand rows at a time: writes wait for this lock.
+                let rows = item.batch.num_rows();
+                for start in (0..rows).step_by(1024) {
+                    let mut st = self.shared.index.lock();
+                    for i in start..rows.min(start + 1024) {
+                        let row = columns.row(i)?;
+                        st.index.observe_at(
+                            resource_type,
+                            row.id,
+                            row.version_id,
+                            row.deleted,
+                            Some((row_group, item.first_row + i as u32)),
+                        );
+                    }
+                }
+            }
+            Ok::<_, LakeError>(())
+        };
+        if let Err(e) = result.await {
+            tracing::warn!("could not locate the new rows of {resource_type}: {e}");
+        }
+    }
+
+    /// Hold off flushes (for a compaction, which must not interleave its commit with one).
+    pub(crate) async fn lock_flushes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.shared.flush_lock.lock().await
+    }
+}
