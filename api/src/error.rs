@@ -131,9 +131,12 @@ mod tests {
         let secret = "/var/lib/medlake/default/fhir/patient/part-0001.parquet Jane Doe";
         let f = LakeFailure::from(&LakeError::Internal(secret.into()), "the write");
         assert_eq!(f.status, StatusCode::INTERNAL_SERVER_ERROR);
-        let text = serde_json::to_string(&medlake_ingest::issue::operation_outcome(&[f.issue]))
-            .unwrap();
-        assert!(!text.contains("parquet") && !text.contains("Jane"), "{text}");
+        let text =
+            serde_json::to_string(&medlake_ingest::issue::operation_outcome(&[f.issue])).unwrap();
+        assert!(
+            !text.contains("parquet") && !text.contains("Jane"),
+            "{text}"
+        );
         assert!(text.contains(f.request_id.as_deref().unwrap()), "{text}");
     }
 }

@@ -115,7 +115,10 @@ pub fn check(kind: &dyn TableKind) -> Result<()> {
         return bad("namespace and name must be lower-case letters, digits and '_'".into());
     }
     if RESERVED_NAMESPACES.contains(&kind.namespace()) {
-        return bad(format!("the namespace '{}' is the lake's own", kind.namespace()));
+        return bad(format!(
+            "the namespace '{}' is the lake's own",
+            kind.namespace()
+        ));
     }
     let schema = kind.schema();
     for c in kind.key_columns().iter().chain(kind.partition_columns()) {
@@ -126,7 +129,11 @@ pub fn check(kind: &dyn TableKind) -> Result<()> {
     let fields = schema.fields();
     let partitions = kind.partition_columns();
     let tail = &fields[fields.len().saturating_sub(partitions.len())..];
-    if tail.iter().map(|f| f.name().as_str()).ne(partitions.iter().copied()) {
+    if tail
+        .iter()
+        .map(|f| f.name().as_str())
+        .ne(partitions.iter().copied())
+    {
         return bad("partition columns must be the schema's last columns, in order".into());
     }
     Ok(())

@@ -34,6 +34,5 @@ pub use kind::TableKind;
 pub use lake::{
     FlushStats, KindView, Lake, LakeOptions, TableView, WriteOp, Written, stamp, stamp_text,
 };
-pub use wal::Recovery;
 pub use record::{ResourceVersion, instant_string};
-
+pub use wal::Recovery;

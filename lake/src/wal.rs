@@ -144,7 +144,9 @@ impl Pending {
         match self.rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(LakeError::WalStopped(e)),
-            Err(_) => Err(LakeError::WalStopped("the WAL writer thread is gone".into())),
+            Err(_) => Err(LakeError::WalStopped(
+                "the WAL writer thread is gone".into(),
+            )),
         }
     }
 }
@@ -254,7 +256,9 @@ impl Wal {
         match rx.await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(LakeError::WalStopped(e)),
-            Err(_) => Err(LakeError::WalStopped("the WAL writer thread is gone".into())),
+            Err(_) => Err(LakeError::WalStopped(
+                "the WAL writer thread is gone".into(),
+            )),
         }
     }
 
@@ -310,7 +314,10 @@ pub fn remove_segments(segments: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-type Waiting = Vec<(Vec<WalEntry>, tokio::sync::oneshot::Sender<Result<(), String>>)>;
+type Waiting = Vec<(
+    Vec<WalEntry>,
+    tokio::sync::oneshot::Sender<Result<(), String>>,
+)>;
 
 struct Writer {
     dir: PathBuf,
@@ -418,9 +425,10 @@ impl Writer {
                     self.durable_len += self.buf.len() as u64;
                     self.buf.clear();
                 }
-                Err(e) => {
-                    self.stop(format!("could not sync the WAL {}: {e}", self.path.display()))
-                }
+                Err(e) => self.stop(format!(
+                    "could not sync the WAL {}: {e}",
+                    self.path.display()
+                )),
             }
         }
         match &self.stopped {
@@ -547,7 +555,11 @@ fn list_segments(dir: &Path) -> Result<Vec<PathBuf>> {
 fn set_aside(path: &Path) -> Result<()> {
     let mut aside = path.as_os_str().to_owned();
     aside.push(".damaged");
-    tracing::warn!("setting WAL segment {} aside as {:?}", path.display(), aside);
+    tracing::warn!(
+        "setting WAL segment {} aside as {:?}",
+        path.display(),
+        aside
+    );
     std::fs::rename(path, &aside)
         .map_err(|e| LakeError::io(format!("could not set {} aside", path.display()), e))
 }

@@ -15,7 +15,9 @@ include!("../tests/common/samples_kind.rs");
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let data = args.next().expect("usage: samples_writer <data dir> <first value>");
+    let data = args
+        .next()
+        .expect("usage: samples_writer <data dir> <first value>");
     let mut first: i64 = args
         .next()
         .and_then(|s| s.parse().ok())

@@ -19,8 +19,8 @@ use datafusion::datasource::view::ViewTable;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{ExprFunctionExt, LogicalPlanBuilder, col, lit, not};
-use medlake_lake::Lake;
 use medlake_ingest::validate::Validator;
+use medlake_lake::Lake;
 
 use crate::provider::ResourceHistoryTable;
 

@@ -49,8 +49,11 @@ impl QueryEngine {
         let catalog = MemoryCatalogProvider::new();
         catalog.register_schema("fhir", Arc::new(CurrentSchema::new(lake.clone())))?;
         catalog.register_schema("fhir_history", Arc::new(HistorySchema::new(lake.clone())))?;
-        let mut namespaces: Vec<String> =
-            lake.kinds().iter().map(|k| k.namespace().to_string()).collect();
+        let mut namespaces: Vec<String> = lake
+            .kinds()
+            .iter()
+            .map(|k| k.namespace().to_string())
+            .collect();
         namespaces.dedup();
         for ns in namespaces {
             catalog.register_schema(&ns, Arc::new(KindSchema::new(lake.clone(), ns.clone())))?;

@@ -55,7 +55,10 @@ fn project_schema(projection: Option<&Vec<usize>>) -> Result<SchemaRef> {
 }
 
 /// Cast a plan's columns to `target` where their types differ (same names and order).
-pub(crate) fn conform(plan: Arc<dyn ExecutionPlan>, target: &SchemaRef) -> Result<Arc<dyn ExecutionPlan>> {
+pub(crate) fn conform(
+    plan: Arc<dyn ExecutionPlan>,
+    target: &SchemaRef,
+) -> Result<Arc<dyn ExecutionPlan>> {
     let input = plan.schema();
     let same = input.fields().len() == target.fields().len()
         && input

@@ -75,7 +75,10 @@ async fn a_second_kind_is_durable_queryable_before_and_after_a_flush_and_compact
     let lake = open(dir.path()).await;
 
     // One sequence for every kind: a FHIR write and appends interleave.
-    let s1 = lake.append("metrics.samples", samples("hr", 0, 100)).await.unwrap();
+    let s1 = lake
+        .append("metrics.samples", samples("hr", 0, 100))
+        .await
+        .unwrap();
     let patient = json!({"resourceType": "Patient", "id": "p1"});
     let written = lake
         .write(vec![WriteOp::Put {
@@ -86,7 +89,10 @@ async fn a_second_kind_is_durable_queryable_before_and_after_a_flush_and_compact
         }])
         .await
         .unwrap();
-    let s2 = lake.append("metrics.samples", samples("hr", 100, 50)).await.unwrap();
+    let s2 = lake
+        .append("metrics.samples", samples("hr", 100, 50))
+        .await
+        .unwrap();
     let fhir_seq = written[0].version.wal_seq.unwrap();
     assert!(s1 < fhir_seq && fhir_seq < s2, "{s1} < {fhir_seq} < {s2}");
 
@@ -107,7 +113,9 @@ async fn a_second_kind_is_durable_queryable_before_and_after_a_flush_and_compact
         .collect();
     assert_eq!(days.len(), 2, "{days:?}");
     // A filter on the partition column answers from the right day, tail and Delta alike.
-    lake.append("metrics.samples", samples("hr", 150, 10)).await.unwrap();
+    lake.append("metrics.samples", samples("hr", 150, 10))
+        .await
+        .unwrap();
     let engine = QueryEngine::new(lake.clone()).unwrap();
     let first_day = engine
         .sql("SELECT count(*) FROM metrics.samples WHERE day = DATE '2026-11-30'")
@@ -116,7 +124,10 @@ async fn a_second_kind_is_durable_queryable_before_and_after_a_flush_and_compact
         .collect()
         .await
         .unwrap();
-    assert_eq!(first_day[0].column(0).as_primitive::<Int64Type>().value(0), 60);
+    assert_eq!(
+        first_day[0].column(0).as_primitive::<Int64Type>().value(0),
+        60
+    );
 
     // Many small flushes, then compaction: fewer files, the same answers.
     for i in 0..5 {
@@ -154,9 +165,13 @@ async fn a_second_kind_is_durable_queryable_before_and_after_a_flush_and_compact
 async fn rows_of_a_kind_replay_after_a_crash_once_and_are_never_dropped_unknown() {
     let dir = tempfile::tempdir().unwrap();
     let lake = open(dir.path()).await;
-    lake.append("metrics.samples", samples("hr", 0, 20)).await.unwrap();
+    lake.append("metrics.samples", samples("hr", 0, 20))
+        .await
+        .unwrap();
     lake.flush().await.unwrap();
-    lake.append("metrics.samples", samples("hr", 20, 30)).await.unwrap();
+    lake.append("metrics.samples", samples("hr", 20, 30))
+        .await
+        .unwrap();
     // A crash: no flush, the process's state gone.
     drop(lake);
 
@@ -241,7 +256,11 @@ async fn kill_9_loses_no_acknowledged_rows_of_a_second_kind() {
         child.wait().unwrap();
         assert!(killed, "round {round}: the writer stopped by itself");
     }
-    assert!(acked.len() > 20, "too few appends to test anything: {}", acked.len());
+    assert!(
+        acked.len() > 20,
+        "too few appends to test anything: {}",
+        acked.len()
+    );
 
     let lake = open(&data).await;
     let engine = QueryEngine::new(lake.clone()).unwrap();
@@ -254,7 +273,10 @@ async fn kill_9_loses_no_acknowledged_rows_of_a_second_kind() {
         .unwrap();
     let mut stored = std::collections::BTreeMap::new();
     for b in &batches {
-        let (v, n) = (b.column(0).as_primitive::<Float64Type>(), b.column(1).as_primitive::<Int64Type>());
+        let (v, n) = (
+            b.column(0).as_primitive::<Float64Type>(),
+            b.column(1).as_primitive::<Int64Type>(),
+        );
         for i in 0..b.num_rows() {
             assert!(!v.is_null(i));
             stored.insert(v.value(i) as i64, n.value(i));
@@ -262,7 +284,12 @@ async fn kill_9_loses_no_acknowledged_rows_of_a_second_kind() {
     }
     for (first, n) in &acked {
         for v in *first..first + n {
-            assert_eq!(stored.get(&v), Some(&1), "acknowledged value {v}: stored {:?} times", stored.get(&v));
+            assert_eq!(
+                stored.get(&v),
+                Some(&1),
+                "acknowledged value {v}: stored {:?} times",
+                stored.get(&v)
+            );
         }
     }
     // Nothing stored twice, and nothing but what was written (an append killed before
@@ -270,7 +297,10 @@ async fn kill_9_loses_no_acknowledged_rows_of_a_second_kind() {
     assert!(stored.values().all(|n| *n == 1));
     let acked_rows: i64 = acked.iter().map(|(_, n)| n).sum();
     let extra = stored.len() as i64 - acked_rows;
-    assert!((0..=5 * 7).contains(&extra), "{extra} rows beyond the acknowledged ones");
+    assert!(
+        (0..=5 * 7).contains(&extra),
+        "{extra} rows beyond the acknowledged ones"
+    );
 }
 
 fn put(id: &str, family: &str, if_match: Option<i64>) -> WriteOp {
@@ -309,18 +339,33 @@ async fn a_failed_fsync_leaves_no_trace_and_stops_writes_until_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let lake = open(dir.path()).await;
     lake.write(vec![put("p1", "Before", None)]).await.unwrap();
-    lake.wal_faults().unwrap().fail_syncs.store(1, Ordering::SeqCst);
+    lake.wal_faults()
+        .unwrap()
+        .fail_syncs
+        .store(1, Ordering::SeqCst);
 
-    let err = lake.write(vec![put("p1", "Lost", Some(1))]).await.err().unwrap();
+    let err = lake
+        .write(vec![put("p1", "Lost", Some(1))])
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(err, LakeError::WalStopped(_)), "{err}");
     // As if the write never happened: the version, the content, SQL.
     assert_eq!(lake.latest("Patient", "p1").unwrap().version_id, 1);
     assert_eq!(family(&lake, "p1").await, "Before");
     assert_eq!(history_rows(&lake).await, 1);
     // The log stays stopped, though the next fsync would succeed: no write, no append.
-    let err = lake.write(vec![put("p1", "Later", Some(1))]).await.err().unwrap();
+    let err = lake
+        .write(vec![put("p1", "Later", Some(1))])
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(err, LakeError::WalStopped(_)), "{err}");
-    let err = lake.append("metrics.samples", samples("hr", 0, 1)).await.err().unwrap();
+    let err = lake
+        .append("metrics.samples", samples("hr", 0, 1))
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(err, LakeError::WalStopped(_)), "{err}");
     // What was acknowledged still reaches Delta.
     lake.flush().await.unwrap();
@@ -340,7 +385,10 @@ async fn a_failed_wal_write_leaves_no_trace_for_if_match_or_versions() {
     let dir = tempfile::tempdir().unwrap();
     let lake = open(dir.path()).await;
     lake.write(vec![put("p1", "Before", None)]).await.unwrap();
-    lake.wal_faults().unwrap().fail_writes.store(1, Ordering::SeqCst);
+    lake.wal_faults()
+        .unwrap()
+        .fail_writes
+        .store(1, Ordering::SeqCst);
     // A new resource and an update in one transaction: both fail.
     let err = lake
         .write(vec![put("p2", "New", None), put("p1", "Lost", Some(1))])
@@ -364,9 +412,24 @@ async fn writes_are_held_back_while_too_much_waits_for_delta() {
     let mut o = options(dir.path());
     o.max_tail_rows = 25;
     let lake = Lake::open(o).await.unwrap();
-    lake.append("metrics.samples", samples("hr", 0, 25)).await.unwrap();
-    let err = lake.write(vec![put("p1", "Held", None)]).await.err().unwrap();
-    assert!(matches!(err, LakeError::Busy { waiting: 25, bound: 25 }), "{err}");
+    lake.append("metrics.samples", samples("hr", 0, 25))
+        .await
+        .unwrap();
+    let err = lake
+        .write(vec![put("p1", "Held", None)])
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            LakeError::Busy {
+                waiting: 25,
+                bound: 25
+            }
+        ),
+        "{err}"
+    );
     assert!(lake.latest("Patient", "p1").is_none());
     lake.flush().await.unwrap();
     lake.write(vec![put("p1", "Through", None)]).await.unwrap();

@@ -97,9 +97,9 @@ pub async fn serve(lake: Lake, addr: SocketAddr, background: Background) -> Resu
     // the two would otherwise end the process without flushing (the default action).
     let stop = stop_signal()?;
     let flusher = lake.spawn_flusher(background.flush_interval, 100_000);
-    let compactor = background.compact_interval.map(|every| {
-        lake.spawn_compactor(every, COMPACT_MIN_SMALL_FILES, COMPACT_RETENTION)
-    });
+    let compactor = background
+        .compact_interval
+        .map(|every| lake.spawn_compactor(every, COMPACT_MIN_SMALL_FILES, COMPACT_RETENTION));
     println!(
         "medlake is serving the workspace at {}",
         lake.workspace_url()

@@ -92,7 +92,12 @@ impl Lake {
                 .tail_rows
                 .fetch_sub(before - s.buffer.len(), Ordering::Relaxed);
         }
-        let kind_work: Vec<(String, Arc<dyn TableKind>, Vec<RecordBatch>, Option<DeltaTable>)> = {
+        let kind_work: Vec<(
+            String,
+            Arc<dyn TableKind>,
+            Vec<RecordBatch>,
+            Option<DeltaTable>,
+        )> = {
             let tables = self.shared.tables.lock();
             tables
                 .iter()
@@ -111,7 +116,10 @@ impl Lake {
         for (name, kind, batches, delta) in kind_work {
             let table = match delta {
                 Some(t) => t,
-                None => self.table_handle_at(&self.kind_table_url(kind.as_ref())?).await?,
+                None => {
+                    self.table_handle_at(&self.kind_table_url(kind.as_ref())?)
+                        .await?
+                }
             };
             let batch = arrow::compute::concat_batches(&kind.schema(), &batches)?;
             let rows = batch.num_rows();

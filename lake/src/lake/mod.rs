@@ -59,19 +59,19 @@ mod open;
 mod read;
 mod write;
 
+pub(crate) use delta::kind_table_url;
+pub(crate) use delta::load_table;
+pub(crate) use delta::table_url;
+use delta::wal_txn_version;
 pub use flush::FlushStats;
+use open::index_row;
+pub(crate) use read::row_from_batch;
+pub(crate) use read::string_at;
 pub use write::WriteOp;
 pub use write::Written;
 pub use write::search_values;
 pub use write::stamp;
 pub use write::stamp_text;
-pub(crate) use delta::kind_table_url;
-pub(crate) use delta::load_table;
-pub(crate) use delta::table_url;
-pub(crate) use read::row_from_batch;
-pub(crate) use read::string_at;
-use delta::wal_txn_version;
-use open::index_row;
 
 /// The Delta `txn` application id under which flushes record the last WAL sequence.
 pub const WAL_APP_ID: &str = "medlake-wal";
@@ -191,7 +191,6 @@ pub struct Lake {
 }
 
 impl Lake {
-
     /// The URL of this workspace's root folder.
     pub fn workspace_url(&self) -> &Url {
         &self.shared.workspace_url
@@ -269,6 +268,4 @@ impl Lake {
     pub fn kind_table_url(&self, kind: &dyn TableKind) -> Result<Url> {
         kind_table_url(&self.shared.workspace_url, kind)
     }
-
 }
-

@@ -48,7 +48,11 @@ impl WriteState {
             return;
         }
         let key = pending_key(&row.resource_type, &row.id);
-        if self.pending.get(&key).is_some_and(|(_, seq)| Some(*seq) == row.wal_seq) {
+        if self
+            .pending
+            .get(&key)
+            .is_some_and(|(_, seq)| Some(*seq) == row.wal_seq)
+        {
             self.pending.remove(&key);
         }
     }
@@ -390,7 +394,9 @@ impl Lake {
     /// their own acknowledgement).
     pub(crate) fn assign_bulk_version(&self, resource_type: &str, id: &str) -> i64 {
         let mut st = self.shared.index.lock();
-        let v = st.current(resource_type, id).map_or(1, |l| l.version_id + 1);
+        let v = st
+            .current(resource_type, id)
+            .map_or(1, |l| l.version_id + 1);
         st.index.observe(resource_type, id, v, false);
         v
     }

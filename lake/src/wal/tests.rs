@@ -9,7 +9,9 @@ fn row(seq: i64) -> ResourceVersion {
         version_id: 1,
         last_updated: 1_700_000_000_000_000 + seq,
         deleted: false,
-        resource: Arc::from(format!("{{\"resourceType\":\"Patient\",\"id\":\"p{seq}\"}}")),
+        resource: Arc::from(format!(
+            "{{\"resourceType\":\"Patient\",\"id\":\"p{seq}\"}}"
+        )),
         wal_seq: Some(seq),
         search: Arc::from(""),
     }
@@ -59,7 +61,11 @@ fn start(dir: &Path, last_seq: i64) -> (Wal, Arc<Mutex<Seen>>) {
 }
 
 fn seqs(replay: &Replay) -> Vec<i64> {
-    replay.entries.iter().filter_map(WalEntry::max_seq).collect()
+    replay
+        .entries
+        .iter()
+        .filter_map(WalEntry::max_seq)
+        .collect()
 }
 
 #[test]
@@ -74,7 +80,10 @@ fn entries_of_every_kind_round_trip() {
     match (&back[0], &back[1]) {
         (WalEntry::Resources(r), WalEntry::Rows(t)) => {
             assert_eq!(r, &vec![row(1), row(2)]);
-            assert_eq!((&*t.table, t.seq, &t.encoded[..]), ("metrics.samples", 3, &b"arrow bytes"[..]));
+            assert_eq!(
+                (&*t.table, t.seq, &t.encoded[..]),
+                ("metrics.samples", 3, &b"arrow bytes"[..])
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -104,7 +113,10 @@ async fn acknowledged_entries_replay_and_a_torn_tail_is_cut() {
     assert_eq!(seqs(&replay), (1..=11).collect::<Vec<_>>());
     assert_eq!(replay.last_seq, 11);
     // The repaired file now ends at a record boundary.
-    assert_eq!(seqs(&Wal::replay(dir.path(), Recovery::Strict).unwrap()).len(), 11);
+    assert_eq!(
+        seqs(&Wal::replay(dir.path(), Recovery::Strict).unwrap()).len(),
+        11
+    );
 }
 
 #[test]
@@ -130,8 +142,14 @@ fn damage_in_an_older_segment_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(segment_name(1)), b"\x05\x00\x00\x00garbage").unwrap();
     std::fs::write(dir.path().join(segment_name(9)), SEGMENT_MAGIC).unwrap();
-    let err = Wal::replay(dir.path(), Recovery::Strict).err().unwrap().to_string();
-    assert!(err.contains("damaged") && err.contains(&segment_name(1)), "{err}");
+    let err = Wal::replay(dir.path(), Recovery::Strict)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("damaged") && err.contains(&segment_name(1)),
+        "{err}"
+    );
 }
 
 /// Flip one byte inside the payload of the `n`th record (0-based) of a segment.
@@ -160,20 +178,28 @@ async fn damage_followed_by_valid_records_refuses_to_start_unless_told_to_trunca
 
     let err = Wal::replay(dir.path(), Recovery::Strict).err().unwrap();
     match &err {
-        LakeError::WalCorrupt { path, offset: at, .. } => {
+        LakeError::WalCorrupt {
+            path, offset: at, ..
+        } => {
             assert_eq!(path, &seg.display().to_string());
             assert_eq!(*at, offset);
         }
         other => panic!("expected WalCorrupt, got {other}"),
     }
     let msg = err.to_string();
-    assert!(msg.contains("--wal-truncate-damaged"), "the error says what to do: {msg}");
+    assert!(
+        msg.contains("--wal-truncate-damaged"),
+        "the error says what to do: {msg}"
+    );
     // Refusing changed nothing on disk.
     assert!(Wal::replay(dir.path(), Recovery::Strict).is_err());
 
     let replay = Wal::replay(dir.path(), Recovery::TruncateAtDamage).unwrap();
     assert_eq!(seqs(&replay), vec![1, 2]);
-    assert_eq!(seqs(&Wal::replay(dir.path(), Recovery::Strict).unwrap()), vec![1, 2]);
+    assert_eq!(
+        seqs(&Wal::replay(dir.path(), Recovery::Strict).unwrap()),
+        vec![1, 2]
+    );
 }
 
 #[tokio::test]
@@ -194,7 +220,13 @@ async fn truncating_at_damage_sets_later_segments_aside() {
     assert_eq!(list_segments(dir.path()).unwrap(), vec![first]);
     let aside = std::fs::read_dir(dir.path())
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().to_string_lossy().ends_with(".damaged"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .to_string_lossy()
+                .ends_with(".damaged")
+        })
         .count();
     assert_eq!(aside, 1);
 }

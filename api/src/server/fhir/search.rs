@@ -12,8 +12,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use medlake_ingest::Severity;
 use medlake_ingest::issue::{Issue, operation_outcome};
-use medlake_lake::ResourceVersion;
 use medlake_ingest::search::SearchParams;
+use medlake_lake::ResourceVersion;
 use medlake_query::search::{Filter, Search, SearchError, SearchPage, run};
 use serde_json::{Value, json};
 
