@@ -336,7 +336,6 @@ struct Writer {
     durable_seq: i64,
     /// Why the log stopped, once a write or a sync failed.
     stopped: Option<String>,
-    scratch: Vec<u8>,
     faults: Arc<WalFaults>,
 }
 
@@ -356,7 +355,6 @@ impl Writer {
             last_seq,
             durable_seq: last_seq,
             stopped: None,
-            scratch: Vec::new(),
             faults,
         })
     }
@@ -457,14 +455,18 @@ impl Writer {
                 self.path.display()
             ));
         }
-        self.scratch.clear();
-        encode_entries(entries, &mut self.scratch);
-        let crc = crc32fast::hash(&self.scratch);
-        let len = u32::try_from(self.scratch.len())
-            .map_err(|_| "a single write is larger than 4 GiB".to_string())?;
-        self.buf.extend_from_slice(&len.to_le_bytes());
-        self.buf.extend_from_slice(&crc.to_le_bytes());
-        self.buf.extend_from_slice(&self.scratch);
+        // Encode in place behind a header that is filled in afterwards.
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0; 8]);
+        encode_entries(entries, &mut self.buf);
+        let payload = &self.buf[start + 8..];
+        let crc = crc32fast::hash(payload);
+        let Ok(len) = u32::try_from(payload.len()) else {
+            self.buf.truncate(start);
+            return Err("a single write is larger than 4 GiB".to_string());
+        };
+        self.buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        self.buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
         if let Some(s) = entries.iter().filter_map(WalEntry::max_seq).max() {
             self.last_seq = self.last_seq.max(s);
         }

@@ -25,33 +25,28 @@ use medlake_lake::Lake;
 use medlake_lake::schema::resource_schema;
 use std::sync::LazyLock;
 
-/// The schema SQL sees: the stored one with strings as `Utf8View`, which is what
-/// DataFusion and delta-rs read Parquet strings as. The in-memory tail is cast to it so
-/// both halves of the union agree.
-pub fn query_resource_schema() -> SchemaRef {
-    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-        let stored = resource_schema();
-        Arc::new(Schema::new(
-            stored
-                .fields()
-                .iter()
-                .map(|f| match f.data_type() {
-                    DataType::Utf8 | DataType::LargeUtf8 => {
-                        Field::new(f.name(), DataType::Utf8View, f.is_nullable())
-                    }
-                    _ => f.as_ref().clone(),
-                })
-                .collect::<Vec<_>>(),
-        ))
-    });
-    SCHEMA.clone()
+/// The schema SQL sees of a stored one: strings as `Utf8View`, which is what DataFusion
+/// and delta-rs read Parquet strings as. The in-memory tail is cast to it so both halves
+/// of a scan's union agree.
+pub fn sql_schema(stored: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        stored
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Utf8 | DataType::LargeUtf8 => {
+                    Field::new(f.name(), DataType::Utf8View, f.is_nullable())
+                }
+                _ => f.as_ref().clone(),
+            })
+            .collect::<Vec<_>>(),
+    ))
 }
 
-fn project_schema(projection: Option<&Vec<usize>>) -> Result<SchemaRef> {
-    Ok(match projection {
-        Some(p) => Arc::new(query_resource_schema().project(p)?),
-        None => query_resource_schema(),
-    })
+/// [`sql_schema`] of the resource tables.
+pub fn query_resource_schema() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| sql_schema(&resource_schema()));
+    SCHEMA.clone()
 }
 
 /// Cast a plan's columns to `target` where their types differ (same names and order).
@@ -97,15 +92,64 @@ pub(crate) fn conform(
     Ok(Arc::new(ProjectionExec::try_new(exprs, plan)?))
 }
 
-fn to_query_schema(batch: RecordBatch) -> Result<RecordBatch> {
-    let target = query_resource_schema();
+/// A batch of the stored schema in `target`, the same columns as SQL types them.
+fn cast_to(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch> {
     let columns = batch
         .columns()
         .iter()
         .zip(target.fields())
         .map(|(c, f)| cast(c, f.data_type()))
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(target, columns)?)
+    Ok(RecordBatch::try_new(target.clone(), columns)?)
+}
+
+/// Plan a scan of one lake table: its Delta snapshot and its in-memory tail, both in
+/// `schema` (the table's SQL schema), unioned. The caller took both from the lake
+/// together, so that a row being flushed is in exactly one of them.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn scan_delta_and_tail(
+    state: &dyn Session,
+    delta: Option<&deltalake::DeltaTable>,
+    tail: &[RecordBatch],
+    schema: &SchemaRef,
+    projection: Option<&Vec<usize>>,
+    filters: &[Expr],
+    limit: Option<usize>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let wanted: Vec<usize> = match projection {
+        Some(p) => p.clone(),
+        None => (0..schema.fields().len()).collect(),
+    };
+    let target = Arc::new(schema.project(&wanted)?);
+    let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+    if let Some(table) = delta.filter(|t| t.version().is_some()) {
+        table.update_datafusion_session(state).map_err(external)?;
+        let provider = table.table_provider().await?;
+        // Delta's own column order (partition columns last) may differ: go by name.
+        let delta_schema = provider.schema();
+        let by_name = wanted
+            .iter()
+            .map(|&i| delta_schema.index_of(schema.field(i).name()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let plan = provider.scan(state, Some(&by_name), filters, limit).await?;
+        inputs.push(conform(plan, &target)?);
+    }
+    if !tail.is_empty() {
+        let batches = tail
+            .iter()
+            .map(|b| cast_to(b, schema))
+            .collect::<Result<Vec<_>>>()?;
+        inputs.push(MemorySourceConfig::try_new_exec(
+            &[batches],
+            schema.clone(),
+            projection.cloned(),
+        )?);
+    }
+    match inputs.len() {
+        0 => Ok(Arc::new(EmptyExec::new(target))),
+        1 => Ok(inputs.remove(0)),
+        _ => UnionExec::try_new(inputs),
+    }
 }
 
 /// All versions of one resource type.
@@ -168,29 +212,16 @@ impl TableProvider for ResourceHistoryTable {
             .0
             .table_view(&self.resource_type)
             .map_err(external)?;
-        let target = project_schema(projection)?;
-        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
-        if let Some(table) = &view.delta {
-            if table.version().is_some() {
-                table.update_datafusion_session(state).map_err(external)?;
-                let provider = table.table_provider().await?;
-                let plan = provider.scan(state, projection, filters, limit).await?;
-                inputs.push(conform(plan, &target)?);
-            }
-        }
-        if let Some(batch) = view.buffered {
-            inputs.push(MemorySourceConfig::try_new_exec(
-                &[vec![to_query_schema(batch)?]],
-                query_resource_schema(),
-                projection.cloned(),
-            )?);
-        }
-        if inputs.is_empty() {
-            return Ok(Arc::new(EmptyExec::new(target)));
-        }
-        if inputs.len() == 1 {
-            return Ok(inputs.remove(0));
-        }
-        UnionExec::try_new(inputs)
+        let tail: Vec<RecordBatch> = view.buffered.into_iter().collect();
+        scan_delta_and_tail(
+            state,
+            view.delta.as_ref(),
+            &tail,
+            &query_resource_schema(),
+            projection,
+            filters,
+            limit,
+        )
+        .await
     }
 }
