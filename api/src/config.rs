@@ -10,6 +10,10 @@
 //! listen = "0.0.0.0:8080"
 //! wal_dir = "/var/lib/medlake/wal"
 //! flush_interval_secs = 5
+//! compact_interval_secs = 60
+//! refresh_interval_secs = 30
+//! max_tail_rows = 2000000
+//! max_wal_mib = 4096
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -31,6 +35,9 @@ pub struct FileConfig {
     pub wal_dir: Option<PathBuf>,
     pub flush_interval_secs: Option<u64>,
     pub compact_interval_secs: Option<u64>,
+    pub refresh_interval_secs: Option<u64>,
+    pub max_tail_rows: Option<usize>,
+    pub max_wal_mib: Option<u64>,
 }
 
 impl FileConfig {
@@ -50,7 +57,7 @@ impl FileConfig {
             .with_context(|| format!("could not read the config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| {
             format!(
-                "{} is not a valid medlake config; keys are data, workspace, listen, wal_dir, flush_interval_secs, compact_interval_secs",
+                "{} is not a valid medlake config; keys are data, workspace, listen, wal_dir, flush_interval_secs, compact_interval_secs, refresh_interval_secs, max_tail_rows, max_wal_mib",
                 path.display()
             )
         })

@@ -61,7 +61,7 @@ impl LakeFailure {
                         .into(),
                 )
             }
-            LakeError::Busy { .. } => LakeFailure {
+            LakeError::Busy { .. } | LakeError::WalFull { .. } => LakeFailure {
                 retry_after: Some(RETRY_AFTER_SECS),
                 ..told(StatusCode::SERVICE_UNAVAILABLE, "transient", e.to_string())
             },

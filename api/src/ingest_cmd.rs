@@ -1,34 +1,36 @@
-//! `medlake ingest`: stream files through parsing and validation into bulk Delta commits.
+//! `medlake ingest`: load files, into the lake directly or through a running server.
 //!
-//! A reader thread streams records from the files in chunks. Each chunk is parsed and
-//! validated in parallel (rayon), given ids and versions in order (so a resource that
-//! appears twice becomes versions 1 and 2, in file order), stamped and serialised in
-//! parallel, and handed to the lake's [`BulkWriter`], which commits large batches while
-//! the next chunks are parsed. Bounded channels keep memory flat.
+//! Directly ([`run`]): a reader thread streams records from the files in chunks into the
+//! lake's bulk-load pipeline ([`Lake::bulk_load`]), which parses, versions and commits
+//! them in large Delta commits. This needs the workspace to itself: a server that owns
+//! it holds its WAL, and the lake refuses a second writer.
+//!
+//! Through a server ([`run_remote`], `--server <url>`): each file is streamed, as it is
+//! read and decompressed, to the server's `POST /ingest?bulk=true`, which runs the same
+//! pipeline inside the server. The server then assigns the versions, as the one process
+//! that owns versioning must, and its indexes take the new rows at once.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use medlake_ingest::issue::operation_outcome;
-use medlake_ingest::prepare::{Prepared, Rejected, prepare};
-use medlake_ingest::search::{SearchParams, encode};
-use medlake_ingest::source::{Origin, RawRecord, input_files, read_file};
-use medlake_lake::{
-    BulkOptions, BulkWriter, IngestErrorRow, Lake, instant_string, stamp, stamp_text,
-};
-use rayon::prelude::*;
+use anyhow::{Context, Result, bail};
+use medlake_ingest::source::{InputFormat, RawRecord, input_files, open_input, read_file};
+use medlake_lake::{BulkOptions, Lake, LoadSummary};
 use serde_json::Value;
 
+/// Records per chunk handed to the pipeline.
 const CHUNK: usize = 4096;
 
 /// What an ingest run did.
 #[derive(Debug, Default)]
 pub struct Summary {
-    pub run_id: String,
+    /// The `run_id`s of the runs' rows in `medlake.ingest_errors` (one per file through a
+    /// server).
+    pub run_ids: Vec<String>,
     pub files: usize,
     pub accepted: u64,
     pub rejected: u64,
@@ -40,6 +42,18 @@ pub struct Summary {
 }
 
 impl Summary {
+    fn add(&mut self, s: &LoadSummary) {
+        self.run_ids.push(s.run_id.clone());
+        self.accepted += s.accepted;
+        self.rejected += s.rejected;
+        for (t, n) in &s.per_type {
+            *self.per_type.entry(t.clone()).or_default() += n;
+        }
+        let room = 20usize.saturating_sub(self.first_errors.len());
+        self.first_errors
+            .extend(s.first_errors.iter().take(room).cloned());
+    }
+
     pub fn print(&self) {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         println!(
@@ -65,17 +79,37 @@ impl Summary {
                     self.rejected as usize - self.first_errors.len()
                 );
             }
+            let ids = self
+                .run_ids
+                .iter()
+                .map(|r| format!("'{r}'"))
+                .collect::<Vec<_>>()
+                .join(", ");
             println!(
-                "every rejection is in the table medlake.ingest_errors (run_id '{}'), e.g.\n  medlake sql \"SELECT source, line, entry, diagnostics FROM medlake.ingest_errors WHERE run_id = '{}'\"",
-                self.run_id, self.run_id
+                "every rejection is in the table medlake.ingest_errors, e.g.\n  medlake sql \"SELECT source, line, entry, diagnostics FROM medlake.ingest_errors WHERE run_id IN ({ids})\""
             );
         }
     }
 }
 
-enum Stage {
-    Good(Prepared, String),
-    Bad(Origin, Rejected),
+fn bytes_bar(total: u64, visible: bool) -> indicatif::ProgressBar {
+    let bar = crate::progress_bar(total, visible, "bytes");
+    if visible {
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta}) {msg}",
+        ) {
+            bar.set_style(style);
+        }
+    }
+    bar
+}
+
+fn total_bytes(files: &[PathBuf]) -> u64 {
+    files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// Ingest `paths` into `lake` with bulk commits.
@@ -87,23 +121,11 @@ pub async fn run(
 ) -> Result<Summary> {
     let started = Instant::now();
     let files = input_files(paths)?;
-    let total_bytes: u64 = files
-        .iter()
-        .filter_map(|f| std::fs::metadata(f).ok())
-        .map(|m| m.len())
-        .sum();
-    let bar = crate::progress_bar(total_bytes, progress, "bytes");
-    if progress {
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta}) {msg}",
-        ) {
-            bar.set_style(style);
-        }
-    }
+    let bar = bytes_bar(total_bytes(&files), progress);
     let bytes_read = Arc::new(AtomicU64::new(0));
 
-    // Reader thread -> chunks of raw records.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<RawRecord>>(4);
+    // Reader thread -> chunks of raw records, a few ahead of the pipeline.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<RawRecord>>(4);
     let reader_files = files.clone();
     let reader_bytes = bytes_read.clone();
     let reader = std::thread::spawn(move || -> Result<()> {
@@ -127,149 +149,150 @@ pub async fn run(
         Ok(())
     });
 
-    let mut writer = BulkWriter::new(
-        lake.clone(),
-        BulkOptions {
-            batch_rows,
-            ..BulkOptions::default()
-        },
-    );
-    let run_id = uuid::Uuid::new_v4().to_string();
+    let options = BulkOptions {
+        batch_rows,
+        ..BulkOptions::default()
+    };
+    let loaded = lake
+        .bulk_load(rx, options, |s| {
+            bar.set_position(bytes_read.load(Ordering::Relaxed));
+            bar.set_message(format!("{} resources, {} rejected", s.accepted, s.rejected));
+        })
+        .await;
+    // The reader's own error (an unreadable file) explains a load that ended early.
+    match reader.join() {
+        Ok(r) => r?,
+        Err(_) => bail!("the file reader thread panicked"),
+    }
+    let loaded = loaded?;
+    bar.finish_and_clear();
     let mut summary = Summary {
-        run_id: run_id.clone(),
         files: files.len(),
         ..Summary::default()
     };
-    let mut error_rows: Vec<IngestErrorRow> = Vec::new();
-    let last_updated = writer.last_updated();
-    let last_updated_text = Arc::new(instant_string(last_updated));
+    summary.add(&loaded);
+    summary.bytes = bytes_read.load(Ordering::Relaxed);
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
 
-    while let Some(chunk) = rx.recv().await {
-        // Parse and validate in parallel, off the async workers.
-        let staged: Vec<Stage> = tokio::task::spawn_blocking(move || {
-            chunk
-                .into_par_iter()
-                .map(|r| match prepare(r.payload) {
-                    Ok(mut p) => {
-                        let resource = Value::Object(std::mem::take(&mut p.resource));
-                        let search =
-                            encode(&SearchParams::r4().extract(&p.resource_type, &resource));
-                        // Free the parsed tree on the thread that built it: the text
-                        // is what gets stored, and freeing across threads is slow.
-                        if p.text.is_none() {
-                            if let Value::Object(m) = resource {
-                                p.resource = m;
-                            }
-                        }
-                        Stage::Good(p, search)
-                    }
-                    Err(e) => Stage::Bad(r.origin, e),
-                })
-                .collect()
-        })
+/// Stream `paths` to the server at `server` (its root URL, e.g. `http://127.0.0.1:8080`),
+/// one `POST /ingest?bulk=true` per file.
+pub async fn run_remote(server: &str, paths: &[PathBuf], progress: bool) -> Result<Summary> {
+    let server = server.trim_end_matches('/').to_string();
+    let paths = paths.to_vec();
+    tokio::task::spawn_blocking(move || upload_files(&server, &paths, progress))
         .await
-        .context("a parsing thread panicked")?;
+        .context("the upload thread panicked")?
+}
 
-        // Ids and versions in input order; then stamp and serialise in parallel.
-        let mut good: Vec<(String, String, i64, Prepared, String)> =
-            Vec::with_capacity(staged.len());
-        for s in staged {
-            match s {
-                Stage::Good(p, search) => {
-                    let (id, version) = writer.assign(&p.resource_type, p.id.as_deref());
-                    good.push((p.resource_type.clone(), id, version, p, search));
-                }
-                Stage::Bad(origin, rejected) => {
-                    summary.rejected += 1;
-                    record_rejection(&origin, &rejected, &mut summary, &mut error_rows);
-                }
-            }
+fn upload_files(server: &str, paths: &[PathBuf], progress: bool) -> Result<Summary> {
+    let started = Instant::now();
+    let files = input_files(paths)?;
+    let bar = bytes_bar(total_bytes(&files), progress);
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        // A large file is answered once its last commit is done.
+        .timeout_global(None)
+        .build()
+        .into();
+    let url = format!("{server}/ingest?bulk=true");
+    let mut summary = Summary {
+        files: files.len(),
+        ..Summary::default()
+    };
+    for file in &files {
+        let (format, reader) = open_input(file, &bytes_read)?;
+        let content_type = match format {
+            InputFormat::Ndjson => "application/x-ndjson",
+            InputFormat::Document => "application/fhir+json",
+        };
+        let mut body = Progress {
+            inner: reader,
+            bar: bar.clone(),
+            bytes_read: bytes_read.clone(),
+        };
+        let mut response = agent
+            .post(&url)
+            .header("Content-Type", content_type)
+            .send(ureq::SendBody::from_reader(&mut body))
+            .with_context(|| format!("could not send {} to {url}", file.display()))?;
+        let status = response.status();
+        let answer: Value = response.body_mut().read_json().with_context(|| {
+            format!(
+                "{url} answered {status} for {} with a body that is not JSON; is it a medlake server?",
+                file.display()
+            )
+        })?;
+        if !status.is_success() {
+            let why = answer
+                .pointer("/issue/0/diagnostics")
+                .or_else(|| answer.pointer("/outcome/issue/0/diagnostics"))
+                .and_then(Value::as_str)
+                .unwrap_or("no reason given");
+            bail!(
+                "the server refused {} ({status}): {why}",
+                file.display()
+            );
         }
-        let last_updated_text = last_updated_text.clone();
-        let stamped: Vec<(String, String, i64, String, String)> =
-            tokio::task::spawn_blocking(move || {
-                good.into_par_iter()
-                    .map(|(t, id, v, mut p, search)| {
-                        let spliced = match &p.text {
-                            Some(text) if p.id.as_deref() == Some(id.as_str()) => {
-                                stamp_text(text, v, &last_updated_text)
-                            }
-                            _ => None,
-                        };
-                        let json = spliced.unwrap_or_else(|| {
-                            if let (true, Some(text)) = (p.resource.is_empty(), &p.text) {
-                                if let Ok(Value::Object(m)) = serde_json::from_str(text) {
-                                    p.resource = m;
-                                }
-                            }
-                            stamp(&mut p.resource, &t, &id, v, last_updated);
-                            Value::Object(std::mem::take(&mut p.resource)).to_string()
-                        });
-                        (t, id, v, json, search)
-                    })
-                    .collect()
-            })
-            .await
-            .context("a serialising thread panicked")?;
-        for (t, id, v, json, search) in stamped {
-            writer.push(&t, &id, v, &json, &search).await?;
-            summary.accepted += 1;
-            *summary.per_type.entry(t).or_default() += 1;
-        }
-        if error_rows.len() >= 10_000 {
-            lake.append_ingest_errors(&run_id, &error_rows).await?;
-            error_rows.clear();
-        }
-        bar.set_position(bytes_read.load(Ordering::Relaxed));
+        summary.add(&load_summary_of(&answer));
         bar.set_message(format!(
             "{} resources, {} rejected",
             summary.accepted, summary.rejected
         ));
     }
-    match reader.join() {
-        Ok(r) => r?,
-        Err(_) => anyhow::bail!("the file reader thread panicked"),
-    }
-    writer.finish().await?;
-    lake.append_ingest_errors(&run_id, &error_rows).await?;
     bar.finish_and_clear();
     summary.bytes = bytes_read.load(Ordering::Relaxed);
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
 
-fn record_rejection(
-    origin: &Origin,
-    rejected: &Rejected,
-    summary: &mut Summary,
-    rows: &mut Vec<IngestErrorRow>,
-) {
-    let outcome = operation_outcome(&rejected.issues).to_string();
-    if summary.first_errors.len() < 20 {
-        let first = rejected
-            .issues
-            .first()
-            .map(|i| i.to_string())
-            .unwrap_or_default();
-        summary.first_errors.push(format!("{origin}: {first}"));
+/// The server's bulk answer (see `server::ingest`) as a [`LoadSummary`].
+fn load_summary_of(answer: &Value) -> LoadSummary {
+    let count = |k: &str| answer.get(k).and_then(Value::as_u64).unwrap_or(0);
+    LoadSummary {
+        run_id: answer
+            .get("runId")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        accepted: count("accepted"),
+        rejected: count("rejected"),
+        per_type: answer
+            .get("types")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(t, n)| (t.clone(), n.as_u64().unwrap_or(0)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        first_errors: answer
+            .get("firstErrors")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        commits: count("commits"),
     }
-    // One row per rejected record; its first issue is in the columns, all are in `outcome`.
-    let first = rejected.issues.first();
-    rows.push(IngestErrorRow {
-        source: origin.source.to_string(),
-        line: origin.line.map(|l| l as i64),
-        entry: origin.entry.map(|e| e as i64),
-        resource_type: rejected.resource_type.clone(),
-        resource_id: rejected.id.clone(),
-        severity: first.map_or("error", |i| i.severity.as_str()).to_string(),
-        code: first.map_or("invalid", |i| i.code).to_string(),
-        diagnostics: rejected
-            .issues
-            .iter()
-            .map(|i| i.to_string())
-            .collect::<Vec<_>>()
-            .join("; "),
-        expression: first.and_then(|i| i.expression.clone()),
-        outcome,
-    });
+}
+
+/// A file being uploaded, moving the progress bar as it is read.
+struct Progress {
+    inner: Box<dyn Read + Send>,
+    bar: indicatif::ProgressBar,
+    bytes_read: Arc<AtomicU64>,
+}
+
+impl Read for Progress {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.set_position(self.bytes_read.load(Ordering::Relaxed));
+        Ok(n)
+    }
 }

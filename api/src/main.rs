@@ -122,6 +122,18 @@ struct ServeArgs {
     /// [default: 60]
     #[arg(long, env = "MEDLAKE_COMPACT_INTERVAL_SECS")]
     compact_interval_secs: Option<u64>,
+    /// Seconds between looks for Delta commits made by other processes (`medlake
+    /// optimize`, a restore, Spark); 0 turns them off [default: 30]
+    #[arg(long, env = "MEDLAKE_REFRESH_INTERVAL_SECS")]
+    refresh_interval_secs: Option<u64>,
+    /// Refuse writes with 503 while this many rows wait for object storage
+    /// [default: 2000000]
+    #[arg(long, env = "MEDLAKE_MAX_TAIL_ROWS")]
+    max_tail_rows: Option<usize>,
+    /// Refuse writes with 503 while the write-ahead log holds this many MiB that wait
+    /// for object storage [default: 4096]
+    #[arg(long, env = "MEDLAKE_MAX_WAL_MIB")]
+    max_wal_mib: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -135,6 +147,10 @@ struct IngestArgs {
     /// Rows per Delta commit and file group.
     #[arg(long, default_value_t = 200_000)]
     batch_rows: usize,
+    /// Send the files to the medlake server at this URL (e.g. http://127.0.0.1:8080)
+    /// instead of writing the workspace directly: needed while a server owns it.
+    #[arg(long, env = "MEDLAKE_SERVER")]
+    server: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -271,6 +287,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Generate(a) => generate(a),
         Command::Fhirpath(a) => fhirpath(a),
         Command::Ingest(a) => {
+            if let Some(server) = &a.server {
+                let summary = ingest_cmd::run_remote(server, &a.paths, !a.quiet).await?;
+                summary.print();
+                return Ok(());
+            }
             let lake = Lake::open(settings.lake_options(true)).await?;
             let summary = ingest_cmd::run(&lake, &a.paths, !a.quiet, a.batch_rows).await?;
             // Anything replayed from an earlier server's WAL goes to Delta too.
@@ -281,12 +302,23 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Sql(a) => {
             let lake = Lake::open(settings.lake_options(false)).await?;
             let engine = medlake_query::QueryEngine::new(lake)?;
-            let df = engine.sql(&a.query).await?;
-            let batches = df.collect().await?;
-            output::write_cli(&batches, a.format, a.output.as_deref())
+            let answer = engine.query(&a.query).await?;
+            output::write_cli(&answer.batches, a.format, a.output.as_deref())
         }
         Command::Optimize(a) => {
-            let lake = Lake::open(settings.lake_options(true)).await?;
+            // A server that owns the workspace keeps serving meanwhile: optimize then runs
+            // without the WAL (whose tail is the server's to flush), and the server follows
+            // the rewritten files at its next refresh.
+            let lake = match Lake::open(settings.lake_options(true)).await {
+                Err(medlake_lake::LakeError::WalLocked { dir }) => {
+                    println!(
+                        "a server is writing to this workspace (its WAL {dir} is locked): \
+                         optimizing what is in Delta; the server follows the new files"
+                    );
+                    Lake::open(settings.lake_options(false)).await?
+                }
+                other => other?,
+            };
             let reports = lake
                 .optimize(Duration::from_secs(a.retention_hours * 3600))
                 .await?;
@@ -315,8 +347,21 @@ async fn run(cli: Cli) -> Result<()> {
                 .compact_interval_secs
                 .or(settings.file.compact_interval_secs)
                 .unwrap_or(60);
+            let refresh = a
+                .refresh_interval_secs
+                .or(settings.file.refresh_interval_secs)
+                .unwrap_or(30);
+            let defaults = LakeOptions::new("");
             let lake = Lake::open(LakeOptions {
                 search_index: true,
+                max_tail_rows: a
+                    .max_tail_rows
+                    .or(settings.file.max_tail_rows)
+                    .unwrap_or(defaults.max_tail_rows),
+                max_wal_bytes: a
+                    .max_wal_mib
+                    .or(settings.file.max_wal_mib)
+                    .map_or(defaults.max_wal_bytes, |m| m.saturating_mul(1 << 20)),
                 ..settings.lake_options(true)
             })
             .await?;
@@ -326,6 +371,7 @@ async fn run(cli: Cli) -> Result<()> {
             let background = server::Background {
                 flush_interval: Duration::from_secs(flush),
                 compact_interval: (compact > 0).then(|| Duration::from_secs(compact)),
+                refresh_interval: (refresh > 0).then(|| Duration::from_secs(refresh)),
             };
             server::serve(lake, addr, background).await
         }

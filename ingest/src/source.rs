@@ -129,6 +129,48 @@ fn kind_of(p: &Path) -> Option<Kind> {
     }
 }
 
+/// How an input file holds its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    /// One resource per line.
+    Ndjson,
+    /// One JSON document: a Bundle, or one resource.
+    Document,
+}
+
+/// Open an input file for reading, decompressed if it is gzipped, and say how it holds
+/// its records. `bytes_read` advances with the (compressed) bytes read from disk.
+pub fn open_input(
+    path: &Path,
+    bytes_read: &Arc<AtomicU64>,
+) -> Result<(InputFormat, Box<dyn Read + Send>), SourceError> {
+    let kind = kind_of(path).ok_or_else(|| SourceError::UnknownKind {
+        path: path.to_path_buf(),
+    })?;
+    let file = File::open(path).map_err(|source| SourceError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let counted = Counting {
+        inner: file,
+        counter: bytes_read.clone(),
+    };
+    let gz = matches!(kind, Kind::Ndjson { gz: true } | Kind::Json { gz: true });
+    let reader: Box<dyn Read + Send> = if gz {
+        Box::new(MultiGzDecoder::new(BufReader::with_capacity(
+            1 << 16,
+            counted,
+        )))
+    } else {
+        Box::new(counted)
+    };
+    let format = match kind {
+        Kind::Ndjson { .. } => InputFormat::Ndjson,
+        Kind::Json { .. } => InputFormat::Document,
+    };
+    Ok((format, reader))
+}
+
 /// A reader that counts the bytes read from the file, for progress bars.
 struct Counting<R> {
     inner: R,
@@ -150,31 +192,15 @@ pub fn read_file(
     bytes_read: &Arc<AtomicU64>,
     emit: &mut dyn FnMut(RawRecord),
 ) -> Result<(), SourceError> {
-    let kind = kind_of(path).ok_or_else(|| SourceError::UnknownKind {
-        path: path.to_path_buf(),
-    })?;
+    let (format, reader) = open_input(path, bytes_read)?;
     let io = |source| SourceError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(io)?;
-    let counted = Counting {
-        inner: file,
-        counter: bytes_read.clone(),
-    };
-    let gz = matches!(kind, Kind::Ndjson { gz: true } | Kind::Json { gz: true });
-    let reader: Box<dyn Read> = if gz {
-        Box::new(MultiGzDecoder::new(BufReader::with_capacity(
-            1 << 16,
-            counted,
-        )))
-    } else {
-        Box::new(counted)
-    };
     let source: Arc<str> = Arc::from(path.display().to_string());
-    match kind {
-        Kind::Ndjson { .. } => read_ndjson(reader, source, emit).map_err(io),
-        Kind::Json { .. } => {
+    match format {
+        InputFormat::Ndjson => read_ndjson(reader, source, emit).map_err(io),
+        InputFormat::Document => {
             let mut text = String::new();
             let mut r = reader;
             if let Err(e) = r.read_to_string(&mut text) {
@@ -201,7 +227,7 @@ pub fn read_file(
 }
 
 fn read_ndjson(
-    reader: Box<dyn Read>,
+    reader: Box<dyn Read + Send>,
     source: Arc<str>,
     emit: &mut dyn FnMut(RawRecord),
 ) -> std::io::Result<()> {
@@ -215,22 +241,31 @@ fn read_ndjson(
             break;
         }
         line_no += 1;
-        let origin = Origin {
+        if let Some(record) = ndjson_record(&source, line_no, &buf) {
+            emit(record);
+        }
+    }
+    Ok(())
+}
+
+/// The record of one NDJSON line (1-based `line_no`), or `None` for a blank line.
+pub fn ndjson_record(source: &Arc<str>, line_no: u64, line: &[u8]) -> Option<RawRecord> {
+    let bytes = trim_ascii(line);
+    if bytes.is_empty() {
+        return None; // blank lines are not records
+    }
+    let payload = match std::str::from_utf8(bytes) {
+        Ok(s) => Payload::Text(s.to_string()),
+        Err(_) => Payload::Broken(Issue::error("structure", "the line is not UTF-8 text")),
+    };
+    Some(RawRecord {
+        origin: Origin {
             source: source.clone(),
             line: Some(line_no),
             entry: None,
-        };
-        let bytes = trim_ascii(&buf);
-        if bytes.is_empty() {
-            continue; // blank lines are not records
-        }
-        let payload = match std::str::from_utf8(bytes) {
-            Ok(s) => Payload::Text(s.to_string()),
-            Err(_) => Payload::Broken(Issue::error("structure", "the line is not UTF-8 text")),
-        };
-        emit(RawRecord { origin, payload });
-    }
-    Ok(())
+        },
+        payload,
+    })
 }
 
 fn trim_ascii(b: &[u8]) -> &[u8] {

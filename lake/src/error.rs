@@ -50,7 +50,8 @@ pub enum LakeError {
 
     #[error(
         "another medlake process is writing to this workspace (its WAL {dir} is locked). \
-         Stop it first, or send the data to that server's /ingest endpoint"
+         Stop it first, or send the data to that server: `medlake ingest --server <its URL> \
+         <files>`, or POST to its /ingest"
     )]
     WalLocked { dir: String },
 
@@ -64,6 +65,14 @@ pub enum LakeError {
          {bound}); retry in a few seconds"
     )]
     Busy { waiting: usize, bound: usize },
+
+    /// The WAL holds too much that is not in Delta yet: writes resume once a flush gets
+    /// through and its segments are deleted.
+    #[error(
+        "the write-ahead log holds {bytes} bytes waiting to be committed to object storage \
+         (the bound is {bound}); retry in a few seconds"
+    )]
+    WalFull { bytes: u64, bound: u64 },
 
     /// A bug or an invariant broken inside medlake.
     #[error("internal error: {0}")]

@@ -236,12 +236,12 @@ impl<'a> KeyColumns<'a> {
     pub(crate) fn row(&self, i: usize) -> Result<KeyRow<'a>> {
         let text = |column: Option<&'a ArrayRef>| -> Result<Option<&'a str>> {
             match column {
-                Some(c) if !c.is_null(i) => Ok(Some(crate::lake::string_at(c, i)?)),
+                Some(c) if !c.is_null(i) => Ok(Some(crate::record::string_at(c, i)?)),
                 _ => Ok(None),
             }
         };
         Ok(KeyRow {
-            id: crate::lake::string_at(self.id, i)?,
+            id: crate::record::string_at(self.id, i)?,
             version_id: self.versions.value(i),
             last_updated: self.last_updated.value(i),
             deleted: self.deleted.value(i),

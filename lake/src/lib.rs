@@ -10,9 +10,12 @@
 //! - [`lake`]: [`Lake`], which ties them together: writes, flushes, recovery, reads.
 //! - [`point_read`]: reads of one resource from Delta by id, without a query plan.
 //! - [`search_index`]: the resident index FHIR search runs on.
-//! - [`bulk`]: large-batch loads straight to Delta, and the ingest errors table.
+//! - [`bulk`]: large loads straight to Delta (the pipeline and its writer), and the
+//!   ingest errors table.
+//! - [`blocking`]: CPU-heavy work of large requests, on blocking threads, a core each.
 //! - [`maintenance`]: compaction, checkpoints and vacuum.
 
+pub mod blocking;
 pub mod buffer;
 pub mod bulk;
 pub mod error;
@@ -28,11 +31,12 @@ pub mod search_index;
 pub mod storage;
 pub mod wal;
 
-pub use bulk::{BulkOptions, BulkStats, BulkWriter, IngestErrorRow};
+pub use bulk::{BulkOptions, BulkStats, BulkWriter, IngestErrorRow, LoadSummary, RecordChunks};
 pub use error::{LakeError, Result};
 pub use kind::TableKind;
 pub use lake::{
-    FlushStats, KindView, Lake, LakeOptions, TableView, WriteOp, Written, stamp, stamp_text,
+    Clash, FlushStats, KindView, Lake, LakeOptions, RefreshReport, TableView, WriteOp, Written,
+    stamp, stamp_text,
 };
 pub use record::{ResourceVersion, instant_string};
 pub use wal::Recovery;

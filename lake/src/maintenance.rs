@@ -185,10 +185,7 @@ impl Lake {
             .await
             .map_err(|e| LakeError::delta(&name, e))?;
         match target {
-            Target::Resources(t) => {
-                self.locate_new_files(t, &table).await;
-                self.install_table(t, table);
-            }
+            Target::Resources(t) => self.follow_and_install(t, table).await,
             Target::Kind(_) => self.install_kind_table(&name, table),
             Target::IngestErrors => {}
         }

@@ -456,7 +456,7 @@ async fn read_rows(
     let mut rows = Vec::new();
     for b in batches {
         for i in 0..b.num_rows() {
-            rows.push(crate::lake::row_from_batch(&b, resource_type, i)?);
+            rows.push(crate::record::row_from_batch(&b, resource_type, i)?);
         }
     }
     Ok(rows)

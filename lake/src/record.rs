@@ -7,7 +7,7 @@ use arrow::array::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{LakeError, Result};
 use crate::schema::resource_schema;
 
 /// One row of a resource table.
@@ -151,5 +151,55 @@ pub fn instant_string(micros: i64) -> String {
     match chrono::DateTime::from_timestamp_micros(micros) {
         Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
         None => "1970-01-01T00:00:00.000Z".to_string(),
+    }
+}
+
+/// One row of a resource-table batch (from Delta or the tail) as a [`ResourceVersion`].
+pub(crate) fn row_from_batch(
+    b: &RecordBatch,
+    resource_type: &str,
+    i: usize,
+) -> Result<ResourceVersion> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+    let col = |name: &str| {
+        b.column_by_name(name).cloned().ok_or_else(|| {
+            LakeError::Arrow(arrow::error::ArrowError::SchemaError(format!(
+                "missing column {name}"
+            )))
+        })
+    };
+    let id = col("id")?;
+    let resource = col("resource")?;
+    let seq = col("wal_seq")?;
+    let seq = seq.as_primitive::<Int64Type>();
+    Ok(ResourceVersion {
+        resource_type: resource_type.to_string(),
+        id: string_at(&id, i)?.to_string(),
+        version_id: col("version_id")?.as_primitive::<Int64Type>().value(i),
+        last_updated: col("last_updated")?
+            .as_primitive::<TimestampMicrosecondType>()
+            .value(i),
+        deleted: col("deleted")?.as_boolean().value(i),
+        resource: Arc::from(string_at(&resource, i)?),
+        wal_seq: (!seq.is_null(i)).then(|| seq.value(i)),
+        search: match b.column_by_name("search") {
+            Some(s) if !s.is_null(i) => Arc::from(string_at(s, i)?),
+            _ => Arc::from(""),
+        },
+    })
+}
+
+/// A string cell, whichever string layout the reader chose (delta-rs reads `Utf8View`).
+pub(crate) fn string_at(array: &arrow::array::ArrayRef, i: usize) -> Result<&str> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::DataType;
+    match array.data_type() {
+        DataType::Utf8 => Ok(array.as_string::<i32>().value(i)),
+        DataType::LargeUtf8 => Ok(array.as_string::<i64>().value(i)),
+        DataType::Utf8View => Ok(array.as_string_view().value(i)),
+        other => Err(LakeError::Arrow(arrow::error::ArrowError::SchemaError(
+            format!("expected a string column, found {other}"),
+        ))),
     }
 }

@@ -35,7 +35,10 @@
 //!   readable and still reach Delta: a rotation on a stopped log keeps every segment.
 //!
 //! When the lake flushes, the writer *rotates*: it closes the segment and starts a new one.
-//! Once every row of the closed segments is committed to Delta, they are deleted.
+//! Once every row of the closed segments is committed to Delta, they are deleted. While
+//! object storage is down no segment can be deleted, so the log grows: [`Wal::bytes`]
+//! says how much it holds on disk, and the lake refuses writes past its bound
+//! ([`LakeError::WalFull`]) rather than fill the disk.
 //!
 //! Written by hand because no maintained crate offers a small synchronous WAL with group
 //! commit whose records are our own rows; the format is about a hundred lines.
@@ -44,7 +47,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc;
 
 use arrow::array::RecordBatch;
@@ -166,6 +169,8 @@ pub struct Wal {
     tx: mpsc::Sender<Command>,
     dir: Arc<PathBuf>,
     faults: Arc<WalFaults>,
+    /// Bytes of every segment on disk, synced ones only.
+    bytes: Arc<AtomicU64>,
 }
 
 /// The records found on disk at start.
@@ -220,6 +225,7 @@ impl Wal {
         let (tx, rx) = mpsc::channel();
         let faults = Arc::new(WalFaults::default());
         let mut writer = Writer::open(dir.to_path_buf(), last_seq, faults.clone())?;
+        let bytes = writer.bytes.clone();
         let mut callbacks = (on_durable, on_failed);
         std::thread::Builder::new()
             .name("medlake-wal".into())
@@ -229,6 +235,7 @@ impl Wal {
             tx,
             dir: Arc::new(dir.to_path_buf()),
             faults,
+            bytes,
         })
     }
 
@@ -266,6 +273,36 @@ impl Wal {
         &self.dir
     }
 
+    /// What the log's segments hold on disk: closed segments waiting for a flush to reach
+    /// Delta, and the open one.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Delete closed segments whose rows are all in Delta.
+    pub fn remove_segments(&self, segments: &[PathBuf]) -> Result<()> {
+        for s in segments {
+            let len = std::fs::metadata(s).map_or(0, |m| m.len());
+            match std::fs::remove_file(s) {
+                Ok(()) => {
+                    let _ = self
+                        .bytes
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                            Some(b.saturating_sub(len))
+                        });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(LakeError::io(
+                        format!("could not remove {}", s.display()),
+                        e,
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The fault switches of this log, for tests.
     #[doc(hidden)]
     pub fn faults(&self) -> &WalFaults {
@@ -297,23 +334,6 @@ pub fn lock_dir(dir: &Path) -> Result<File> {
     }
 }
 
-/// Delete segments whose rows are all in Delta.
-pub fn remove_segments(segments: &[PathBuf]) -> Result<()> {
-    for s in segments {
-        match std::fs::remove_file(s) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(LakeError::io(
-                    format!("could not remove {}", s.display()),
-                    e,
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
 type Waiting = Vec<(
     Vec<WalEntry>,
     tokio::sync::oneshot::Sender<Result<(), String>>,
@@ -337,6 +357,8 @@ struct Writer {
     /// Why the log stopped, once a write or a sync failed.
     stopped: Option<String>,
     faults: Arc<WalFaults>,
+    /// Shared with [`Wal::bytes`].
+    bytes: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -345,6 +367,12 @@ impl Writer {
         let path = dir.join(segment_name(last_seq + 1));
         let file = open_segment(&path)?;
         let durable_len = segment_len(&file, &path)?;
+        let closed_bytes: u64 = closed
+            .iter()
+            .filter(|p| **p != path)
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
         Ok(Writer {
             dir,
             file,
@@ -356,6 +384,7 @@ impl Writer {
             durable_seq: last_seq,
             stopped: None,
             faults,
+            bytes: Arc::new(AtomicU64::new(closed_bytes + durable_len)),
         })
     }
 
@@ -421,6 +450,8 @@ impl Writer {
             match synced {
                 Ok(()) => {
                     self.durable_len += self.buf.len() as u64;
+                    self.bytes
+                        .fetch_add(self.buf.len() as u64, Ordering::Relaxed);
                     self.buf.clear();
                 }
                 Err(e) => self.stop(format!(
@@ -487,6 +518,7 @@ impl Writer {
         if next != self.path {
             let file = open_segment(&next).map_err(|e| e.to_string())?;
             self.durable_len = segment_len(&file, &next).map_err(|e| e.to_string())?;
+            self.bytes.fetch_add(self.durable_len, Ordering::Relaxed);
             let old = std::mem::replace(&mut self.path, next);
             self.file = file;
             closed.push(old);

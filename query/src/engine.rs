@@ -1,6 +1,13 @@
 //! [`QueryEngine`]: read-only SQL over a workspace.
+//!
+//! Plans are planned and run on the engine's own runtime ([`crate::cpu`]): use
+//! [`QueryEngine::query`] or [`QueryEngine::collect`] rather than collecting a
+//! [`DataFrame`] on the caller's runtime.
 
 use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
 
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
 use datafusion::dataframe::DataFrame;
@@ -11,6 +18,7 @@ use medlake_lake::Lake;
 use thiserror::Error;
 
 use crate::catalog::{CurrentSchema, HistorySchema, SystemSchema};
+use crate::cpu::CpuRuntime;
 use crate::kind_table::KindSchema;
 
 /// Why a query failed.
@@ -31,6 +39,13 @@ pub const CATALOG: &str = "medlake";
 #[derive(Clone)]
 pub struct QueryEngine {
     ctx: SessionContext,
+    cpu: Arc<CpuRuntime>,
+}
+
+/// A query's answer: its schema (also when there are no rows) and its batches.
+pub struct QueryOutput {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
 }
 
 impl QueryEngine {
@@ -60,7 +75,34 @@ impl QueryEngine {
         }
         catalog.register_schema("medlake", Arc::new(SystemSchema::new(lake)))?;
         ctx.register_catalog(CATALOG, Arc::new(catalog));
-        Ok(QueryEngine { ctx })
+        let cpu = CpuRuntime::for_this_machine().map_err(|e| {
+            datafusion::error::DataFusionError::External(
+                format!("could not start the query threads: {e}").into(),
+            )
+        })?;
+        Ok(QueryEngine {
+            ctx,
+            cpu: Arc::new(cpu),
+        })
+    }
+
+    /// Plan and run a read-only query on the query runtime, and collect its answer.
+    pub async fn query(&self, query: &str) -> Result<QueryOutput, QueryError> {
+        let engine = self.clone();
+        let query = query.to_string();
+        self.cpu
+            .run(async move {
+                let df = engine.sql(&query).await?;
+                let schema = df.schema().inner().clone();
+                let batches = df.collect().await?;
+                Ok::<_, QueryError>(QueryOutput { schema, batches })
+            })
+            .await?
+    }
+
+    /// Run a planned [`DataFrame`] on the query runtime and collect its batches.
+    pub async fn collect(&self, df: DataFrame) -> Result<Vec<RecordBatch>, QueryError> {
+        Ok(self.cpu.run(df.collect()).await??)
     }
 
     /// Plan a query, refusing DDL, DML and session statements.

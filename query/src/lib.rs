@@ -4,12 +4,14 @@
 //! - [`catalog`]: the `fhir`, `fhir_history` and `medlake` schemas.
 //! - [`kind_table`]: the tables of the lake's other kinds, one schema per namespace.
 //! - [`engine`]: [`QueryEngine`], read-only SQL with the JSON functions.
+//! - [`cpu`]: the runtime that query plans run on, apart from the request threads.
 //! - [`search`]: FHIR search on the lake's search index.
 
 pub mod catalog;
+pub mod cpu;
 pub mod engine;
 pub mod kind_table;
 pub mod provider;
 pub mod search;
 
-pub use engine::{CATALOG, QueryEngine, QueryError};
+pub use engine::{CATALOG, QueryEngine, QueryError, QueryOutput};

@@ -212,7 +212,7 @@ impl TableProvider for ResourceHistoryTable {
             .0
             .table_view(&self.resource_type)
             .map_err(external)?;
-        let tail: Vec<RecordBatch> = view.buffered.into_iter().collect();
+        let tail: Vec<RecordBatch> = view.tail;
         scan_delta_and_tail(
             state,
             view.delta.as_ref(),

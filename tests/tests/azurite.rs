@@ -13,14 +13,37 @@ use serde_json::Value;
 
 struct Azurite {
     child: Child,
+    port: u16,
     endpoint: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Azurite {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Azurite {
+    /// Stop it as an operator would (SIGINT), so that it saves what it holds.
+    fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start it again on the same port and storage folder.
+    fn restart(&mut self) {
+        self.child = spawn_azurite(self.port, self.dir.path());
     }
 }
 
@@ -41,6 +64,18 @@ fn start_azurite() -> Azurite {
         .unwrap()
         .port();
     let dir = tempfile::tempdir().unwrap();
+    let child = spawn_azurite(port, dir.path());
+    Azurite {
+        child,
+        port,
+        endpoint: format!("http://127.0.0.1:{port}/devstoreaccount1"),
+        dir,
+    }
+}
+
+/// Start `azurite-blob` on `port` with its storage in `location`, and wait until it listens.
+fn spawn_azurite(port: u16, location: &std::path::Path) -> Child {
+    let bin = tools().join("node_modules/.bin/azurite-blob");
     let child = Command::new(&bin)
         .args([
             "--silent",
@@ -49,7 +84,7 @@ fn start_azurite() -> Azurite {
             "127.0.0.1",
         ])
         .args(["--blobPort", &port.to_string(), "--location"])
-        .arg(dir.path())
+        .arg(location)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -62,11 +97,7 @@ fn start_azurite() -> Azurite {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    Azurite {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}/devstoreaccount1"),
-        _dir: dir,
-    }
+    child
 }
 
 /// Run the Azure SDK helper script and return its output.
@@ -235,5 +266,114 @@ fn ingest_query_and_serve_through_azurite() {
         rows.as_array().unwrap().len(),
         1,
         "the flushed write is in Azure"
+    );
+}
+
+/// Object storage goes away under a running server and comes back: writes go on being
+/// acknowledged from the WAL while the tail has room, are refused with 503 and
+/// `Retry-After` past its bound, and everything acknowledged reaches Azure once the
+/// retried flush gets through.
+#[test]
+fn writes_ride_out_an_azurite_outage_and_land_when_it_returns() {
+    let mut azurite = start_azurite();
+    blob(&azurite, &["create", "medlake"]);
+    let dir = tempfile::tempdir().unwrap();
+    let wal = dir.path().join("wal");
+    let emulator = azurite.endpoint.trim_end_matches("/devstoreaccount1").to_string();
+    let server = Server::start_with_env(
+        std::path::Path::new("az://medlake/outage"),
+        &[
+            "--wal-dir",
+            wal.to_str().unwrap(),
+            "--flush-interval-secs",
+            "1",
+            "--max-tail-rows",
+            "30",
+            "--compact-interval-secs",
+            "0",
+        ],
+        &[
+            ("AZURE_STORAGE_USE_EMULATOR", "true"),
+            ("AZURITE_BLOB_STORAGE_URL", emulator.as_str()),
+        ],
+    );
+    let agent = http();
+    let put = |i: usize| {
+        let body = format!("{{\"resourceType\":\"Patient\",\"id\":\"o-{i}\",\"gender\":\"female\"}}");
+        agent
+            .put(&server.url(&format!("/fhir/Patient/o-{i}")))
+            .header("Content-Type", "application/fhir+json")
+            .send(body)
+            .unwrap()
+    };
+    let mut acknowledged = 0;
+    for i in 0..5 {
+        assert_eq!(put(i).status(), 201);
+        acknowledged += 1;
+    }
+    // Wait for the first flush to reach Azure.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !blob(&azurite, &["list", "medlake", "outage/default/fhir/patient/"])
+        .contains("_delta_log/00000000000000000000.json")
+    {
+        assert!(Instant::now() < deadline, "the first flush never reached Azure");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    azurite.stop();
+    for i in 5..20 {
+        assert_eq!(put(i).status(), 201, "a write while Azure is down, with room in the tail");
+        acknowledged += 1;
+    }
+    let r = agent.get(&server.url("/fhir/Patient/o-12")).call().unwrap();
+    assert_eq!(r.status(), 200, "acknowledged writes are readable meanwhile");
+    let mut refused = false;
+    for i in 20..60 {
+        let r = put(i);
+        if r.status() == 503 {
+            let retry = r.headers().get("retry-after").and_then(|v| v.to_str().ok());
+            assert!(retry.is_some_and(|v| v.parse::<u64>().is_ok()), "503 without Retry-After");
+            refused = true;
+            break;
+        }
+        assert_eq!(r.status(), 201);
+        acknowledged += 1;
+    }
+    assert!(refused, "writes past the tail's bound must be refused while Azure is down");
+
+    azurite.restart();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let status = put(1000).status();
+        if status == 201 {
+            acknowledged += 1;
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(
+            Instant::now() < deadline,
+            "writes were not taken again within 4 minutes of Azure's return"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    server.stop();
+
+    let out = medlake_az(
+        &azurite,
+        &[
+            "sql",
+            "--data",
+            "az://medlake/outage",
+            "--format",
+            "json",
+            "SELECT count(*) AS n FROM fhir.patient",
+        ],
+    );
+    let out_text = String::from_utf8_lossy(&out.stdout);
+    let rows: Value = serde_json::from_str(out_text.trim()).unwrap();
+    assert_eq!(
+        rows[0]["n"].as_u64(),
+        Some(acknowledged as u64),
+        "every acknowledged write is in Azure: {out_text}"
     );
 }

@@ -66,6 +66,8 @@ pub struct Background {
     pub flush_interval: Duration,
     /// How often to compact small files; `None` for never.
     pub compact_interval: Option<Duration>,
+    /// How often to look for Delta commits of other processes; `None` for never.
+    pub refresh_interval: Option<Duration>,
 }
 
 /// A table is compacted once it has this many small files: a flush makes one per table
@@ -100,6 +102,9 @@ pub async fn serve(lake: Lake, addr: SocketAddr, background: Background) -> Resu
     let compactor = background
         .compact_interval
         .map(|every| lake.spawn_compactor(every, COMPACT_MIN_SMALL_FILES, COMPACT_RETENTION));
+    let refresher = background
+        .refresh_interval
+        .map(|every| lake.spawn_refresher(every));
     println!(
         "medlake is serving the workspace at {}",
         lake.workspace_url()
@@ -124,8 +129,8 @@ pub async fn serve(lake: Lake, addr: SocketAddr, background: Background) -> Resu
         .await
         .context("the HTTP server stopped")?;
     flusher.abort();
-    if let Some(c) = compactor {
-        c.abort();
+    for task in [compactor, refresher].into_iter().flatten() {
+        task.abort();
     }
     tracing::info!("shutting down: flushing the write buffer to Delta");
     lake.flush().await?;

@@ -75,6 +75,15 @@ impl Lake {
         }
     }
 
+    /// The snapshot of a type that queries see now, if it has a table.
+    pub(crate) fn installed_table(&self, resource_type: &str) -> Option<DeltaTable> {
+        self.shared
+            .types
+            .lock()
+            .get(resource_type)
+            .and_then(|s| s.delta.clone())
+    }
+
     /// After a compaction of a kind's table: make the new snapshot the one queries see.
     pub(crate) fn install_kind_table(&self, name: &str, table: DeltaTable) {
         if let Some(t) = self.shared.tables.lock().get_mut(name) {

@@ -53,19 +53,19 @@ impl Lake {
         let _one_at_a_time = self.shared.flush_lock.lock().await;
         let Rotation { closed, last_seq } = wal.rotate().await?;
         self.shared.closed_segments.lock().extend(closed);
-        let work: Vec<(String, Vec<Arc<ResourceVersion>>, Option<DeltaTable>)> = {
+        let work: Vec<(String, Vec<Arc<ResourceVersion>>)> = {
             let types = self.shared.types.lock();
             types
                 .iter()
                 .filter_map(|(t, s)| {
                     let rows = s.buffer.rows_upto(last_seq);
-                    (!rows.is_empty()).then(|| (t.clone(), rows, s.delta.clone()))
+                    (!rows.is_empty()).then(|| (t.clone(), rows))
                 })
                 .collect()
         };
         let mut stats = FlushStats::default();
-        for (resource_type, rows, delta) in work {
-            let table = match delta {
+        for (resource_type, rows) in work {
+            let table = match self.current_table(&resource_type).await? {
                 Some(t) => t,
                 None => self.table_handle(&resource_type).await?,
             };
@@ -143,12 +143,18 @@ impl Lake {
         }
         // Every row up to last_seq is in Delta: the closed segments are no longer needed.
         let closed = std::mem::take(&mut *self.shared.closed_segments.lock());
-        remove_segments(&closed)?;
+        wal.remove_segments(&closed)?;
         Ok(stats)
     }
 
     /// Flush every `interval`, or sooner once the tail holds `max_rows` rows, until the
     /// returned handle is dropped or aborted.
+    ///
+    /// A flush that fails (object storage down, or timing out) keeps its rows in the tail
+    /// and its segments in the WAL, and is tried again after a pause that doubles with
+    /// each failure in a row ([`RetryBackoff`]), so a long outage is not met with a
+    /// request storm. Writes go on meanwhile, until the lake's bounds on the tail and on
+    /// the WAL refuse them ([`LakeError::Busy`], [`LakeError::WalFull`]).
     pub fn spawn_flusher(
         &self,
         interval: Duration,
@@ -158,20 +164,40 @@ impl Lake {
         tokio::spawn(async move {
             let tick = Duration::from_millis(100);
             let mut waited = Duration::ZERO;
+            let mut backoff = RetryBackoff::default();
             loop {
                 tokio::time::sleep(tick).await;
                 waited += tick;
                 let rows = lake.buffered_rows();
-                if rows == 0 || (waited < interval && rows < max_rows) {
+                let due = waited >= interval || rows >= max_rows;
+                if rows == 0 || !due || !backoff.ready() {
                     continue;
                 }
                 waited = Duration::ZERO;
                 match lake.flush().await {
-                    Ok(s) if s.rows > 0 => {
-                        tracing::debug!("flushed {} rows to {} tables", s.rows, s.tables)
+                    Ok(s) => {
+                        if backoff.failures() > 0 {
+                            tracing::info!(
+                                "flush to Delta succeeded after {} failed attempts",
+                                backoff.failures()
+                            );
+                        }
+                        backoff.succeeded();
+                        if s.rows > 0 {
+                            tracing::debug!("flushed {} rows to {} tables", s.rows, s.tables)
+                        }
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::error!("flush to Delta failed, will retry: {e}"),
+                    Err(e) => {
+                        let pause = backoff.failed();
+                        tracing::error!(
+                            "flush to Delta failed ({} in a row; {} rows and {} WAL bytes \
+                             wait), retrying in {:.0} s: {e}",
+                            backoff.failures(),
+                            lake.buffered_rows(),
+                            lake.wal_bytes(),
+                            pause.as_secs_f64()
+                        );
+                    }
                 }
             }
         })
@@ -229,5 +255,61 @@ impl Lake {
     /// Hold off flushes (for a compaction, which must not interleave its commit with one).
     pub(crate) async fn lock_flushes(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.shared.flush_lock.lock().await
+    }
+}
+
+/// Pauses between retries of a failing background task: 1 s after the first failure,
+/// doubling up to a minute, and none once it succeeds again.
+#[derive(Debug, Default)]
+pub(crate) struct RetryBackoff {
+    failures: u32,
+    not_before: Option<std::time::Instant>,
+}
+
+impl RetryBackoff {
+    pub(crate) const FIRST: Duration = Duration::from_secs(1);
+    pub(crate) const MAX: Duration = Duration::from_secs(60);
+
+    /// Whether the pause after the last failure is over.
+    pub(crate) fn ready(&self) -> bool {
+        self.not_before
+            .is_none_or(|t| std::time::Instant::now() >= t)
+    }
+
+    /// Record a failure; the pause before the next attempt.
+    pub(crate) fn failed(&mut self) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let pause = Self::FIRST
+            .saturating_mul(1u32 << (self.failures - 1).min(16))
+            .min(Self::MAX);
+        self.not_before = Some(std::time::Instant::now() + pause);
+        pause
+    }
+
+    pub(crate) fn succeeded(&mut self) {
+        self.failures = 0;
+        self.not_before = None;
+    }
+
+    pub(crate) fn failures(&self) -> u32 {
+        self.failures
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RetryBackoff;
+    use std::time::Duration;
+
+    #[test]
+    fn pauses_double_up_to_a_minute_and_reset_on_success() {
+        let mut b = RetryBackoff::default();
+        assert!(b.ready());
+        let pauses: Vec<u64> = (0..9).map(|_| b.failed().as_secs()).collect();
+        assert_eq!(pauses, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert!(!b.ready());
+        b.succeeded();
+        assert!(b.ready());
+        assert_eq!(b.failed(), Duration::from_secs(1));
     }
 }

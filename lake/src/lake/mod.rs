@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use arrow::array::{Array, RecordBatch};
+use arrow::array::RecordBatch;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
@@ -50,11 +50,12 @@ use crate::record::{ResourceVersion, instant_string, now_micros, versions_to_bat
 use crate::schema::{INGEST_ERRORS_DIR, resource_table_dir};
 use crate::search_index::SearchIndex;
 use crate::storage::{is_local, resolve_data_url};
-use crate::wal::{Recovery, Rotation, TableRows, Wal, WalEntry, remove_segments};
+use crate::wal::{Recovery, Rotation, TableRows, Wal, WalEntry};
 use medlake_ingest::search::{SearchParams, encode};
 
 mod delta;
 mod flush;
+mod follow;
 mod open;
 mod read;
 mod write;
@@ -64,9 +65,9 @@ pub(crate) use delta::load_table;
 pub(crate) use delta::table_url;
 use delta::wal_txn_version;
 pub use flush::FlushStats;
+pub use follow::{Clash, RefreshReport};
+use open::list_resource_tables;
 use open::index_row;
-pub(crate) use read::row_from_batch;
-pub(crate) use read::string_at;
 pub use write::WriteOp;
 pub use write::Written;
 pub use write::search_values;
@@ -99,6 +100,10 @@ pub struct LakeOptions {
     /// Writes are refused with [`LakeError::Busy`] while more rows than this wait in the
     /// tail for Delta (object storage down or slow), so that memory stays bounded.
     pub max_tail_rows: usize,
+    /// Writes are refused with [`LakeError::WalFull`] while the WAL holds more bytes than
+    /// this (its segments are deleted only once their rows are in Delta), so that an
+    /// outage of object storage cannot fill the WAL's disk.
+    pub max_wal_bytes: u64,
 }
 
 impl LakeOptions {
@@ -112,6 +117,7 @@ impl LakeOptions {
             kinds: Vec::new(),
             wal_recovery: Recovery::Strict,
             max_tail_rows: DEFAULT_MAX_TAIL_ROWS,
+            max_wal_bytes: DEFAULT_MAX_WAL_BYTES,
         }
     }
 }
@@ -119,6 +125,10 @@ impl LakeOptions {
 /// The default of [`LakeOptions::max_tail_rows`]: about a minute of the heaviest write
 /// load at a few hundred bytes a row.
 pub const DEFAULT_MAX_TAIL_ROWS: usize = 2_000_000;
+
+/// The default of [`LakeOptions::max_wal_bytes`]: 4 GiB, well above what
+/// [`DEFAULT_MAX_TAIL_ROWS`] rows take, so the tail's bound usually acts first.
+pub const DEFAULT_MAX_WAL_BYTES: u64 = 4 << 30;
 
 /// A table of a registered kind: its Delta table (if it exists yet) and its tail.
 struct KindTable {
@@ -149,7 +159,8 @@ struct TypeState {
 #[derive(Clone)]
 pub struct TableView {
     pub delta: Option<DeltaTable>,
-    pub buffered: Option<RecordBatch>,
+    /// The tail's rows, in WAL order.
+    pub tail: Vec<RecordBatch>,
 }
 
 struct Shared {
@@ -161,6 +172,7 @@ struct Shared {
     /// Rows in every tail, FHIR and other kinds: what waits for Delta.
     tail_rows: AtomicUsize,
     max_tail_rows: usize,
+    max_wal_bytes: u64,
     wal: Option<Wal>,
     flush_lock: tokio::sync::Mutex<()>,
     /// Closed WAL segments waiting for a successful flush before deletion.
@@ -213,19 +225,25 @@ impl Lake {
         v
     }
 
-    /// A consistent view of one type for a scan.
+    /// A consistent view of one type for a scan. The snapshot and the tail are taken
+    /// together under the lock; the tail's batches are built after it is released, so
+    /// the WAL writer, which needs that lock to acknowledge writes, never waits for them
+    /// ([`crate::buffer`]).
     pub fn table_view(&self, resource_type: &str) -> Result<TableView> {
-        let mut types = self.shared.types.lock();
-        match types.get_mut(resource_type) {
-            None => Ok(TableView {
-                delta: None,
-                buffered: None,
-            }),
-            Some(s) => Ok(TableView {
-                delta: s.delta.clone(),
-                buffered: s.buffer.batch()?,
-            }),
-        }
+        let (delta, tail) = {
+            let types = self.shared.types.lock();
+            match types.get(resource_type) {
+                None => return Ok(TableView {
+                    delta: None,
+                    tail: Vec::new(),
+                }),
+                Some(s) => (s.delta.clone(), s.buffer.snapshot()),
+            }
+        };
+        Ok(TableView {
+            delta,
+            tail: tail.batches()?,
+        })
     }
 
     /// The search index, if the lake keeps one ([`LakeOptions::search_index`]). Hold the

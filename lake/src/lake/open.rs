@@ -15,7 +15,7 @@ fn wal_dir(options: &LakeOptions, workspace_url: &Url) -> PathBuf {
 }
 
 /// The resource types with a table folder under `<workspace>/fhir/`.
-async fn list_resource_tables(workspace_url: &Url) -> Result<Vec<String>> {
+pub(super) async fn list_resource_tables(workspace_url: &Url) -> Result<Vec<String>> {
     let fhir = workspace_url
         .join("fhir/")
         .map_err(|e| LakeError::BadDataUrl {
@@ -307,6 +307,7 @@ impl Lake {
                 }),
                 tail_rows: AtomicUsize::new(tail_rows),
                 max_tail_rows: options.max_tail_rows,
+                max_wal_bytes: options.max_wal_bytes,
                 wal,
                 flush_lock: tokio::sync::Mutex::new(()),
                 closed_segments: Mutex::new(Vec::new()),
@@ -321,18 +322,5 @@ impl Lake {
             ));
         }
         Ok(Lake { shared })
-    }
-
-    /// Reload every table from storage (to see commits made by other processes).
-    pub async fn refresh(&self) -> Result<()> {
-        let names = list_resource_tables(&self.shared.workspace_url).await?;
-        for t in names {
-            let url = self.table_url(&t)?;
-            if let Some(table) = load_table(&url).await? {
-                self.locate_new_files(&t, &table).await;
-                self.install_table(&t, table);
-            }
-        }
-        Ok(())
     }
 }

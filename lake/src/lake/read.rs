@@ -2,55 +2,6 @@
 
 use super::*;
 
-pub(crate) fn row_from_batch(
-    b: &RecordBatch,
-    resource_type: &str,
-    i: usize,
-) -> Result<ResourceVersion> {
-    use arrow::array::AsArray;
-    use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
-    let col = |name: &str| {
-        b.column_by_name(name).cloned().ok_or_else(|| {
-            LakeError::Arrow(arrow::error::ArrowError::SchemaError(format!(
-                "missing column {name}"
-            )))
-        })
-    };
-    let id = col("id")?;
-    let resource = col("resource")?;
-    let seq = col("wal_seq")?;
-    let seq = seq.as_primitive::<Int64Type>();
-    Ok(ResourceVersion {
-        resource_type: resource_type.to_string(),
-        id: string_at(&id, i)?.to_string(),
-        version_id: col("version_id")?.as_primitive::<Int64Type>().value(i),
-        last_updated: col("last_updated")?
-            .as_primitive::<TimestampMicrosecondType>()
-            .value(i),
-        deleted: col("deleted")?.as_boolean().value(i),
-        resource: Arc::from(string_at(&resource, i)?),
-        wal_seq: (!seq.is_null(i)).then(|| seq.value(i)),
-        search: match b.column_by_name("search") {
-            Some(s) if !s.is_null(i) => Arc::from(string_at(s, i)?),
-            _ => Arc::from(""),
-        },
-    })
-}
-
-/// A string cell, whichever string layout the reader chose (delta-rs reads `Utf8View`).
-pub(crate) fn string_at(array: &arrow::array::ArrayRef, i: usize) -> Result<&str> {
-    use arrow::array::AsArray;
-    use arrow::datatypes::DataType;
-    match array.data_type() {
-        DataType::Utf8 => Ok(array.as_string::<i32>().value(i)),
-        DataType::LargeUtf8 => Ok(array.as_string::<i64>().value(i)),
-        DataType::Utf8View => Ok(array.as_string_view().value(i)),
-        other => Err(LakeError::Arrow(arrow::error::ArrowError::SchemaError(
-            format!("expected a string column, found {other}"),
-        ))),
-    }
-}
-
 impl Lake {
     /// The newest version of a resource, deleted or not: from the tail, else from Delta.
     pub async fn read_latest(

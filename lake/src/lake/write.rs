@@ -196,6 +196,19 @@ pub fn search_values(resource_type: &str, json: &str) -> String {
     }
 }
 
+fn extract_searches(ops: &mut [WriteOp]) -> Vec<Arc<str>> {
+    ops.iter_mut()
+        .map(|op| match op {
+            WriteOp::Put {
+                resource_type,
+                resource,
+                ..
+            } => Arc::from(search_values_of_map(resource_type, resource)),
+            WriteOp::Delete { .. } => Arc::from(""),
+        })
+        .collect()
+}
+
 fn search_values_of_map(resource_type: &str, resource: &mut Map<String, Value>) -> String {
     // `extract` wants a `Value`: lend it the map rather than copy the resource.
     let value = Value::Object(std::mem::take(resource));
@@ -233,19 +246,20 @@ impl Lake {
     /// that assigns versions: if one fails, nothing is written.
     pub async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<Written>> {
         let wal = self.writable()?;
-        // Extract search values before taking the lock: it is the costly part of a write.
+        // Extract search values before taking the lock: it is the costly part of a write,
+        // and for a large request it moves off the async threads ([`crate::blocking`]).
         let mut ops = ops;
-        let searches: Vec<Arc<str>> = ops
-            .iter_mut()
-            .map(|op| match op {
-                WriteOp::Put {
-                    resource_type,
-                    resource,
-                    ..
-                } => Arc::from(search_values_of_map(resource_type, resource)),
-                WriteOp::Delete { .. } => Arc::from(""),
+        let searches = if ops.len() >= crate::blocking::LARGE_REQUEST_RESOURCES {
+            let (back, searches) = crate::blocking::run(move || {
+                let searches = extract_searches(&mut ops);
+                (ops, searches)
             })
-            .collect();
+            .await?;
+            ops = back;
+            searches
+        } else {
+            extract_searches(&mut ops)
+        };
         let (pending, written) = {
             let mut st = self.shared.index.lock();
             for op in &ops {
@@ -354,6 +368,13 @@ impl Lake {
                 bound: self.shared.max_tail_rows,
             });
         }
+        let bytes = wal.bytes();
+        if bytes >= self.shared.max_wal_bytes {
+            return Err(LakeError::WalFull {
+                bytes,
+                bound: self.shared.max_wal_bytes,
+            });
+        }
         Ok(wal)
     }
 
@@ -404,6 +425,12 @@ impl Lake {
     /// Record a version written outside the WAL (bulk loads) in the index.
     pub(crate) fn with_write_state<R>(&self, f: impl FnOnce(&mut IdIndex) -> R) -> R {
         f(&mut self.shared.index.lock().index)
+    }
+
+    /// Bytes the WAL holds on disk (0 for a lake without one): what waits for Delta, and
+    /// the open segment.
+    pub fn wal_bytes(&self) -> u64 {
+        self.shared.wal.as_ref().map_or(0, |w| w.bytes())
     }
 
     /// The WAL's fault switches, for tests of the fail-stop behaviour.

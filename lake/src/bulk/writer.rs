@@ -1,6 +1,6 @@
-//! Bulk loads: large batches straight to Delta, with no WAL.
+//! [`BulkWriter`]: large batches of resource versions straight to Delta, with no WAL.
 //!
-//! `medlake ingest` pushes resources here. Rows gather per type until a batch is big
+//! The load pipeline ([`super::load`]) pushes resources here. Rows gather per type until a batch is big
 //! (by default 200,000 rows or 128 MB), then a committer task writes it as one Delta
 //! commit of large Parquet files while parsing goes on. All types together may hold at
 //! most `buffer_bytes` (256 MB): past that the largest batch is committed early, so
@@ -9,20 +9,15 @@
 //! re-running it makes new versions, as re-sending a resource to a FHIR server would.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
-};
-use deltalake::DeltaTable;
+use arrow::array::RecordBatch;
 use deltalake::kernel::transaction::CommitProperties;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::error::{LakeError, Result};
-use crate::lake::{Lake, load_table};
+use crate::lake::Lake;
 use crate::record::{VersionBatchBuilder, now_micros};
-use crate::schema::ingest_errors_schema;
 
 /// Limits of one bulk batch.
 #[derive(Debug, Clone, Copy)]
@@ -176,9 +171,12 @@ async fn commit_loop(
     mut rx: mpsc::Receiver<(String, RecordBatch)>,
 ) -> Result<BulkStats> {
     let mut stats = BulkStats::default();
-    let mut tables: HashMap<String, DeltaTable> = HashMap::new();
     while let Some((resource_type, batch)) = rx.recv().await {
-        let table = match tables.remove(&resource_type) {
+        // A serving process flushes and compacts the same tables meanwhile: one commit
+        // at a time, each on the newest snapshot, so that none installs a snapshot that
+        // misses another's files.
+        let _no_flush_meanwhile = lake.lock_flushes().await;
+        let table = match lake.current_table(&resource_type).await? {
             Some(t) => t,
             None => lake.table_handle(&resource_type).await?,
         };
@@ -198,7 +196,6 @@ async fn commit_loop(
             lake.index_committed(&resource_type, &batch)?;
             lake.locate_new_files(&resource_type, &table).await;
         }
-        tables.insert(resource_type.clone(), table);
         stats.rows += rows;
         stats.commits += 1;
         *stats.per_type.entry(resource_type).or_default() += rows;
@@ -206,80 +203,3 @@ async fn commit_loop(
     Ok(stats)
 }
 
-/// One rejected input record, as stored in `ingest_errors`.
-#[derive(Debug, Clone)]
-pub struct IngestErrorRow {
-    pub source: String,
-    pub line: Option<i64>,
-    pub entry: Option<i64>,
-    pub resource_type: Option<String>,
-    pub resource_id: Option<String>,
-    pub severity: String,
-    pub code: String,
-    pub diagnostics: String,
-    pub expression: Option<String>,
-    pub outcome: String,
-}
-
-impl Lake {
-    /// Append rejected records to the `ingest_errors` table under `run_id`.
-    pub async fn append_ingest_errors(&self, run_id: &str, rows: &[IngestErrorRow]) -> Result<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let now = now_micros();
-        let mut run = StringBuilder::new();
-        let mut at = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-        let mut source = StringBuilder::new();
-        let mut line = Int64Builder::new();
-        let mut entry = Int64Builder::new();
-        let mut rtype = StringBuilder::new();
-        let mut rid = StringBuilder::new();
-        let mut severity = StringBuilder::new();
-        let mut code = StringBuilder::new();
-        let mut diagnostics = StringBuilder::new();
-        let mut expression = StringBuilder::new();
-        let mut outcome = StringBuilder::new();
-        for r in rows {
-            run.append_value(run_id);
-            at.append_value(now);
-            source.append_value(&r.source);
-            line.append_option(r.line);
-            entry.append_option(r.entry);
-            rtype.append_option(r.resource_type.as_deref());
-            rid.append_option(r.resource_id.as_deref());
-            severity.append_value(&r.severity);
-            code.append_value(&r.code);
-            diagnostics.append_value(&r.diagnostics);
-            expression.append_option(r.expression.as_deref());
-            outcome.append_value(&r.outcome);
-        }
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(run.finish()),
-            Arc::new(at.finish()),
-            Arc::new(source.finish()),
-            Arc::new(line.finish()),
-            Arc::new(entry.finish()),
-            Arc::new(rtype.finish()),
-            Arc::new(rid.finish()),
-            Arc::new(severity.finish()),
-            Arc::new(code.finish()),
-            Arc::new(diagnostics.finish()),
-            Arc::new(expression.finish()),
-            Arc::new(outcome.finish()),
-        ];
-        let batch = RecordBatch::try_new(ingest_errors_schema(), columns)?;
-        let url = self.ingest_errors_url()?;
-        let table = match load_table(&url).await? {
-            Some(t) => t,
-            None => deltalake::DeltaTableBuilder::from_url(url)
-                .and_then(|b| b.build())
-                .map_err(|e| LakeError::delta("ingest_errors", e))?,
-        };
-        table
-            .write(vec![batch])
-            .await
-            .map_err(|e| LakeError::delta("ingest_errors", e))?;
-        Ok(())
-    }
-}
