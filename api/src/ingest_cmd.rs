@@ -231,10 +231,7 @@ fn upload_files(server: &str, paths: &[PathBuf], progress: bool) -> Result<Summa
                 .or_else(|| answer.pointer("/outcome/issue/0/diagnostics"))
                 .and_then(Value::as_str)
                 .unwrap_or("no reason given");
-            bail!(
-                "the server refused {} ({status}): {why}",
-                file.display()
-            );
+            bail!("the server refused {} ({status}): {why}", file.display());
         }
         summary.add(&load_summary_of(&answer));
         bar.set_message(format!(
@@ -292,7 +289,8 @@ struct Progress {
 impl Read for Progress {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.bar.set_position(self.bytes_read.load(Ordering::Relaxed));
+        self.bar
+            .set_position(self.bytes_read.load(Ordering::Relaxed));
         Ok(n)
     }
 }

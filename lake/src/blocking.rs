@@ -90,7 +90,11 @@ mod tests {
             j.await.unwrap().unwrap();
         }
         let most = most.load(Ordering::SeqCst);
-        assert!(most >= 1 && most <= cores(), "{most} jobs ran at once on {} cores", cores());
+        assert!(
+            most >= 1 && most <= cores(),
+            "{most} jobs ran at once on {} cores",
+            cores()
+        );
         // A job on every core excludes every other job: one queued beside it runs either
         // before or after it, and never sees it running.
         let r2 = running.clone();

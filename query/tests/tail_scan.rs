@@ -39,7 +39,9 @@ async fn a_long_scan_of_the_tail_does_not_stall_write_acknowledgements() {
         .unwrap();
     let rows = 200_000;
     for chunk in 0..rows / 2000 {
-        let ops = (0..2000).map(|i| patient(format!("p-{chunk}-{i}"))).collect();
+        let ops = (0..2000)
+            .map(|i| patient(format!("p-{chunk}-{i}")))
+            .collect();
         lake.write(ops).await.unwrap();
     }
     assert_eq!(lake.buffered_rows(), rows);
@@ -89,7 +91,10 @@ async fn a_long_scan_of_the_tail_does_not_stall_write_acknowledgements() {
         scan > Duration::from_millis(100),
         "the scan took only {scan:?}: too short to tell a stall, make the tail larger"
     );
-    assert!(acknowledged >= 3, "only {acknowledged} writes during the scan");
+    assert!(
+        acknowledged >= 3,
+        "only {acknowledged} writes during the scan"
+    );
     assert!(
         worst * 4 < scan,
         "a write waited {worst:?} during a scan of {scan:?}: the scan held up acknowledgements"

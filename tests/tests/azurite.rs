@@ -279,7 +279,10 @@ fn writes_ride_out_an_azurite_outage_and_land_when_it_returns() {
     blob(&azurite, &["create", "medlake"]);
     let dir = tempfile::tempdir().unwrap();
     let wal = dir.path().join("wal");
-    let emulator = azurite.endpoint.trim_end_matches("/devstoreaccount1").to_string();
+    let emulator = azurite
+        .endpoint
+        .trim_end_matches("/devstoreaccount1")
+        .to_string();
     let server = Server::start_with_env(
         std::path::Path::new("az://medlake/outage"),
         &[
@@ -299,7 +302,8 @@ fn writes_ride_out_an_azurite_outage_and_land_when_it_returns() {
     );
     let agent = http();
     let put = |i: usize| {
-        let body = format!("{{\"resourceType\":\"Patient\",\"id\":\"o-{i}\",\"gender\":\"female\"}}");
+        let body =
+            format!("{{\"resourceType\":\"Patient\",\"id\":\"o-{i}\",\"gender\":\"female\"}}");
         agent
             .put(&server.url(&format!("/fhir/Patient/o-{i}")))
             .header("Content-Type", "application/fhir+json")
@@ -313,33 +317,53 @@ fn writes_ride_out_an_azurite_outage_and_land_when_it_returns() {
     }
     // Wait for the first flush to reach Azure.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !blob(&azurite, &["list", "medlake", "outage/default/fhir/patient/"])
-        .contains("_delta_log/00000000000000000000.json")
+    while !blob(
+        &azurite,
+        &["list", "medlake", "outage/default/fhir/patient/"],
+    )
+    .contains("_delta_log/00000000000000000000.json")
     {
-        assert!(Instant::now() < deadline, "the first flush never reached Azure");
+        assert!(
+            Instant::now() < deadline,
+            "the first flush never reached Azure"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 
     azurite.stop();
     for i in 5..20 {
-        assert_eq!(put(i).status(), 201, "a write while Azure is down, with room in the tail");
+        assert_eq!(
+            put(i).status(),
+            201,
+            "a write while Azure is down, with room in the tail"
+        );
         acknowledged += 1;
     }
     let r = agent.get(&server.url("/fhir/Patient/o-12")).call().unwrap();
-    assert_eq!(r.status(), 200, "acknowledged writes are readable meanwhile");
+    assert_eq!(
+        r.status(),
+        200,
+        "acknowledged writes are readable meanwhile"
+    );
     let mut refused = false;
     for i in 20..60 {
         let r = put(i);
         if r.status() == 503 {
             let retry = r.headers().get("retry-after").and_then(|v| v.to_str().ok());
-            assert!(retry.is_some_and(|v| v.parse::<u64>().is_ok()), "503 without Retry-After");
+            assert!(
+                retry.is_some_and(|v| v.parse::<u64>().is_ok()),
+                "503 without Retry-After"
+            );
             refused = true;
             break;
         }
         assert_eq!(r.status(), 201);
         acknowledged += 1;
     }
-    assert!(refused, "writes past the tail's bound must be refused while Azure is down");
+    assert!(
+        refused,
+        "writes past the tail's bound must be refused while Azure is down"
+    );
 
     azurite.restart();
     let deadline = Instant::now() + Duration::from_secs(240);

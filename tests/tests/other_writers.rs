@@ -74,7 +74,10 @@ fn a_large_ingest_takes_the_bulk_path_with_versions_from_the_server() {
     let server = Server::start(&dir.path().join("lake"), &["--compact-interval-secs", "0"]);
     let n = 6000;
     let body = patients_ndjson("big", n);
-    assert!(body.len() > 8 << 20, "the body must exceed the WAL path's 8 MiB");
+    assert!(
+        body.len() > 8 << 20,
+        "the body must exceed the WAL path's 8 MiB"
+    );
     let load = || {
         let mut r = http()
             .post(&server.url("/ingest"))
@@ -91,7 +94,10 @@ fn a_large_ingest_takes_the_bulk_path_with_versions_from_the_server() {
     assert_eq!(first["rejected"], 1);
     assert_eq!(first["types"]["Patient"], n as u64);
     let quoted = first["firstErrors"][0].as_str().unwrap();
-    assert!(quoted.contains(":3"), "the rejection names its line: {quoted}");
+    assert!(
+        quoted.contains(":3"),
+        "the rejection names its line: {quoted}"
+    );
 
     let (status, p) = get(&server, "/fhir/Patient/big-10");
     assert_eq!(status, 200);
@@ -123,7 +129,9 @@ fn a_large_ingest_takes_the_bulk_path_with_versions_from_the_server() {
     assert_eq!(
         count(
             &server,
-            &format!("SELECT count(*) AS n FROM medlake.ingest_errors WHERE run_id = '{run}' AND line = 3")
+            &format!(
+                "SELECT count(*) AS n FROM medlake.ingest_errors WHERE run_id = '{run}' AND line = 3"
+            )
         ),
         1
     );
@@ -136,12 +144,20 @@ fn medlake_ingest_streams_files_to_a_running_server() {
     let generated = dir.path().join("gen");
     medlake(
         &lake,
-        &["generate", "--patients", "4", "--seed", "3", "--out", generated.to_str().unwrap(), "-q"],
+        &[
+            "generate",
+            "--patients",
+            "4",
+            "--seed",
+            "3",
+            "--out",
+            generated.to_str().unwrap(),
+            "-q",
+        ],
     );
-    let manifest: Value = serde_json::from_str(
-        &std::fs::read_to_string(generated.join("manifest.json")).unwrap(),
-    )
-    .unwrap();
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(generated.join("manifest.json")).unwrap())
+            .unwrap();
     let total = manifest["total"].as_u64().unwrap();
     let server = Server::start(&lake, &[]);
 
@@ -153,10 +169,19 @@ fn medlake_ingest_streams_files_to_a_running_server() {
 
     let out = medlake(
         &lake,
-        &["ingest", "-q", "--server", &server.base, generated.to_str().unwrap()],
+        &[
+            "ingest",
+            "-q",
+            "--server",
+            &server.base,
+            generated.to_str().unwrap(),
+        ],
     );
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains(&format!("ingested {total} resources")), "{said}");
+    assert!(
+        said.contains(&format!("ingested {total} resources")),
+        "{said}"
+    );
     assert_eq!(
         count(&server, "SELECT count(*) AS n FROM fhir.observation"),
         manifest["counts"]["Observation"].as_i64().unwrap()
@@ -202,7 +227,9 @@ fn put_patient(server: &Server, id: &str, family: &str) {
     let r = http()
         .put(&server.url(&format!("/fhir/Patient/{id}")))
         .header("Content-Type", "application/fhir+json")
-        .send(json!({"resourceType": "Patient", "id": id, "name": [{"family": family}]}).to_string())
+        .send(
+            json!({"resourceType": "Patient", "id": id, "name": [{"family": family}]}).to_string(),
+        )
         .unwrap();
     assert_eq!(r.status(), 201);
 }
@@ -252,7 +279,11 @@ fn commits_of_other_processes_are_followed_and_clashes_reported() {
     let (_, bundle) = get(&server, "/fhir/Patient?family=Externa");
     let found: Vec<&str> = bundle["entry"]
         .as_array()
-        .map(|e| e.iter().filter_map(|e| e["resource"]["id"].as_str()).collect())
+        .map(|e| {
+            e.iter()
+                .filter_map(|e| e["resource"]["id"].as_str())
+                .collect()
+        })
         .unwrap_or_default();
     assert_eq!(found, ["ext-1"], "the search index followed: {bundle}");
     assert_eq!(count(&server, "SELECT count(*) AS n FROM fhir.patient"), 3);
@@ -275,7 +306,10 @@ fn commits_of_other_processes_are_followed_and_clashes_reported() {
     });
     let out = medlake(&lake, &["optimize"]);
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("a server is writing to this workspace"), "{said}");
+    assert!(
+        said.contains("a server is writing to this workspace"),
+        "{said}"
+    );
     assert!(said.contains("Patient"), "{said}");
     // After the next refresh, every resource still reads, from the compacted file.
     std::thread::sleep(Duration::from_secs(3));

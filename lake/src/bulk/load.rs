@@ -92,10 +92,9 @@ impl Lake {
                 }
             }
             let text = last_updated_text.clone();
-            let stamped = crate::blocking::run_on_every_core(move || {
-                stamp_all(good, last_updated, &text)
-            })
-            .await?;
+            let stamped =
+                crate::blocking::run_on_every_core(move || stamp_all(good, last_updated, &text))
+                    .await?;
             for (t, id, v, json, search) in stamped {
                 writer.push(&t, &id, v, &json, &search).await?;
                 summary.accepted += 1;
@@ -171,7 +170,11 @@ fn stamp_all(
 
 /// The `ingest_errors` row of a rejected record; the first rejections are quoted in the
 /// summary too.
-fn rejection_row(origin: &Origin, rejected: &Rejected, summary: &mut LoadSummary) -> IngestErrorRow {
+fn rejection_row(
+    origin: &Origin,
+    rejected: &Rejected,
+    summary: &mut LoadSummary,
+) -> IngestErrorRow {
     let outcome = operation_outcome(&rejected.issues).to_string();
     let first = rejected.issues.first();
     if summary.first_errors.len() < QUOTED_ERRORS {

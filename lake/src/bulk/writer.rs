@@ -202,4 +202,3 @@ async fn commit_loop(
     }
     Ok(stats)
 }
-

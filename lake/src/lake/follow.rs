@@ -62,7 +62,11 @@ fn version_key(id: &str, version_id: i64) -> u64 {
     h.finish()
 }
 
-fn file_paths(points: &PointReader, table: &DeltaTable, resource_type: &str) -> Result<HashSet<String>> {
+fn file_paths(
+    points: &PointReader,
+    table: &DeltaTable,
+    resource_type: &str,
+) -> Result<HashSet<String>> {
     let (_, listing) = points.snapshot_files(table, resource_type)?;
     Ok(listing
         .files
@@ -224,8 +228,7 @@ impl Lake {
         // the files could not be read.
         let moved_from = match old {
             Some(old) => {
-                let removed: HashSet<String> =
-                    old_files.difference(&new_files).cloned().collect();
+                let removed: HashSet<String> = old_files.difference(&new_files).cloned().collect();
                 match versions_in(points, old, resource_type, &removed).await {
                     Ok(keys) => Some(keys),
                     Err(e) => {
@@ -378,7 +381,10 @@ impl Lake {
             .collect();
         let run_id = format!("clash-{}", uuid::Uuid::new_v4());
         if let Err(e) = self.append_ingest_errors(&run_id, &rows).await {
-            tracing::error!("could not record {} clashes in ingest_errors: {e}", rows.len());
+            tracing::error!(
+                "could not record {} clashes in ingest_errors: {e}",
+                rows.len()
+            );
         }
     }
 }

@@ -66,8 +66,8 @@ pub(crate) use delta::table_url;
 use delta::wal_txn_version;
 pub use flush::FlushStats;
 pub use follow::{Clash, RefreshReport};
-use open::list_resource_tables;
 use open::index_row;
+use open::list_resource_tables;
 pub use write::WriteOp;
 pub use write::Written;
 pub use write::search_values;
@@ -233,10 +233,12 @@ impl Lake {
         let (delta, tail) = {
             let types = self.shared.types.lock();
             match types.get(resource_type) {
-                None => return Ok(TableView {
-                    delta: None,
-                    tail: Vec::new(),
-                }),
+                None => {
+                    return Ok(TableView {
+                        delta: None,
+                        tail: Vec::new(),
+                    });
+                }
                 Some(s) => (s.delta.clone(), s.buffer.snapshot()),
             }
         };

@@ -81,7 +81,11 @@ impl Splitter {
                 continue;
             }
             let alone = serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok();
-            self.shape = if alone { Shape::Ndjson } else { Shape::Document };
+            self.shape = if alone {
+                Shape::Ndjson
+            } else {
+                Shape::Document
+            };
             return;
         }
     }
@@ -170,11 +174,9 @@ pub async fn split(
                 match std::str::from_utf8(&text) {
                     Ok(text) => read_json_text(text, source, &mut |r| out.push(r)),
                     // Read as text anyway: the record comes back as a structure error.
-                    Err(_) => read_json_text(
-                        &String::from_utf8_lossy(&text),
-                        source,
-                        &mut |r| out.push(r),
-                    ),
+                    Err(_) => read_json_text(&String::from_utf8_lossy(&text), source, &mut |r| {
+                        out.push(r)
+                    }),
                 }
                 out
             })
@@ -230,10 +232,8 @@ mod tests {
             "{\"resourceType\":\"Patient\",\"id\":\"c\"}",
         ];
         let records = records_of(&parts, false).await;
-        let got: Vec<(&str, Option<u64>)> = records
-            .iter()
-            .map(|r| (text(r), r.origin.line))
-            .collect();
+        let got: Vec<(&str, Option<u64>)> =
+            records.iter().map(|r| (text(r), r.origin.line)).collect();
         assert_eq!(
             got,
             vec![
@@ -262,6 +262,9 @@ mod tests {
         let body = line.repeat(CHUNK * 2 + 3);
         let records = records_of(&[&body], false).await;
         assert_eq!(records.len(), CHUNK * 2 + 3);
-        assert_eq!(records.last().unwrap().origin.line, Some(CHUNK as u64 * 2 + 3));
+        assert_eq!(
+            records.last().unwrap().origin.line,
+            Some(CHUNK as u64 * 2 + 3)
+        );
     }
 }

@@ -59,7 +59,9 @@ pub async fn post_ingest(
         let document = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.starts_with("application/fhir+json") || c.starts_with("application/json"));
+            .is_some_and(|c| {
+                c.starts_with("application/fhir+json") || c.starts_with("application/json")
+            });
         return bulk_ingest(&state, body, document).await;
     }
     match axum::body::to_bytes(body, WAL_PATH_MAX_BYTES as usize).await {
@@ -96,7 +98,9 @@ async fn bulk_ingest(state: &AppState, body: Body, document: bool) -> Response {
         .await;
     let split = match splitter.await {
         Ok(r) => r,
-        Err(e) => Err(body::BodyError::Read(format!("the body reader failed: {e}"))),
+        Err(e) => Err(body::BodyError::Read(format!(
+            "the body reader failed: {e}"
+        ))),
     };
     let summary = match loaded {
         Ok(s) => s,
