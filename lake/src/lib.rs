@@ -13,6 +13,7 @@
 //! - [`bulk`]: large-batch loads straight to Delta, and the ingest errors table.
 //! - [`maintenance`]: compaction, checkpoints and vacuum.
 
+pub mod blob;
 pub mod buffer;
 pub mod bulk;
 pub mod error;
