@@ -13,8 +13,11 @@
 //! - [`bulk`]: large loads straight to Delta (the pipeline and its writer), and the
 //!   ingest errors table.
 //! - [`blocking`]: CPU-heavy work of large requests, on blocking threads, a core each.
+//! - [`blob`]: large payloads (DICOM files, exports) beside the tables, streamed,
+//!   content-addressed or by key, read by byte range.
 //! - [`maintenance`]: compaction, checkpoints and vacuum.
 
+pub mod blob;
 pub mod blocking;
 pub mod buffer;
 pub mod bulk;

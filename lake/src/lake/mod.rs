@@ -53,6 +53,7 @@ use crate::storage::{is_local, resolve_data_url};
 use crate::wal::{Recovery, Rotation, TableRows, Wal, WalEntry};
 use medlake_ingest::search::{SearchParams, encode};
 
+mod blobs;
 mod delta;
 mod flush;
 mod follow;
