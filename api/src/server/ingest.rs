@@ -2,7 +2,8 @@
 //!
 //! The answer comes once every accepted resource is durable (fsync'd) and readable by id
 //! and by SQL. Bad records are listed with their line or entry and an OperationOutcome;
-//! the good ones land anyway.
+//! the good ones land anyway. A request that fails as a whole (a body that is not text,
+//! a write the lake refuses) answers with an OperationOutcome ([`crate::error`]).
 
 use std::sync::Arc;
 
@@ -17,14 +18,14 @@ use medlake_lake::WriteOp;
 use serde_json::{Value, json};
 
 use super::AppState;
+use crate::error::ApiError;
 
-pub async fn post_ingest(State(state): State<AppState>, body: Bytes) -> Response {
+pub async fn post_ingest(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let Ok(text) = std::str::from_utf8(&body) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({"error": "the body is not UTF-8 text"})),
-        )
-            .into_response();
+        return Err(ApiError::bad_request(
+            "structure",
+            "the body is not UTF-8 text",
+        ));
     };
     let records = split_records(text);
     let prepared = tokio::task::spawn_blocking(move || {
@@ -34,13 +35,7 @@ pub async fn post_ingest(State(state): State<AppState>, body: Bytes) -> Response
             .collect::<Vec<_>>()
     })
     .await;
-    let Ok(prepared) = prepared else {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            axum::Json(json!({"error": "the parser failed"})),
-        )
-            .into_response();
-    };
+    let prepared = prepared.map_err(|e| ApiError::internal("parsing the ingest body", &e))?;
     let mut ops = Vec::new();
     let mut rejected = Vec::new();
     for (origin, p) in prepared {
@@ -66,20 +61,8 @@ pub async fn post_ingest(State(state): State<AppState>, body: Bytes) -> Response
         match state.lake.write(ops).await {
             Ok(w) => w,
             Err(e) => {
-                let f = crate::error::LakeFailure::from(&e, "the ingest write");
-                let issue = medlake_ingest::issue::Issue::error(
-                    f.issue.code,
-                    format!("nothing was stored: {}", f.issue.diagnostics),
-                );
-                let r = (
-                    f.status,
-                    axum::Json(json!({
-                        "error": issue.diagnostics,
-                        "outcome": operation_outcome(&[issue]),
-                    })),
-                )
-                    .into_response();
-                return f.decorate(r);
+                return Err(ApiError::from_lake(&e, "the ingest write")
+                    .explain(|d| format!("nothing was stored: {d}")));
             }
         }
     };
@@ -98,7 +81,7 @@ pub async fn post_ingest(State(state): State<AppState>, body: Bytes) -> Response
     } else {
         StatusCode::OK
     };
-    (
+    Ok((
         status,
         axum::Json(json!({
             "accepted": accepted.len(),
@@ -107,7 +90,7 @@ pub async fn post_ingest(State(state): State<AppState>, body: Bytes) -> Response
             "errors": rejected,
         })),
     )
-        .into_response()
+        .into_response())
 }
 
 /// A JSON object body is one resource or a Bundle; anything else is NDJSON.
