@@ -115,11 +115,16 @@ fn create_read_update_delete_and_history() {
         .call()
         .unwrap();
     assert_eq!(r.status(), 204);
+    let marker = header(&r, "etag");
+    assert!(marker.starts_with("W/\""), "{marker}");
     let mut r = agent
         .get(&server.url(&format!("/fhir/Patient/{id}")))
         .call()
         .unwrap();
     assert_eq!(r.status(), 410);
+    // The 410 names the delete marker's version, as HAPI's does.
+    assert_eq!(header(&r, "etag"), marker);
+    assert!(!header(&r, "last-modified").is_empty());
     assert_eq!(json_body(&mut r)["resourceType"], "OperationOutcome");
     let rows = sql(
         &agent,

@@ -153,23 +153,58 @@ fn sql_over_http_speaks_json_csv_and_arrow_and_rejects_bad_queries() {
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
     assert_eq!(batches[0].schema().field(0).name(), "id");
 
+    // Errors are OperationOutcomes, as everywhere else: SQL that does not parse is 400
+    // (structure), SQL that parses but cannot run is 422, a write is refused with 400.
+    let outcome = |query: &str, status: u16| -> Value {
+        let mut r = agent.post(&server.url("/sql")).send(query).unwrap();
+        assert_eq!(r.status(), status, "{query}");
+        let content_type = r.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(
+            content_type.starts_with("application/fhir+json"),
+            "{content_type}"
+        );
+        let oo: Value = r.body_mut().read_json().unwrap();
+        assert_eq!(oo["resourceType"], "OperationOutcome", "{oo}");
+        assert_eq!(oo["issue"][0]["severity"], "error", "{oo}");
+        oo
+    };
+    let oo = outcome("SELEC nonsense", 400);
+    assert_eq!(oo["issue"][0]["code"], "structure", "{oo}");
+    let text = oo["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(text.contains("sql") && text.contains("selec"), "{oo}");
+    let oo = outcome("SELECT shoe_size FROM fhir.patient", 422);
+    assert!(
+        oo["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("shoe_size"),
+        "{oo}"
+    );
+    let oo = outcome("DROP TABLE fhir.patient", 400);
+    assert!(oo.to_string().contains("read-only"), "{oo}");
     let mut r = agent
         .post(&server.url("/sql"))
-        .send("SELEC nonsense")
+        .header("Content-Type", "application/json")
+        .send("{\"sql\": \"SELECT 1\"}")
         .unwrap();
     assert_eq!(r.status(), 400);
-    let e: Value = r.body_mut().read_json().unwrap();
-    assert!(
-        e["error"].as_str().unwrap().to_lowercase().contains("sql"),
-        "{e}"
+    assert_eq!(
+        r.body_mut().read_json::<Value>().unwrap()["issue"][0]["code"],
+        "required"
     );
 
+    // /ingest's failures of the whole request are OperationOutcomes too.
     let mut r = agent
-        .post(&server.url("/sql"))
-        .send("DROP TABLE fhir.patient")
+        .post(&server.url("/ingest"))
+        .send(&[0xff_u8, 0xfe, 0x00][..])
         .unwrap();
     assert_eq!(r.status(), 400);
-    assert!(r.body_mut().read_to_string().unwrap().contains("read-only"));
+    let oo: Value = r.body_mut().read_json().unwrap();
+    assert_eq!(oo["resourceType"], "OperationOutcome", "{oo}");
+    assert_eq!(oo["issue"][0]["code"], "structure", "{oo}");
 }
 
 #[test]

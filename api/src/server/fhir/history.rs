@@ -9,17 +9,17 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
-use medlake_ingest::issue::Issue;
 use medlake_lake::instant_string;
 use serde_json::{Value, json};
 
 use super::subset::Subset;
-use super::{FHIR_JSON, check_format, check_id, check_instance, check_type, is_pretty, outcome};
+use super::{check_format, check_id, check_instance, check_type, fhir_json_response, is_pretty};
+use crate::error::ApiError;
 use crate::server::AppState;
 
 const DEFAULT_COUNT: usize = 50;
@@ -74,11 +74,11 @@ struct Page {
     after: Option<Cursor>,
 }
 
-fn bad_request(message: String) -> Response {
-    outcome(StatusCode::BAD_REQUEST, Issue::error("invalid", message))
+fn bad_request(message: String) -> ApiError {
+    ApiError::bad_request("invalid", message)
 }
 
-fn page(params: &HashMap<String, String>) -> Result<Page, Response> {
+fn page(params: &HashMap<String, String>) -> Result<Page, ApiError> {
     let count = match params.get("_count") {
         None => DEFAULT_COUNT,
         Some(c) => c
@@ -199,27 +199,21 @@ fn entries_from(batches: &[RecordBatch], resource_type: &str) -> Result<Vec<Entr
 }
 
 /// One type's part of a page. The type must have a table: callers check.
+///
+/// The SQL is the server's own, checked by the callers, so any failure of it is the
+/// server's: a 500 whose log line has the query.
 async fn query_type(
     state: &AppState,
     resource_type: &str,
     id: Option<&str>,
     page: &Page,
-) -> Result<Vec<Entry>, Response> {
+) -> Result<Vec<Entry>, ApiError> {
     let sql = type_query(resource_type, id, page);
-    let failed = |e: String| {
-        tracing::error!("history query failed: {e}: {sql}");
-        outcome(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Issue::error("exception", format!("history could not be read: {e}")),
-        )
+    let failed = |e: &dyn std::fmt::Display| {
+        ApiError::internal("reading history", &format!("{e}; the query was: {sql}"))
     };
-    let df = state
-        .engine
-        .sql(&sql)
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    let batches = df.collect().await.map_err(|e| failed(e.to_string()))?;
-    entries_from(&batches, resource_type).map_err(failed)
+    let answer = state.engine.query(&sql).await.map_err(|e| failed(&e))?;
+    entries_from(&answer.batches, resource_type).map_err(|e| failed(&e))
 }
 
 fn newest_first(a: &Entry, b: &Entry) -> std::cmp::Ordering {
@@ -240,11 +234,8 @@ fn bundle(
     page: &Page,
     mut entries: Vec<Entry>,
     total: Option<usize>,
-) -> Response {
-    let subset = match Subset::from_params(params) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+) -> Result<Response, ApiError> {
+    let subset = Subset::from_params(params)?;
     entries.sort_by(newest_first);
     let more = entries.len() > page.count;
     entries.truncate(page.count);
@@ -322,10 +313,7 @@ fn bundle(
     } else {
         b.to_string()
     };
-    let mut r = (StatusCode::OK, body).into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
-    r
+    Ok(fhir_json_response(StatusCode::OK, body))
 }
 
 pub(super) fn url_escape(s: &str) -> String {
@@ -345,21 +333,13 @@ pub async fn instance_history(
     Path((resource_type, id)): Path<(String, String)>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Response {
-    if let Err(r) = check_instance(&params, &headers, &resource_type, &id) {
-        return r;
-    }
+) -> Result<Response, ApiError> {
+    check_instance(&params, &headers, &resource_type, &id)?;
     let Some(latest) = state.lake.latest(&resource_type, &id) else {
-        return super::not_found(&resource_type, &id);
+        return Err(super::not_found(&resource_type, &id));
     };
-    let page = match page(&params) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let entries = match query_type(&state, &resource_type, Some(&id), &page).await {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
+    let page = page(&params)?;
+    let entries = query_type(&state, &resource_type, Some(&id), &page).await?;
     // Versions are numbered 1..n with none missing, so the index knows the total.
     let total = (page.since.is_none()).then_some(latest.version_id as usize);
     bundle(
@@ -377,52 +357,37 @@ pub async fn type_history(
     Path(resource_type): Path<String>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Response {
-    if let Err(r) = check_format(&params, &headers).and_then(|()| check_type(&resource_type)) {
-        return r;
-    }
-    let page = match page(&params) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+) -> Result<Response, ApiError> {
+    check_format(&params, &headers)?;
+    check_type(&resource_type)?;
+    let page = page(&params)?;
     // A type with no table yet has no history (and no SQL table to ask).
     let known = state.lake.resource_types().contains(&resource_type);
     let entries = if known {
-        query_type(&state, &resource_type, None, &page).await
+        query_type(&state, &resource_type, None, &page).await?
     } else {
-        Ok(Vec::new())
+        Vec::new()
     };
-    match entries {
-        Ok(entries) => bundle(
-            &state,
-            &format!("/{resource_type}/_history"),
-            &params,
-            &page,
-            entries,
-            None,
-        ),
-        Err(r) => r,
-    }
+    bundle(
+        &state,
+        &format!("/{resource_type}/_history"),
+        &params,
+        &page,
+        entries,
+        None,
+    )
 }
 
 pub async fn system_history(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Response {
-    if let Err(r) = check_format(&params, &headers) {
-        return r;
-    }
-    let page = match page(&params) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+) -> Result<Response, ApiError> {
+    check_format(&params, &headers)?;
+    let page = page(&params)?;
     let mut entries = Vec::new();
     for resource_type in state.lake.resource_types() {
-        match query_type(&state, &resource_type, None, &page).await {
-            Ok(mut e) => entries.append(&mut e),
-            Err(r) => return r,
-        }
+        entries.append(&mut query_type(&state, &resource_type, None, &page).await?);
     }
     bundle(&state, "/_history", &params, &page, entries, None)
 }

@@ -11,8 +11,12 @@
 //!
 //! A write goes through the lake's write-ahead log ([`medlake_lake::Lake::write`]): it is
 //! durable when answered, and a REST read or a SQL query sees it at once.
+//!
+//! Every handler answers its errors as an [`ApiError`] (`crate::error`), which decides
+//! their statuses in one place.
 
 mod bundle;
+mod conditional;
 mod history;
 mod patch;
 mod read;
@@ -25,7 +29,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use medlake_ingest::issue::{Issue, operation_outcome};
+use medlake_ingest::issue::Issue;
 use medlake_ingest::search::{ParamKind, SearchParams};
 use medlake_ingest::validate::Validator;
 use medlake_lake::ResourceVersion;
@@ -34,8 +38,7 @@ use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::AppState;
-
-const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+use crate::error::{ApiError, FHIR_JSON};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -97,38 +100,29 @@ pub fn routes() -> Router<AppState> {
         .fallback(unknown_path)
 }
 
-/// An OperationOutcome response.
-pub fn outcome(status: StatusCode, issue: Issue) -> Response {
-    outcomes(status, &[issue])
-}
-
-/// An OperationOutcome response with several issues.
-pub fn outcomes(status: StatusCode, issues: &[Issue]) -> Response {
-    let mut r = (status, axum::Json(operation_outcome(issues))).into_response();
+/// A FHIR JSON answer with a body already written.
+pub(super) fn fhir_json_response(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
     r
 }
 
-async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
-    outcome(
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        Issue::error(
-            "not-supported",
-            format!("{method} is not allowed on {}", uri.path()),
-        ),
+        "not-supported",
+        format!("{method} is not allowed on {}", uri.path()),
     )
 }
 
-async fn unknown_path(method: Method, uri: axum::http::Uri) -> Response {
-    outcome(
+async fn unknown_path(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
         StatusCode::NOT_FOUND,
-        Issue::error(
-            "not-found",
-            format!(
-                "{method} {} is not a FHIR REST interaction this server knows; see GET /fhir/metadata",
-                uri.path()
-            ),
+        "not-found",
+        format!(
+            "{method} {} is not a FHIR REST interaction this server knows; see GET /fhir/metadata",
+            uri.path()
         ),
     )
 }
@@ -139,7 +133,7 @@ pub(super) fn check_instance(
     headers: &HeaderMap,
     resource_type: &str,
     id: &str,
-) -> Result<(), Response> {
+) -> Result<(), ApiError> {
     check_format(params, headers)
         .and_then(|()| check_type(resource_type))
         .and_then(|()| check_id(id))
@@ -149,7 +143,7 @@ pub(super) fn check_instance(
 pub(super) fn check_format(
     params: &HashMap<String, String>,
     headers: &HeaderMap,
-) -> Result<(), Response> {
+) -> Result<(), ApiError> {
     let requested = params.get("_format").map(String::as_str).or_else(|| {
         headers
             .get(header::ACCEPT)
@@ -159,33 +153,29 @@ pub(super) fn check_format(
     match requested {
         None => Ok(()),
         Some(f) if f.contains("json") || f == "*/*" => Ok(()),
-        Some(f) => Err(outcome(
+        Some(f) => Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Issue::error(
-                "not-supported",
-                format!(
-                    "the format '{f}' is not supported: this server speaks FHIR JSON only (_format=json)"
-                ),
+            "not-supported",
+            format!(
+                "the format '{f}' is not supported: this server speaks FHIR JSON only (_format=json)"
             ),
         )),
     }
 }
 
-pub(super) fn check_type(resource_type: &str) -> Result<(), Response> {
+pub(super) fn check_type(resource_type: &str) -> Result<(), ApiError> {
     if Validator::r4().is_resource_type(resource_type) {
         Ok(())
     } else {
-        Err(outcome(
+        Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            Issue::error(
-                "not-supported",
-                format!("'{resource_type}' is not a FHIR R4 resource type"),
-            ),
+            "not-supported",
+            format!("'{resource_type}' is not a FHIR R4 resource type"),
         ))
     }
 }
 
-pub(super) fn check_id(id: &str) -> Result<(), Response> {
+pub(super) fn check_id(id: &str) -> Result<(), ApiError> {
     let ok = !id.is_empty()
         && id.len() <= 64
         && id
@@ -194,12 +184,9 @@ pub(super) fn check_id(id: &str) -> Result<(), Response> {
     if ok {
         Ok(())
     } else {
-        Err(outcome(
-            StatusCode::BAD_REQUEST,
-            Issue::error(
-                "invalid",
-                format!("'{id}' is not a valid FHIR id (1-64 of A-Z, a-z, 0-9, '-' and '.')"),
-            ),
+        Err(ApiError::bad_request(
+            "invalid",
+            format!("'{id}' is not a valid FHIR id (1-64 of A-Z, a-z, 0-9, '-' and '.')"),
         ))
     }
 }
@@ -226,10 +213,8 @@ pub(super) fn resource_response(
             _ => v.resource.to_string(),
         }
     };
-    let mut r = (StatusCode::OK, body).into_response();
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
-    version_headers(h, v);
+    let mut r = fhir_json_response(StatusCode::OK, body);
+    version_headers(r.headers_mut(), v);
     r
 }
 
@@ -243,35 +228,28 @@ pub(super) fn version_headers(h: &mut HeaderMap, v: &ResourceVersion) {
     }
 }
 
-pub(super) fn gone(v: &ResourceVersion) -> Response {
-    let mut r = outcome(
-        StatusCode::GONE,
-        Issue {
-            severity: medlake_ingest::Severity::Information,
-            code: "deleted",
-            diagnostics: format!(
-                "{}/{} was deleted (version {})",
-                v.resource_type, v.id, v.version_id
-            ),
-            expression: None,
-        },
-    );
-    version_headers(r.headers_mut(), v);
-    r
+/// The answer to reading a deleted resource: 410, with the `ETag` and `Last-Modified`
+/// of its delete marker, as HAPI answers.
+pub(super) fn gone(v: &ResourceVersion) -> ApiError {
+    let issue = Issue {
+        severity: medlake_ingest::Severity::Information,
+        code: "deleted",
+        diagnostics: format!(
+            "{}/{} was deleted (version {})",
+            v.resource_type, v.id, v.version_id
+        ),
+        expression: None,
+    };
+    let mut headers = HeaderMap::new();
+    version_headers(&mut headers, v);
+    ApiError::with_issues(StatusCode::GONE, vec![issue]).with_headers(headers)
 }
 
-pub(super) fn not_found(resource_type: &str, id: &str) -> Response {
-    outcome(
+pub(super) fn not_found(resource_type: &str, id: &str) -> ApiError {
+    ApiError::new(
         StatusCode::NOT_FOUND,
-        Issue::error("not-found", format!("{resource_type}/{id} is not known")),
-    )
-}
-
-pub(super) fn storage_error(e: medlake_lake::LakeError) -> Response {
-    tracing::error!("read failed: {e}");
-    outcome(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Issue::error("exception", format!("the lake could not be read: {e}")),
+        "not-found",
+        format!("{resource_type}/{id} is not known"),
     )
 }
 
@@ -283,10 +261,8 @@ async fn metadata(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Response {
-    if let Err(r) = check_format(&params, &headers) {
-        return r;
-    }
+) -> Result<Response, ApiError> {
+    check_format(&params, &headers)?;
     let registry = SearchParams::r4();
     let resources: Vec<Value> = Validator::r4()
         .resource_types()
@@ -388,5 +364,5 @@ async fn metadata(
     } else {
         cs.to_string()
     };
-    ([(header::CONTENT_TYPE, FHIR_JSON)], body).into_response()
+    Ok(fhir_json_response(StatusCode::OK, body))
 }

@@ -19,8 +19,9 @@ use medlake_ingest::prepare::prepare_value;
 use medlake_lake::{LakeError, WriteOp};
 use serde_json::{Map, Value};
 
-use super::write::{if_match, prefer_return, write_error, written_response};
-use super::{check_instance, is_pretty, outcome, outcomes};
+use super::write::{if_match, only_written, prefer_return, written_response};
+use super::{check_instance, is_pretty};
+use crate::error::ApiError;
 use crate::server::AppState;
 
 /// How often a patch is re-applied when another write got in between.
@@ -32,10 +33,8 @@ pub async fn patch(
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    if let Err(r) = check_instance(&params, &headers, &resource_type, &id) {
-        return r;
-    }
+) -> Result<Response, ApiError> {
+    check_instance(&params, &headers, &resource_type, &id)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -44,13 +43,10 @@ pub async fn patch(
         match serde_json::from_slice::<json_patch::Patch>(&body) {
             Ok(p) => Patch::Json(p),
             Err(e) => {
-                return outcome(
-                    StatusCode::BAD_REQUEST,
-                    Issue::error(
-                        "structure",
-                        format!("the body is not a JSON Patch document: {e}"),
-                    ),
-                );
+                return Err(ApiError::bad_request(
+                    "structure",
+                    format!("the body is not a JSON Patch document: {e}"),
+                ));
             }
         }
     } else if content_type.contains("json") {
@@ -59,39 +55,28 @@ pub async fn patch(
                 Patch::FhirPath(p)
             }
             _ => {
-                return outcome(
-                    StatusCode::BAD_REQUEST,
-                    Issue::error(
-                        "structure",
-                        "a FHIRPath Patch must be a Parameters resource; a JSON Patch must be \
-                         sent as application/json-patch+json",
-                    ),
-                );
+                return Err(ApiError::bad_request(
+                    "structure",
+                    "a FHIRPath Patch must be a Parameters resource; a JSON Patch must be \
+                     sent as application/json-patch+json",
+                ));
             }
         }
     } else {
-        return outcome(
+        return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Issue::error(
-                "not-supported",
-                format!(
-                    "'{content_type}' is not a patch format this server takes: send a JSON Patch \
-                     (application/json-patch+json) or a FHIRPath Patch Parameters resource \
-                     (application/fhir+json)"
-                ),
+            "not-supported",
+            format!(
+                "'{content_type}' is not a patch format this server takes: send a JSON Patch \
+                 (application/json-patch+json) or a FHIRPath Patch Parameters resource \
+                 (application/fhir+json)"
             ),
-        );
+        ));
     };
-    let client_expects = match if_match(&headers) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let client_expects = if_match(&headers)?;
     for _ in 0..ATTEMPTS {
         let (resource, from_version) =
-            match patched(&state, &resource_type, &id, &patch, client_expects).await {
-                Ok(p) => p,
-                Err(failure) => return failure.into_response(),
-            };
+            patched(&state, &resource_type, &id, &patch, client_expects).await?;
         let op = WriteOp::Put {
             resource_type: resource_type.clone(),
             id: Some(id.clone()),
@@ -100,44 +85,24 @@ pub async fn patch(
         };
         match state.lake.write(vec![op]).await {
             Ok(w) => {
-                return match w.first() {
-                    Some(w) => {
-                        written_response(&state, w, prefer_return(&headers), is_pretty(&params))
-                    }
-                    None => write_error(LakeError::Internal("no write was made".into())),
-                };
+                let w = only_written(w)?;
+                return Ok(written_response(
+                    &state,
+                    &w,
+                    prefer_return(&headers),
+                    is_pretty(&params),
+                ));
             }
             // Someone wrote in between: patch the newer version, unless the client pinned one.
             Err(LakeError::VersionConflict { .. }) if client_expects.is_none() => continue,
-            Err(e) => return write_error(e),
+            Err(e) => return Err(ApiError::from_lake(&e, "the patch")),
         }
     }
-    outcome(
+    Err(ApiError::new(
         StatusCode::CONFLICT,
-        Issue::error(
-            "conflict",
-            format!("{resource_type}/{id} kept changing while the patch was applied; try again"),
-        ),
-    )
-}
-
-/// Why a patch could not be made: the status and the issues to answer with.
-pub(super) struct PatchFailure {
-    pub status: StatusCode,
-    pub issues: Vec<Issue>,
-}
-
-impl PatchFailure {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> PatchFailure {
-        PatchFailure {
-            status,
-            issues: vec![Issue::error(code, message)],
-        }
-    }
-
-    fn into_response(self) -> Response {
-        outcomes(self.status, &self.issues)
-    }
+        "conflict",
+        format!("{resource_type}/{id} kept changing while the patch was applied; try again"),
+    ))
 }
 
 /// The current version of a resource with `patch` applied and checked against R4, and
@@ -148,57 +113,36 @@ pub(super) async fn patched(
     id: &str,
     patch: &Patch,
     client_expects: Option<i64>,
-) -> Result<(Map<String, Value>, i64), PatchFailure> {
+) -> Result<(Map<String, Value>, i64), ApiError> {
     let current = match state.lake.read_latest(resource_type, id).await {
         Ok(Some(v)) if v.deleted => {
-            return Err(PatchFailure::new(
+            return Err(ApiError::new(
                 StatusCode::GONE,
                 "deleted",
                 format!("{resource_type}/{id} was deleted"),
             ));
         }
         Ok(Some(v)) => v,
-        Ok(None) => {
-            return Err(PatchFailure::new(
-                StatusCode::NOT_FOUND,
-                "not-found",
-                format!("{resource_type}/{id} is not known"),
-            ));
-        }
-        Err(e) => {
-            return Err(PatchFailure::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "exception",
-                format!("the lake could not be read: {e}"),
-            ));
-        }
+        Ok(None) => return Err(super::not_found(resource_type, id)),
+        Err(e) => return Err(ApiError::from_lake(&e, "reading the resource to patch")),
     };
     if let Some(expected) = client_expects {
         if expected != current.version_id {
-            return Err(PatchFailure::new(
-                StatusCode::PRECONDITION_FAILED,
-                "conflict",
-                LakeError::VersionConflict {
-                    resource: format!("{resource_type}/{id}"),
-                    expected,
-                    current: Some(current.version_id),
-                }
-                .to_string(),
-            ));
+            let conflict = LakeError::VersionConflict {
+                resource: format!("{resource_type}/{id}"),
+                expected,
+                current: Some(current.version_id),
+            };
+            return Err(ApiError::from_lake(&conflict, "the patch"));
         }
     }
-    let mut doc: Value = serde_json::from_str(&current.resource).map_err(|e| {
-        PatchFailure::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "exception",
-            format!("the stored resource is not JSON: {e}"),
-        )
-    })?;
+    let mut doc: Value = serde_json::from_str(&current.resource)
+        .map_err(|e| ApiError::internal("reading the resource to patch", &e))?;
     patch.apply(&mut doc)?;
     if doc.get("resourceType").and_then(Value::as_str) != Some(resource_type)
         || doc.get("id").and_then(Value::as_str) != Some(id)
     {
-        return Err(PatchFailure::new(
+        return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "processing",
             "a patch may not change the resource's resourceType or id",
@@ -212,10 +156,10 @@ pub(super) async fn patched(
                 0,
                 Issue::error("processing", "the patched resource is not valid FHIR R4"),
             );
-            Err(PatchFailure {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
+            Err(ApiError::with_issues(
+                StatusCode::UNPROCESSABLE_ENTITY,
                 issues,
-            })
+            ))
         }
     }
 }
@@ -231,10 +175,10 @@ pub(super) enum Patch {
 
 impl Patch {
     /// Apply all operations or none.
-    fn apply(&self, doc: &mut Value) -> Result<(), PatchFailure> {
+    fn apply(&self, doc: &mut Value) -> Result<(), ApiError> {
         match self {
             Patch::Json(operations) => json_patch::patch(doc, operations).map_err(|e| {
-                PatchFailure::new(
+                ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "processing",
                     format!("the patch could not be applied: {e}"),
@@ -247,7 +191,7 @@ impl Patch {
                     } else {
                         StatusCode::UNPROCESSABLE_ENTITY
                     };
-                    PatchFailure::new(status, "processing", e.to_string())
+                    ApiError::new(status, "processing", e.to_string())
                 }),
         }
     }

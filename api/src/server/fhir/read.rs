@@ -5,12 +5,10 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use medlake_ingest::issue::Issue;
 
 use super::subset::Subset;
-use super::{
-    check_instance, gone, is_pretty, not_found, outcome, resource_response, storage_error,
-};
+use super::{check_instance, gone, is_pretty, not_found, resource_response};
+use crate::error::ApiError;
 use crate::server::AppState;
 
 pub async fn read(
@@ -18,19 +16,14 @@ pub async fn read(
     Path((resource_type, id)): Path<(String, String)>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Response {
-    if let Err(r) = check_instance(&params, &headers, &resource_type, &id) {
-        return r;
-    }
-    let subset = match Subset::from_params(&params) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+) -> Result<Response, ApiError> {
+    check_instance(&params, &headers, &resource_type, &id)?;
+    let subset = Subset::from_params(&params)?;
     match state.lake.read_latest(&resource_type, &id).await {
-        Ok(Some(v)) if v.deleted => gone(&v),
-        Ok(Some(v)) => resource_response(&v, is_pretty(&params), &subset),
-        Ok(None) => not_found(&resource_type, &id),
-        Err(e) => storage_error(e),
+        Ok(Some(v)) if v.deleted => Err(gone(&v)),
+        Ok(Some(v)) => Ok(resource_response(&v, is_pretty(&params), &subset)),
+        Ok(None) => Err(not_found(&resource_type, &id)),
+        Err(e) => Err(ApiError::from_lake(&e, "the read")),
     }
 }
 
@@ -39,30 +32,23 @@ pub async fn vread(
     Path((resource_type, id, vid)): Path<(String, String, String)>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Response {
-    if let Err(r) = check_instance(&params, &headers, &resource_type, &id) {
-        return r;
-    }
-    let subset = match Subset::from_params(&params) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+) -> Result<Response, ApiError> {
+    check_instance(&params, &headers, &resource_type, &id)?;
+    let subset = Subset::from_params(&params)?;
     let Ok(version) = vid.parse::<i64>() else {
-        return outcome(
-            StatusCode::BAD_REQUEST,
-            Issue::error("invalid", format!("'{vid}' is not a version number")),
-        );
+        return Err(ApiError::bad_request(
+            "invalid",
+            format!("'{vid}' is not a version number"),
+        ));
     };
     match state.lake.read_version(&resource_type, &id, version).await {
-        Ok(Some(v)) if v.deleted => gone(&v),
-        Ok(Some(v)) => resource_response(&v, is_pretty(&params), &subset),
-        Ok(None) => outcome(
+        Ok(Some(v)) if v.deleted => Err(gone(&v)),
+        Ok(Some(v)) => Ok(resource_response(&v, is_pretty(&params), &subset)),
+        Ok(None) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            Issue::error(
-                "not-found",
-                format!("{resource_type}/{id} has no version {version}"),
-            ),
-        ),
-        Err(e) => storage_error(e),
+            "not-found",
+            format!("{resource_type}/{id} has no version {version}"),
+        )),
+        Err(e) => Err(ApiError::from_lake(&e, "the read")),
     }
 }

@@ -8,23 +8,24 @@ use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::Response;
 use medlake_ingest::Severity;
 use medlake_ingest::issue::{Issue, operation_outcome};
 use medlake_ingest::search::SearchParams;
 use medlake_lake::ResourceVersion;
-use medlake_query::search::{Filter, Search, SearchError, SearchPage, run};
+use medlake_query::search::{Filter, Search, SearchPage, run};
 use serde_json::{Value, json};
 
 use super::history::url_escape;
 use super::subset::Subset;
-use super::{AppState, FHIR_JSON, check_format, check_id, check_type, is_pretty, outcome};
+use super::{AppState, check_format, check_id, check_type, fhir_json_response, is_pretty};
+use crate::error::ApiError;
 
 /// The page cursor parameters this server writes into its links.
 const CURSOR_PARAMS: &[&str] = &["_page_after", "_page_before"];
 
-fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+pub(super) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
@@ -35,18 +36,16 @@ fn post_pairs(
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Vec<(String, String)>, Response> {
+) -> Result<Vec<(String, String)>, ApiError> {
     let form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
     if !form && !body.is_empty() {
-        return Err(outcome(
+        return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Issue::error(
-                "not-supported",
-                "POST _search takes its parameters as application/x-www-form-urlencoded",
-            ),
+            "not-supported",
+            "POST _search takes its parameters as application/x-www-form-urlencoded",
         ));
     }
     let mut pairs = query_pairs(uri.query());
@@ -68,9 +67,9 @@ pub async fn type_search(
     Path(resource_type): Path<String>,
     uri: Uri,
     headers: HeaderMap,
-) -> Response {
+) -> Result<Response, ApiError> {
     let pairs = query_pairs(uri.query());
-    search_types(&state, Scope::Type(resource_type), pairs, &headers).await
+    search_response(&state, Scope::Type(resource_type), pairs, &headers).await
 }
 
 pub async fn type_search_post(
@@ -79,20 +78,18 @@ pub async fn type_search_post(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    match post_pairs(&uri, &headers, &body) {
-        Ok(pairs) => search_types(&state, Scope::Type(resource_type), pairs, &headers).await,
-        Err(r) => r,
-    }
+) -> Result<Response, ApiError> {
+    let pairs = post_pairs(&uri, &headers, &body)?;
+    search_response(&state, Scope::Type(resource_type), pairs, &headers).await
 }
 
 pub async fn system_search(
     State(state): State<AppState>,
     uri: Uri,
     headers: HeaderMap,
-) -> Response {
+) -> Result<Response, ApiError> {
     let pairs = query_pairs(uri.query());
-    search_types(&state, Scope::System, pairs, &headers).await
+    search_response(&state, Scope::System, pairs, &headers).await
 }
 
 pub async fn system_search_post(
@@ -100,11 +97,9 @@ pub async fn system_search_post(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    match post_pairs(&uri, &headers, &body) {
-        Ok(pairs) => search_types(&state, Scope::System, pairs, &headers).await,
-        Err(r) => r,
-    }
+) -> Result<Response, ApiError> {
+    let pairs = post_pairs(&uri, &headers, &body)?;
+    search_response(&state, Scope::System, pairs, &headers).await
 }
 
 pub async fn compartment_search(
@@ -112,14 +107,14 @@ pub async fn compartment_search(
     Path((compartment, id, resource_type)): Path<(String, String, String)>,
     uri: Uri,
     headers: HeaderMap,
-) -> Response {
+) -> Result<Response, ApiError> {
     let pairs = query_pairs(uri.query());
     let scope = Scope::Compartment {
         compartment,
         id,
         resource_type: Some(resource_type),
     };
-    search_types(&state, scope, pairs, &headers).await
+    search_response(&state, scope, pairs, &headers).await
 }
 
 pub async fn everything(
@@ -127,14 +122,14 @@ pub async fn everything(
     Path((compartment, id)): Path<(String, String)>,
     uri: Uri,
     headers: HeaderMap,
-) -> Response {
+) -> Result<Response, ApiError> {
     let pairs = query_pairs(uri.query());
     let scope = Scope::Compartment {
         compartment,
         id,
         resource_type: None,
     };
-    search_types(&state, scope, pairs, &headers).await
+    search_response(&state, scope, pairs, &headers).await
 }
 
 /// What a search covers.
@@ -150,35 +145,36 @@ enum Scope {
     },
 }
 
-fn bad(code: &'static str, message: impl Into<String>) -> Response {
-    outcome(StatusCode::BAD_REQUEST, Issue::error(code, message))
-}
-
-async fn search_types(
+/// A search's searchset Bundle as an HTTP answer.
+async fn search_response(
     state: &AppState,
     scope: Scope,
     pairs: Vec<(String, String)>,
     headers: &HeaderMap,
-) -> Response {
+) -> Result<Response, ApiError> {
+    let body = searchset_text(state, scope, pairs, headers).await?;
+    Ok(fhir_json_response(StatusCode::OK, body))
+}
+
+/// Run a search and write its searchset Bundle.
+async fn searchset_text(
+    state: &AppState,
+    scope: Scope,
+    pairs: Vec<(String, String)>,
+    headers: &HeaderMap,
+) -> Result<String, ApiError> {
     let last: HashMap<String, String> = pairs.iter().cloned().collect();
-    if let Err(r) = check_format(&last, headers) {
-        return r;
-    }
+    check_format(&last, headers)?;
     let count_only = last.get("_summary").is_some_and(|s| s == "count");
     let subset = if count_only {
         Subset::Full
     } else {
-        match Subset::from_params(&last) {
-            Ok(s) => s,
-            Err(r) => return r,
-        }
+        Subset::from_params(&last)?
     };
     let data_types = || state.lake.resource_types();
     let (types, path, compartment_filter) = match &scope {
         Scope::Type(t) => {
-            if let Err(r) = check_type(t) {
-                return r;
-            }
+            check_type(t)?;
             (vec![t.clone()], t.clone(), None)
         }
         Scope::System => {
@@ -190,9 +186,7 @@ async fn search_types(
                         .map(str::to_string)
                         .collect();
                     for t in &types {
-                        if let Err(r) = check_type(t) {
-                            return r;
-                        }
+                        check_type(t)?;
                     }
                     types
                 }
@@ -205,25 +199,22 @@ async fn search_types(
             id,
             resource_type,
         } => {
-            if let Err(r) = check_type(compartment).and_then(|()| check_id(id)) {
-                return r;
-            }
+            check_type(compartment)?;
+            check_id(id)?;
             let Some(members) = SearchParams::r4().compartment(compartment) else {
-                return bad(
+                return Err(ApiError::bad_request(
                     "not-supported",
                     format!("the {compartment} compartment is not supported: only Patient is"),
-                );
+                ));
             };
             let types: Vec<String> = match resource_type {
                 Some(t) => {
-                    if let Err(r) = check_type(t) {
-                        return r;
-                    }
+                    check_type(t)?;
                     if !members.contains_key(t) && t != compartment {
-                        return bad(
+                        return Err(ApiError::bad_request(
                             "invalid",
                             format!("{t} is not in the {compartment} compartment"),
-                        );
+                        ));
                     }
                     vec![t.clone()]
                 }
@@ -258,32 +249,29 @@ async fn search_types(
     } = &scope
     {
         if state.lake.latest(compartment, id).is_none_or(|l| l.deleted) {
-            return super::not_found(compartment, id);
+            return Err(super::not_found(compartment, id));
         }
     }
 
     // Over several types (system search, `$everything`), only the parameters every
     // resource has apply; `_type` chose the types above.
-    let mut search = match Search::parse(types, &pairs, strict(headers)) {
-        Ok(s) => s,
-        Err(e) => return search_error(e),
-    };
+    let mut search = Search::parse(types, &pairs, strict(headers))
+        .map_err(|e| ApiError::from_search(&e, "the search"))?;
     if let Some(f) = compartment_filter {
         search.filters.push(f);
     }
     if count_only {
         search.count = 0;
     }
-    let page = match run(&state.lake, &search, &state.fhir_base).await {
-        Ok(p) => p,
-        Err(e) => return search_error(e),
-    };
+    let page = run(&state.lake, &search, &state.fhir_base)
+        .await
+        .map_err(|e| ApiError::from_search(&e, "the search"))?;
     let link_base = if path.is_empty() {
         state.fhir_base.clone()
     } else {
         format!("{}/{path}", state.fhir_base)
     };
-    searchset(
+    Ok(searchset(
         &link_base,
         &state.fhir_base,
         &pairs,
@@ -291,21 +279,7 @@ async fn search_types(
         page,
         &subset,
         is_pretty(&last),
-    )
-}
-
-fn search_error(e: SearchError) -> Response {
-    match e {
-        SearchError::Invalid(m) => bad("invalid", m),
-        SearchError::UnknownParameter(p) => bad(
-            "not-supported",
-            format!(
-                "unknown search parameter {p} (Prefer: handling=strict makes this an error; without it the parameter is ignored)"
-            ),
-        ),
-        SearchError::NotSupported(m) => bad("not-supported", m),
-        SearchError::Lake(e) => super::storage_error(e),
-    }
+    ))
 }
 
 fn link(base: &str, pairs: &[(String, String)], cursor: Option<(&str, &str)>) -> String {
@@ -351,7 +325,7 @@ fn searchset(
     page: SearchPage,
     subset: &Subset,
     pretty: bool,
-) -> Response {
+) -> String {
     let self_cursor = pairs
         .iter()
         .find(|(k, _)| CURSOR_PARAMS.contains(&k.as_str()))
@@ -421,20 +395,16 @@ fn searchset(
             body = serde_json::to_string_pretty(&v).unwrap_or(body);
         }
     }
-    let mut r = (StatusCode::OK, body).into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
-    r
+    body
 }
 
 /// A search in a batch or transaction entry (`Observation?code=...`,
-/// `Patient/1/Observation`, `Patient/1/$everything`): its status and its body, a
-/// searchset Bundle or an OperationOutcome.
+/// `Patient/1/Observation`, `Patient/1/$everything`): its searchset Bundle.
 pub(super) async fn search_in_bundle(
     state: &AppState,
     path: &str,
     query: &str,
-) -> (StatusCode, Value) {
+) -> Result<Value, ApiError> {
     let pairs = query_pairs(Some(query));
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     let scope = match parts.as_slice() {
@@ -451,97 +421,12 @@ pub(super) async fn search_in_bundle(
             resource_type: Some(t.to_string()),
         },
         _ => {
-            let oo = operation_outcome(&[Issue::error(
+            return Err(ApiError::bad_request(
                 "invalid",
                 format!("{path}?{query} is not a search this server knows"),
-            )]);
-            return (StatusCode::BAD_REQUEST, oo);
+            ));
         }
     };
-    let response = search_types(state, scope, pairs, &HeaderMap::new()).await;
-    let status = response.status();
-    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(Value::Null);
-    (status, body)
-}
-
-/// Why a conditional interaction could not pick its resource.
-pub(super) struct ConditionFailed {
-    pub status: StatusCode,
-    pub issue: Issue,
-}
-
-impl ConditionFailed {
-    pub fn response(self) -> Response {
-        outcome(self.status, self.issue)
-    }
-}
-
-/// The ids of the resources of `resource_type` that a conditional interaction's search
-/// (`identifier=urn:mrn|123`, or `Patient?identifier=...`) finds: none, one, or two when
-/// there are several (which is all a caller needs to know). Unknown parameters are an
-/// error here, whatever `Prefer` says: ignoring one could pick the wrong resource.
-pub(super) async fn conditional_ids(
-    state: &AppState,
-    resource_type: &str,
-    query: &str,
-) -> Result<Vec<String>, ConditionFailed> {
-    let query = query.split_once('?').map_or(query, |(_, q)| q);
-    let pairs = query_pairs(Some(query));
-    let fail = |status, code, message: String| ConditionFailed {
-        status,
-        issue: Issue::error(code, message),
-    };
-    if pairs.is_empty() {
-        return Err(fail(
-            StatusCode::BAD_REQUEST,
-            "invalid",
-            format!(
-                "the condition on {resource_type} is empty: give search parameters, like identifier=system|value"
-            ),
-        ));
-    }
-    let mut search = Search::parse(vec![resource_type.to_string()], &pairs, true).map_err(|e| {
-        let status = StatusCode::BAD_REQUEST;
-        match e {
-            SearchError::Lake(e) => fail(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "exception",
-                e.to_string(),
-            ),
-            other => fail(
-                status,
-                "invalid",
-                format!("the condition {query:?}: {other}"),
-            ),
-        }
-    })?;
-    search.count = 2;
-    search.total = medlake_query::search::Total::None;
-    let page = run(&state.lake, &search, &state.fhir_base)
-        .await
-        .map_err(|e| {
-            fail(
-                StatusCode::BAD_REQUEST,
-                "invalid",
-                format!("the condition {query:?}: {e}"),
-            )
-        })?;
-    Ok(page.matches.iter().map(|r| r.id.clone()).collect())
-}
-
-/// The answer when a condition finds more than one resource.
-pub(super) fn several(resource_type: &str, query: &str) -> ConditionFailed {
-    ConditionFailed {
-        status: StatusCode::PRECONDITION_FAILED,
-        issue: Issue::error(
-            "multiple-matches",
-            format!(
-                "the condition {resource_type}?{query} matches more than one resource: make it more specific"
-            ),
-        ),
-    }
+    let text = searchset_text(state, scope, pairs, &HeaderMap::new()).await?;
+    serde_json::from_str(&text).map_err(|e| ApiError::internal("the search in a Bundle", &e))
 }

@@ -18,13 +18,10 @@
 
 use std::collections::HashMap;
 
-use axum::http::StatusCode;
-use axum::response::Response;
-use medlake_ingest::issue::Issue;
 use medlake_ingest::validate::Validator;
 use serde_json::{Map, Value, json};
 
-use super::outcome;
+use crate::error::ApiError;
 
 /// How to cut a resource down, from the request's parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,11 +34,10 @@ pub enum Subset {
 }
 
 impl Subset {
-    pub fn from_params(params: &HashMap<String, String>) -> Result<Subset, Response> {
+    pub fn from_params(params: &HashMap<String, String>) -> Result<Subset, ApiError> {
         let summary = params.get("_summary").map(String::as_str);
         let elements = params.get("_elements");
-        let bad =
-            |message: String| outcome(StatusCode::BAD_REQUEST, Issue::error("invalid", message));
+        let bad = |message: String| ApiError::bad_request("invalid", message);
         match (summary, elements) {
             (None | Some("false"), Some(list)) => Ok(Subset::Elements(
                 list.split(',')

@@ -16,11 +16,12 @@ use medlake_ingest::prepare::prepare_value;
 use medlake_lake::{LakeError, WriteOp, Written};
 use serde_json::{Map, Value};
 
-use super::search::{conditional_ids, several};
+use super::conditional;
 use super::{
-    FHIR_JSON, check_format, check_instance, check_type, is_pretty, outcome, outcomes,
+    FHIR_JSON, check_format, check_id, check_instance, check_type, is_pretty, not_found,
     version_headers,
 };
+use crate::error::ApiError;
 use crate::server::AppState;
 
 /// What the client asked to get back (`Prefer: return=...`).
@@ -47,19 +48,16 @@ pub(super) fn prefer_return(headers: &HeaderMap) -> Return {
 }
 
 /// The version an `If-Match` header names: `W/"3"`, `"3"` or `3`.
-pub(super) fn if_match(headers: &HeaderMap) -> Result<Option<i64>, Response> {
+pub(super) fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let Some(v) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
     let text = v.to_str().unwrap_or("").trim();
     let bare = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
     bare.parse::<i64>().map(Some).map_err(|_| {
-        outcome(
-            StatusCode::BAD_REQUEST,
-            Issue::error(
-                "invalid",
-                format!("If-Match '{text}' is not a version ETag like W/\"3\""),
-            ),
+        ApiError::bad_request(
+            "invalid",
+            format!("If-Match '{text}' is not a version ETag like W/\"3\""),
         )
     })
 }
@@ -69,49 +67,46 @@ fn parse_body(
     resource_type: &str,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<Map<String, Value>, Response> {
+) -> Result<Map<String, Value>, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if content_type.contains("xml") {
-        return Err(outcome(
+        return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Issue::error(
-                "not-supported",
-                "FHIR XML is not supported: send application/fhir+json",
-            ),
+            "not-supported",
+            "FHIR XML is not supported: send application/fhir+json",
         ));
     }
     let value: Value = serde_json::from_slice(body).map_err(|e| {
-        outcome(
-            StatusCode::BAD_REQUEST,
-            Issue::error("structure", format!("the body is not valid JSON: {e}")),
-        )
+        ApiError::bad_request("structure", format!("the body is not valid JSON: {e}"))
     })?;
     let found = value.get("resourceType").and_then(Value::as_str);
     if found != Some(resource_type) {
-        return Err(outcome(
-            StatusCode::BAD_REQUEST,
-            Issue::error(
-                "invalid",
-                format!(
-                    "the body's resourceType is {}, but the URL is for {resource_type}",
-                    found.map_or_else(|| "missing".to_string(), |t| format!("'{t}'"))
-                ),
+        return Err(ApiError::bad_request(
+            "invalid",
+            format!(
+                "the body's resourceType is {}, but the URL is for {resource_type}",
+                found.map_or_else(|| "missing".to_string(), |t| format!("'{t}'"))
             ),
         ));
     }
     match prepare_value(value) {
         Ok(p) => Ok(p.resource),
-        Err(rejected) => Err(outcomes(StatusCode::BAD_REQUEST, &rejected.issues)),
+        Err(rejected) => Err(ApiError::with_issues(
+            StatusCode::BAD_REQUEST,
+            rejected.issues,
+        )),
     }
 }
 
-pub(super) fn write_error(e: LakeError) -> Response {
-    let f = crate::error::LakeFailure::from(&e, "the write");
-    let r = outcome(f.status, f.issue.clone());
-    f.decorate(r)
+/// The one result of a write of one operation.
+pub(super) fn only_written(written: Vec<Written>) -> Result<Written, ApiError> {
+    written
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::internal("the write", &"the lake answered no version"))
 }
 
 /// The answer to a successful create or update.
@@ -194,14 +189,19 @@ async fn write_one(
     op: WriteOp,
     params: &HashMap<String, String>,
     headers: &HeaderMap,
-) -> Response {
-    match state.lake.write(vec![op]).await {
-        Ok(w) => match w.first() {
-            Some(w) => written_response(state, w, prefer_return(headers), is_pretty(params)),
-            None => write_error(LakeError::Internal("no write was made".into())),
-        },
-        Err(e) => write_error(e),
-    }
+) -> Result<Response, ApiError> {
+    let written = state
+        .lake
+        .write(vec![op])
+        .await
+        .map_err(|e| ApiError::from_lake(&e, "the write"))?;
+    let w = only_written(written)?;
+    Ok(written_response(
+        state,
+        &w,
+        prefer_return(headers),
+        is_pretty(params),
+    ))
 }
 
 /// `POST /fhir/<type>`: a new resource with a server-assigned id.
@@ -211,37 +211,30 @@ pub async fn create(
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    if let Err(r) = check_format(&params, &headers).and_then(|()| check_type(&resource_type)) {
-        return r;
-    }
-    let resource = match parse_body(&resource_type, &headers, &body) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+) -> Result<Response, ApiError> {
+    check_format(&params, &headers)?;
+    check_type(&resource_type)?;
+    let resource = parse_body(&resource_type, &headers, &body)?;
     let _conditional = match headers.get("if-none-exist") {
         None => None,
         Some(condition) => {
             let condition = condition.to_str().unwrap_or("").to_string();
-            let guard = state.conditional.clone().lock_owned().await;
-            match conditional_ids(&state, &resource_type, &condition).await {
-                Err(f) => return f.response(),
-                Ok(ids) if ids.len() > 1 => return several(&resource_type, &condition).response(),
+            let guard = conditional::lock(&state).await;
+            let matches = conditional::search(&state, &resource_type, &condition).await?;
+            if let Some(id) = matches.at_most_one()? {
                 // It exists: answer with it, write nothing.
-                Ok(ids) if ids.len() == 1 => {
-                    return match state.lake.read_latest(&resource_type, &ids[0]).await {
-                        Ok(Some(v)) => existing_response(
-                            &state,
-                            &v,
-                            prefer_return(&headers),
-                            is_pretty(&params),
-                        ),
-                        Ok(None) => super::not_found(&resource_type, &ids[0]),
-                        Err(e) => super::storage_error(e),
-                    };
-                }
-                Ok(_) => Some(guard),
+                return match state.lake.read_latest(&resource_type, id).await {
+                    Ok(Some(v)) => Ok(existing_response(
+                        &state,
+                        &v,
+                        prefer_return(&headers),
+                        is_pretty(&params),
+                    )),
+                    Ok(None) => Err(not_found(&resource_type, id)),
+                    Err(e) => Err(ApiError::from_lake(&e, "the read")),
+                };
             }
+            Some(guard)
         }
     };
     // The id in the body is ignored on create, as the specification says.
@@ -261,39 +254,23 @@ pub async fn update(
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    if let Err(r) = check_instance(&params, &headers, &resource_type, &id) {
-        return r;
-    }
-    let expected = match if_match(&headers) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let resource = match parse_body(&resource_type, &headers, &body) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+) -> Result<Response, ApiError> {
+    check_instance(&params, &headers, &resource_type, &id)?;
+    let expected = if_match(&headers)?;
+    let resource = parse_body(&resource_type, &headers, &body)?;
     match resource.get("id").and_then(Value::as_str) {
         Some(body_id) if body_id == id => {}
         Some(body_id) => {
-            return outcome(
-                StatusCode::BAD_REQUEST,
-                Issue::error(
-                    "invalid",
-                    format!("the body's id '{body_id}' is not the id in the URL, '{id}'"),
-                ),
-            );
+            return Err(ApiError::bad_request(
+                "invalid",
+                format!("the body's id '{body_id}' is not the id in the URL, '{id}'"),
+            ));
         }
         None => {
-            return outcome(
-                StatusCode::BAD_REQUEST,
-                Issue::error(
-                    "required",
-                    format!(
-                        "an update must carry the resource's id in the body (\"id\": \"{id}\")"
-                    ),
-                ),
-            );
+            return Err(ApiError::bad_request(
+                "required",
+                format!("an update must carry the resource's id in the body (\"id\": \"{id}\")"),
+            ));
         }
     }
     let op = WriteOp::Put {
@@ -314,14 +291,9 @@ pub async fn delete(
     Path((resource_type, id)): Path<(String, String)>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Response {
-    if let Err(r) = check_instance(&params, &headers, &resource_type, &id) {
-        return r;
-    }
-    let expected = match if_match(&headers) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+) -> Result<Response, ApiError> {
+    check_instance(&params, &headers, &resource_type, &id)?;
+    let expected = if_match(&headers)?;
     let prefer = prefer_return(&headers);
     let current = state.lake.latest(&resource_type, &id);
     let message = match current {
@@ -331,36 +303,36 @@ pub async fn delete(
                 id: id.clone(),
                 if_match: expected,
             };
-            match state.lake.write(vec![op]).await {
-                Ok(w) => {
-                    let version = w.first().map_or(l.version_id + 1, |w| w.version.version_id);
-                    let mut r = deleted_response(
-                        prefer,
-                        format!(
-                            "{resource_type}/{id} deleted: version {version} is the delete marker"
-                        ),
-                    );
-                    if let Some(w) = w.first() {
-                        version_headers(r.headers_mut(), &w.version);
-                    }
-                    return r;
-                }
-                Err(e) => return write_error(e),
-            }
+            let written = state
+                .lake
+                .write(vec![op])
+                .await
+                .map_err(|e| ApiError::from_lake(&e, "the delete"))?;
+            let w = only_written(written)?;
+            let mut r = deleted_response(
+                prefer,
+                format!(
+                    "{resource_type}/{id} deleted: version {} is the delete marker",
+                    w.version.version_id
+                ),
+            );
+            version_headers(r.headers_mut(), &w.version);
+            return Ok(r);
         }
         Some(_) => format!("{resource_type}/{id} was already deleted; nothing was written"),
         None => format!("{resource_type}/{id} does not exist; nothing was written"),
     };
     if let Some(v) = expected {
         if current.map(|l| l.version_id) != Some(v) {
-            return write_error(LakeError::VersionConflict {
+            let conflict = LakeError::VersionConflict {
                 resource: format!("{resource_type}/{id}"),
                 expected: v,
                 current: current.map(|l| l.version_id),
-            });
+            };
+            return Err(ApiError::from_lake(&conflict, "the delete"));
         }
     }
-    deleted_response(prefer, message)
+    Ok(deleted_response(prefer, message))
 }
 
 fn deleted_response(prefer: Return, message: String) -> Response {
@@ -389,49 +361,17 @@ pub async fn conditional_update(
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    if let Err(r) = check_format(&params, &headers).and_then(|()| check_type(&resource_type)) {
-        return r;
-    }
-    let mut resource = match parse_body(&resource_type, &headers, &body) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+) -> Result<Response, ApiError> {
+    check_format(&params, &headers)?;
+    check_type(&resource_type)?;
+    let mut resource = parse_body(&resource_type, &headers, &body)?;
     let condition = uri.query().unwrap_or("").to_string();
-    let _guard = state.conditional.clone().lock_owned().await;
-    let ids = match conditional_ids(&state, &resource_type, &condition).await {
-        Ok(ids) => ids,
-        Err(f) => return f.response(),
-    };
-    let body_id = resource
-        .get("id")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let id = match (ids.as_slice(), body_id) {
-        ([], Some(id)) => id,
-        ([], None) => uuid::Uuid::new_v4().to_string(),
-        ([found], Some(id)) if *found != id => {
-            return outcome(
-                StatusCode::BAD_REQUEST,
-                Issue::error(
-                    "invalid",
-                    format!(
-                        "the condition finds {resource_type}/{found}, but the body's id is '{id}'"
-                    ),
-                ),
-            );
-        }
-        ([found], _) => found.clone(),
-        _ => return several(&resource_type, &condition).response(),
-    };
-    if let Err(r) = super::check_id(&id) {
-        return r;
-    }
+    let _guard = conditional::lock(&state).await;
+    let matches = conditional::search(&state, &resource_type, &condition).await?;
+    let id = matches.update_target(resource.get("id").and_then(Value::as_str))?;
+    check_id(&id)?;
     resource.insert("id".into(), Value::String(id.clone()));
-    let expected = match if_match(&headers) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let expected = if_match(&headers)?;
     let op = WriteOp::Put {
         resource_type,
         id: Some(id),
@@ -449,41 +389,33 @@ pub async fn conditional_delete(
     uri: axum::http::Uri,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Response {
-    if let Err(r) = check_format(&params, &headers).and_then(|()| check_type(&resource_type)) {
-        return r;
-    }
+) -> Result<Response, ApiError> {
+    check_format(&params, &headers)?;
+    check_type(&resource_type)?;
     let condition = uri.query().unwrap_or("").to_string();
-    let _guard = state.conditional.clone().lock_owned().await;
-    let ids = match conditional_ids(&state, &resource_type, &condition).await {
-        Ok(ids) => ids,
-        Err(f) => return f.response(),
-    };
-    match ids.as_slice() {
-        [] => deleted_response(
+    let _guard = conditional::lock(&state).await;
+    let matches = conditional::search(&state, &resource_type, &condition).await?;
+    let Some(id) = matches.at_most_one()? else {
+        return Ok(deleted_response(
             prefer_return(&headers),
             format!("no {resource_type} matches {condition}; nothing was deleted"),
-        ),
-        [id] => {
-            let op = WriteOp::Delete {
-                resource_type: resource_type.clone(),
-                id: id.clone(),
-                if_match: None,
-            };
-            match state.lake.write(vec![op]).await {
-                Ok(w) => {
-                    let mut r = deleted_response(
-                        prefer_return(&headers),
-                        format!("{resource_type}/{id} deleted"),
-                    );
-                    if let Some(w) = w.first() {
-                        version_headers(r.headers_mut(), &w.version);
-                    }
-                    r
-                }
-                Err(e) => write_error(e),
-            }
-        }
-        _ => several(&resource_type, &condition).response(),
-    }
+        ));
+    };
+    let op = WriteOp::Delete {
+        resource_type: resource_type.clone(),
+        id: id.to_string(),
+        if_match: None,
+    };
+    let written = state
+        .lake
+        .write(vec![op])
+        .await
+        .map_err(|e| ApiError::from_lake(&e, "the delete"))?;
+    let w = only_written(written)?;
+    let mut r = deleted_response(
+        prefer_return(&headers),
+        format!("{resource_type}/{id} deleted"),
+    );
+    version_headers(r.headers_mut(), &w.version);
+    Ok(r)
 }

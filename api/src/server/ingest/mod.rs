@@ -13,7 +13,9 @@
 //!   uses this path. `?bulk=false` forces the WAL path.
 //!
 //! Either way, bad records are reported with their line or entry and an
-//! OperationOutcome, and the good ones land anyway.
+//! OperationOutcome, and the good ones land anyway. A request that fails as a whole (a
+//! body that is not text, a write the lake refuses) answers with an OperationOutcome
+//! ([`crate::error`]).
 
 mod body;
 
@@ -31,6 +33,7 @@ use medlake_lake::{BulkOptions, LoadSummary, WriteOp};
 use serde_json::{Value, json};
 
 use super::AppState;
+use crate::error::ApiError;
 
 /// The largest body that goes through the WAL; larger ones take the bulk path.
 pub const WAL_PATH_MAX_BYTES: u64 = 8 << 20;
@@ -40,7 +43,7 @@ pub async fn post_ingest(
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> Result<Response, ApiError> {
     let length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -49,8 +52,9 @@ pub async fn post_ingest(
         Some("true") => true,
         Some("false") => false,
         Some(other) => {
-            return bad_request(format!(
-                "bulk={other} is not understood: use bulk=true or bulk=false"
+            return Err(ApiError::bad_request(
+                "value",
+                format!("bulk={other} is not understood: use bulk=true or bulk=false"),
             ));
         }
         None => length.is_none_or(|n| n > WAL_PATH_MAX_BYTES),
@@ -66,30 +70,20 @@ pub async fn post_ingest(
     }
     match axum::body::to_bytes(body, WAL_PATH_MAX_BYTES as usize).await {
         Ok(bytes) => wal_ingest(&state, bytes).await,
-        Err(_) => (
+        Err(_) => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            axum::Json(json!({
-                "error": format!("with bulk=false the body may be at most {} MiB; leave bulk out to load larger bodies through the bulk path", WAL_PATH_MAX_BYTES >> 20),
-            })),
-        )
-            .into_response(),
+            "too-long",
+            format!(
+                "with bulk=false the body may be at most {} MiB; leave bulk out to load \
+                 larger bodies through the bulk path",
+                WAL_PATH_MAX_BYTES >> 20
+            ),
+        )),
     }
 }
 
-fn bad_request(message: String) -> Response {
-    let issue = medlake_ingest::issue::Issue::error("structure", message);
-    (
-        StatusCode::BAD_REQUEST,
-        axum::Json(json!({
-            "error": issue.diagnostics,
-            "outcome": operation_outcome(&[issue]),
-        })),
-    )
-        .into_response()
-}
-
 /// The bulk path: the body streams through the bulk pipeline into large Delta commits.
-async fn bulk_ingest(state: &AppState, body: Body, document: bool) -> Response {
+async fn bulk_ingest(state: &AppState, body: Body, document: bool) -> Result<Response, ApiError> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<RawRecord>>(4);
     let splitter = tokio::spawn(body::split(body, document, tx));
     let loaded = state
@@ -102,52 +96,26 @@ async fn bulk_ingest(state: &AppState, body: Body, document: bool) -> Response {
             "the body reader failed: {e}"
         ))),
     };
-    let summary = match loaded {
-        Ok(s) => s,
-        Err(e) => {
-            let f = crate::error::LakeFailure::from(&e, "the bulk ingest");
-            let issue = medlake_ingest::issue::Issue::error(
-                f.issue.code,
-                format!(
-                    "the load stopped: {}. Batches committed before the failure stay",
-                    f.issue.diagnostics
-                ),
-            );
-            let r = (
-                f.status,
-                axum::Json(json!({
-                    "error": issue.diagnostics,
-                    "outcome": operation_outcome(&[issue]),
-                })),
-            )
-                .into_response();
-            return f.decorate(r);
-        }
-    };
+    let summary = loaded.map_err(|e| {
+        ApiError::from_lake(&e, "the bulk ingest").explain(|d| {
+            format!("the load stopped: {d}. Batches committed before the failure stay")
+        })
+    })?;
     if let Err(e) = split {
-        let status = match e {
-            body::BodyError::DocumentTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            body::BodyError::Read(_) => StatusCode::BAD_REQUEST,
+        let (status, code) = match e {
+            body::BodyError::DocumentTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too-long"),
+            body::BodyError::Read(_) => (StatusCode::BAD_REQUEST, "structure"),
         };
-        let issue = medlake_ingest::issue::Issue::error(
-            "structure",
+        return Err(ApiError::new(
+            status,
+            code,
             format!(
                 "{e}; the {} resources read before it were committed (run {})",
                 summary.accepted, summary.run_id
             ),
-        );
-        return (
-            status,
-            axum::Json(json!({
-                "error": issue.diagnostics,
-                "outcome": operation_outcome(&[issue]),
-                "accepted": summary.accepted,
-                "runId": summary.run_id,
-            })),
-        )
-            .into_response();
+        ));
     }
-    bulk_answer(&summary)
+    Ok(bulk_answer(&summary))
 }
 
 fn bulk_answer(s: &LoadSummary) -> Response {
@@ -173,13 +141,12 @@ fn bulk_answer(s: &LoadSummary) -> Response {
 }
 
 /// The WAL path: every accepted resource is durable and readable when this answers.
-async fn wal_ingest(state: &AppState, body: Bytes) -> Response {
+async fn wal_ingest(state: &AppState, body: Bytes) -> Result<Response, ApiError> {
     let Ok(text) = std::str::from_utf8(&body) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({"error": "the body is not UTF-8 text"})),
-        )
-            .into_response();
+        return Err(ApiError::bad_request(
+            "structure",
+            "the body is not UTF-8 text",
+        ));
     };
     let records = split_records(text);
     let prepared = medlake_lake::blocking::run(move || {
@@ -189,13 +156,7 @@ async fn wal_ingest(state: &AppState, body: Bytes) -> Response {
             .collect::<Vec<_>>()
     })
     .await;
-    let Ok(prepared) = prepared else {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            axum::Json(json!({"error": "the parser failed"})),
-        )
-            .into_response();
-    };
+    let prepared = prepared.map_err(|e| ApiError::internal("parsing the ingest body", &e))?;
     let mut ops = Vec::new();
     let mut rejected = Vec::new();
     for (origin, p) in prepared {
@@ -221,20 +182,8 @@ async fn wal_ingest(state: &AppState, body: Bytes) -> Response {
         match state.lake.write(ops).await {
             Ok(w) => w,
             Err(e) => {
-                let f = crate::error::LakeFailure::from(&e, "the ingest write");
-                let issue = medlake_ingest::issue::Issue::error(
-                    f.issue.code,
-                    format!("nothing was stored: {}", f.issue.diagnostics),
-                );
-                let r = (
-                    f.status,
-                    axum::Json(json!({
-                        "error": issue.diagnostics,
-                        "outcome": operation_outcome(&[issue]),
-                    })),
-                )
-                    .into_response();
-                return f.decorate(r);
+                return Err(ApiError::from_lake(&e, "the ingest write")
+                    .explain(|d| format!("nothing was stored: {d}")));
             }
         }
     };
@@ -253,7 +202,7 @@ async fn wal_ingest(state: &AppState, body: Bytes) -> Response {
     } else {
         StatusCode::OK
     };
-    (
+    Ok((
         status,
         axum::Json(json!({
             "accepted": accepted.len(),
@@ -262,7 +211,7 @@ async fn wal_ingest(state: &AppState, body: Bytes) -> Response {
             "errors": rejected,
         })),
     )
-        .into_response()
+        .into_response())
 }
 
 /// A JSON object body is one resource or a Bundle; anything else is NDJSON.
