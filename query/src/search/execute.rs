@@ -517,14 +517,7 @@ fn reference_slots(
 ) -> RoaringBitmap {
     let get = |kind, key: &str| t.posting(code, kind, key).cloned().unwrap_or_default();
     match modifier {
-        Modifier::Identifier => {
-            let key = if v.contains('|') {
-                v.to_string()
-            } else {
-                format!("|{v}")
-            };
-            get(KeyKind::ReferenceIdentifier, &key)
-        }
+        Modifier::Identifier => reference_identifier_slots(t, code, v),
         Modifier::Type(ty) => get(KeyKind::Reference, &format!("{ty}/{v}")),
         _ => {
             // Our own absolute URLs are stored as relative references.
@@ -537,6 +530,32 @@ fn reference_slots(
             } else {
                 get(KeyKind::ReferenceId, v)
             }
+        }
+    }
+}
+
+/// `:identifier`: a token search on `Reference.identifier`, in the four token forms.
+///
+/// The index keys each reference identifier as `system|value` (when it has a system) and
+/// as `|value` (whatever its system), so `|value` alone would also find the identifiers
+/// that have a system: those are taken away by their `system|value` keys. This is exact
+/// per resource, except for a resource that holds, in the one parameter, the same value
+/// both with a system and without one; it is then left out of `|value`. Telling that
+/// apart needs an index key of its own for identifiers without a system.
+fn reference_identifier_slots(t: &TypeIndex, code: &str, v: &str) -> RoaringBitmap {
+    let kind = KeyKind::ReferenceIdentifier;
+    let get = |key: &str| t.posting(code, kind, key).cloned().unwrap_or_default();
+    match TokenQuery::parse(v) {
+        TokenQuery::Code(value) => get(&format!("|{value}")),
+        TokenQuery::SystemCode(system, value) => get(&format!("{system}|{value}")),
+        TokenQuery::System(system) => t.union_where(code, kind, &format!("{system}|"), |_| true),
+        TokenQuery::NoSystem(value) => {
+            let any_system = format!("|{value}");
+            let with_a_system = t.union_where(code, kind, "", |key| {
+                key.strip_suffix(any_system.as_str())
+                    .is_some_and(|system| !system.is_empty() && !system.contains('|'))
+            });
+            get(&any_system) - with_a_system
         }
     }
 }

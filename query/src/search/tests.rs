@@ -581,3 +581,577 @@ fn bad_searches_say_what_is_wrong() {
         }
     }
 }
+
+/// The ids a search finds, sorted, so that a test states the set it expects.
+async fn found(lake: &Lake, ty: &str, query: &[(&str, &str)]) -> Vec<String> {
+    let mut found = ids(lake, ty, query).await;
+    found.sort();
+    found
+}
+
+async fn expect(lake: &Lake, ty: &str, query: &[(&str, &str)], want: &[&str]) {
+    assert_eq!(found(lake, ty, query).await, want, "{ty}?{query:?}");
+}
+
+/// Commit the tail to Delta and open the lake again, so that the search index is rebuilt
+/// from what Delta holds instead of from the writes themselves.
+async fn flushed_and_reopened(dir: &tempfile::TempDir, lake: Lake) -> Lake {
+    lake.flush().await.unwrap();
+    drop(lake);
+    self::lake(dir).await
+}
+
+fn patient_with_gp(id: &str, family: &str, gps: &[&str]) -> Value {
+    let gps: Vec<Value> = gps.iter().map(|r| json!({"reference": r})).collect();
+    json!({"resourceType": "Patient", "id": id, "name": [{"family": family}],
+           "generalPractitioner": gps})
+}
+
+fn observation_of(id: &str, subject: Value) -> Value {
+    json!({"resourceType": "Observation", "id": id, "status": "final",
+           "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+           "subject": subject})
+}
+
+/// Chains of two and three references, where the decoys match the right value at the
+/// wrong link: an intermediate resource that has the name, a reference of another type,
+/// a reference through another parameter, a chain one link too short.
+async fn multi_level_chain_data(lake: &Lake) {
+    for (id, family) in [("dr-hart", "Hart"), ("dr-stone", "Stone")] {
+        put(
+            lake,
+            json!({"resourceType": "Practitioner", "id": id, "name": [{"family": family}]}),
+        )
+        .await;
+    }
+    // An Organization named like the wanted Practitioner: a GP of another type.
+    put(
+        lake,
+        json!({"resourceType": "Organization", "id": "org-hart", "name": "Hart Clinic"}),
+    )
+    .await;
+    for (patient, family, gps) in [
+        // the GP is Dr Hart: matches
+        ("pa", "Able", &["Practitioner/dr-hart"][..]),
+        // the patient is called Hart, its GP is not: only the intermediate matches
+        ("pb", "Hart", &["Practitioner/dr-stone"][..]),
+        // the GP is the Organization called Hart
+        ("pc", "Cole", &["Organization/org-hart"][..]),
+        // no GP at all
+        ("pd", "Dunn", &[][..]),
+        // two GPs, the second is Dr Hart: matches
+        (
+            "pf",
+            "Fox",
+            &["Practitioner/dr-stone", "Practitioner/dr-hart"][..],
+        ),
+    ] {
+        put(lake, patient_with_gp(patient, family, gps)).await;
+        let observation = format!("o{}", &patient[1..]);
+        let subject = json!({"reference": format!("Patient/{patient}")});
+        put(lake, observation_of(&observation, subject)).await;
+    }
+    // Refers to Dr Hart directly, as performer, and to a patient whose GP is Dr Stone.
+    let mut performed = observation_of("oe", json!({"reference": "Patient/pb"}));
+    performed["performer"] = json!([{"reference": "Practitioner/dr-hart"}]);
+    put(lake, performed).await;
+
+    // Three links: Observation -> Patient -> Organization -> parent Organization.
+    for (id, name, parent) in [
+        ("acme-root", "Acme Health", None),
+        ("ward-1", "Ward One", Some("acme-root")),
+        ("borough", "Borough Trust", None),
+        // named Acme itself, but its parent is not
+        ("acme-local", "Acme Local", Some("borough")),
+    ] {
+        let mut org = json!({"resourceType": "Organization", "id": id, "name": name});
+        if let Some(p) = parent {
+            org["partOf"] = json!({"reference": format!("Organization/{p}")});
+        }
+        put(lake, org).await;
+    }
+    for (patient, organization) in [
+        // the organization's parent is Acme: matches
+        ("pg", "ward-1"),
+        // the organization is called Acme, its parent is not
+        ("ph", "acme-local"),
+        // the organization is Acme itself and has no parent: a two-link chain matches
+        ("pi", "acme-root"),
+    ] {
+        put(
+            lake,
+            json!({"resourceType": "Patient", "id": patient,
+                   "managingOrganization": {"reference": format!("Organization/{organization}")}}),
+        )
+        .await;
+        let observation = format!("o{}", &patient[1..]);
+        let subject = json!({"reference": format!("Patient/{patient}")});
+        put(lake, observation_of(&observation, subject)).await;
+    }
+}
+
+async fn check_multi_level_chains(lake: &Lake) {
+    let obs = "Observation";
+    expect(
+        lake,
+        obs,
+        &[(
+            "subject:Patient.general-practitioner:Practitioner.name",
+            "hart",
+        )],
+        &["oa", "of"],
+    )
+    .await;
+    // Without the type, the GP may be any of the parameter's target types.
+    expect(
+        lake,
+        obs,
+        &[("subject:Patient.general-practitioner.name", "hart")],
+        &["oa", "oc", "of"],
+    )
+    .await;
+    // The link the decoys do match, for contrast: pb is called Hart.
+    expect(
+        lake,
+        obs,
+        &[("subject:Patient.name", "hart")],
+        &["ob", "oe"],
+    )
+    .await;
+    expect(
+        lake,
+        obs,
+        &[(
+            "subject:Patient.general-practitioner:Practitioner.name",
+            "stone",
+        )],
+        &["ob", "oe", "of"],
+    )
+    .await;
+    expect(
+        lake,
+        obs,
+        &[(
+            "subject:Patient.general-practitioner:Practitioner.name",
+            "dunn",
+        )],
+        &[],
+    )
+    .await;
+    // Three links: only the parent's name counts.
+    expect(
+        lake,
+        obs,
+        &[("subject:Patient.organization.partof.name", "acme")],
+        &["og"],
+    )
+    .await;
+    expect(
+        lake,
+        obs,
+        &[("subject:Patient.organization.name", "acme")],
+        &["oh", "oi"],
+    )
+    .await;
+    expect(
+        lake,
+        obs,
+        &[("subject:Patient.organization.partof.name", "borough")],
+        &["oh"],
+    )
+    .await;
+    // A chain ANDed with a plain parameter of the searched type.
+    expect(
+        lake,
+        obs,
+        &[
+            (
+                "subject:Patient.general-practitioner:Practitioner.name",
+                "stone",
+            ),
+            ("performer", "Practitioner/dr-hart"),
+        ],
+        &["oe"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn chains_of_two_and_three_links_match_only_at_the_last_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir).await;
+    multi_level_chain_data(&lake).await;
+    check_multi_level_chains(&lake).await;
+    let lake = flushed_and_reopened(&dir, lake).await;
+    check_multi_level_chains(&lake).await;
+}
+
+/// Observations whose codes, displays and texts start with the same word in different
+/// places.
+async fn text_modifier_data(lake: &Lake) {
+    let local = "urn:local";
+    for (id, code) in [
+        // Coding.display
+        (
+            "t-display",
+            json!({"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]}),
+        ),
+        // the code starts with the word, the display does not
+        (
+            "t-code",
+            json!({"coding": [{"system": local, "code": "heart-x", "display": "Pulse"}]}),
+        ),
+        // CodeableConcept.text without a coding
+        ("t-text", json!({"text": "Heartbeat, irregular"})),
+        // CodeableConcept.text beside a coding without a display
+        (
+            "t-text-coded",
+            json!({"coding": [{"system": local, "code": "m1"}], "text": "heart murmur"}),
+        ),
+        // the word is inside the display, not at its start
+        (
+            "t-inside",
+            json!({"coding": [{"system": "http://loinc.org", "code": "55283-6", "display": "Fetal heart rate"}]}),
+        ),
+        // accents and case are folded
+        (
+            "t-accent",
+            json!({"coding": [{"system": local, "code": "ecg", "display": "Électrocardiogramme"}]}),
+        ),
+    ] {
+        put(
+            lake,
+            json!({"resourceType": "Observation", "id": id, "status": "final", "code": code}),
+        )
+        .await;
+    }
+    // The word is in another token parameter (category), not in code.
+    put(
+        lake,
+        json!({"resourceType": "Observation", "id": "t-category", "status": "final",
+               "category": [{"coding": [{"system": local, "code": "c", "display": "Heart studies"}]}],
+               "code": {"coding": [{"system": local, "code": "w", "display": "Weight"}]}}),
+    )
+    .await;
+    // Identifier.type.text is the text of an identifier.
+    put(
+        lake,
+        json!({"resourceType": "Patient", "id": "p-typed",
+               "identifier": [{"type": {"text": "Medical record number"}, "system": "urn:mrn", "value": "m-1"}]}),
+    )
+    .await;
+    put(
+        lake,
+        json!({"resourceType": "Patient", "id": "p-untyped",
+               "identifier": [{"system": "urn:medical", "value": "medical-2"}]}),
+    )
+    .await;
+}
+
+async fn check_text_modifier(lake: &Lake) {
+    let obs = "Observation";
+    let heart = ["t-display", "t-text", "t-text-coded"];
+    expect(lake, obs, &[("code:text", "heart")], &heart).await;
+    expect(lake, obs, &[("code:text", "HEART")], &heart).await;
+    expect(lake, obs, &[("code:text", "heart rate")], &["t-display"]).await;
+    expect(lake, obs, &[("code:text", "fetal heart")], &["t-inside"]).await;
+    expect(lake, obs, &[("code:text", "pulse")], &["t-code"]).await;
+    expect(lake, obs, &[("code:text", "electro")], &["t-accent"]).await;
+    // A code is not text, not even the whole of it.
+    expect(lake, obs, &[("code:text", "heart-x")], &[]).await;
+    expect(lake, obs, &[("code:text", "8867-4")], &[]).await;
+    // ...while the plain token search does find the code.
+    expect(lake, obs, &[("code", "heart-x")], &["t-code"]).await;
+    expect(lake, obs, &[("category:text", "heart")], &["t-category"]).await;
+    expect(
+        lake,
+        obs,
+        &[("code:text", "pulse,electro")],
+        &["t-accent", "t-code"],
+    )
+    .await;
+    expect(
+        lake,
+        "Patient",
+        &[("identifier:text", "medical")],
+        &["p-typed"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn text_modifier_matches_display_and_text_by_prefix_never_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir).await;
+    text_modifier_data(&lake).await;
+    check_text_modifier(&lake).await;
+    let lake = flushed_and_reopened(&dir, lake).await;
+    check_text_modifier(&lake).await;
+}
+
+/// Observations whose subject carries a logical identifier, next to ones where the same
+/// value appears as a reference id, under another system, without a system, as a longer
+/// value, or in another reference parameter.
+async fn reference_identifier_data(lake: &Lake) {
+    // The patient the identifier names: an implementation that resolved references
+    // would take r-by-reference for a match.
+    put(
+        lake,
+        json!({"resourceType": "Patient", "id": "123",
+               "identifier": [{"system": "urn:mrn", "value": "123"}]}),
+    )
+    .await;
+    for (id, subject) in [
+        (
+            "r-mrn",
+            json!({"identifier": {"system": "urn:mrn", "value": "123"}}),
+        ),
+        ("r-by-reference", json!({"reference": "Patient/123"})),
+        (
+            "r-other-system",
+            json!({"identifier": {"system": "urn:other", "value": "123"}}),
+        ),
+        ("r-no-system", json!({"identifier": {"value": "123"}})),
+        (
+            "r-longer",
+            json!({"reference": "Patient/x9", "identifier": {"system": "urn:mrn", "value": "1234"}}),
+        ),
+        (
+            "r-mrn-other-value",
+            json!({"identifier": {"system": "urn:mrn", "value": "999"}}),
+        ),
+    ] {
+        put(lake, observation_of(id, subject)).await;
+    }
+    let mut performed = observation_of("r-performer", json!({"reference": "Patient/x9"}));
+    performed["performer"] = json!([{"identifier": {"system": "urn:mrn", "value": "123"}}]);
+    put(lake, performed).await;
+}
+
+async fn check_reference_identifier(lake: &Lake) {
+    let obs = "Observation";
+    expect(
+        lake,
+        obs,
+        &[("subject:identifier", "urn:mrn|123")],
+        &["r-mrn"],
+    )
+    .await;
+    // Any system.
+    expect(
+        lake,
+        obs,
+        &[("subject:identifier", "123")],
+        &["r-mrn", "r-no-system", "r-other-system"],
+    )
+    .await;
+    // No system.
+    expect(
+        lake,
+        obs,
+        &[("subject:identifier", "|123")],
+        &["r-no-system"],
+    )
+    .await;
+    // Any value of the system.
+    expect(
+        lake,
+        obs,
+        &[("subject:identifier", "urn:mrn|")],
+        &["r-longer", "r-mrn", "r-mrn-other-value"],
+    )
+    .await;
+    expect(lake, obs, &[("subject:identifier", "urn:mrn|12")], &[]).await;
+    expect(
+        lake,
+        obs,
+        &[("subject:identifier", "urn:mrn|1234")],
+        &["r-longer"],
+    )
+    .await;
+    expect(
+        lake,
+        obs,
+        &[("performer:identifier", "urn:mrn|123")],
+        &["r-performer"],
+    )
+    .await;
+    // A reference with an identifier is still found by its reference.
+    expect(
+        lake,
+        obs,
+        &[("subject", "Patient/x9")],
+        &["r-longer", "r-performer"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn identifier_modifier_matches_reference_identifiers_as_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir).await;
+    reference_identifier_data(&lake).await;
+    check_reference_identifier(&lake).await;
+    let lake = flushed_and_reopened(&dir, lake).await;
+    check_reference_identifier(&lake).await;
+}
+
+const V2_0203: &str = "http://terminology.hl7.org/CodeSystem/v2-0203";
+
+fn typed_identifier(type_system: &str, type_code: &str, value: &str) -> Value {
+    json!({"type": {"coding": [{"system": type_system, "code": type_code}]},
+           "system": "urn:ids", "value": value})
+}
+
+/// Patients whose identifiers are near misses of `MR` `1001`: each differs in one part,
+/// or has the parts on two different identifiers.
+async fn of_type_data(lake: &Lake) {
+    for (id, identifiers) in [
+        ("p-mr", vec![typed_identifier(V2_0203, "MR", "1001")]),
+        (
+            "p-other-value",
+            vec![typed_identifier(V2_0203, "MR", "1002")],
+        ),
+        (
+            "p-longer-value",
+            vec![typed_identifier(V2_0203, "MR", "10011")],
+        ),
+        ("p-dl", vec![typed_identifier(V2_0203, "DL", "1001")]),
+        (
+            "p-other-type-system",
+            vec![typed_identifier("urn:local-types", "MR", "1001")],
+        ),
+        (
+            // MR with another value, and 1001 under another type
+            "p-split",
+            vec![
+                typed_identifier(V2_0203, "MR", "9999"),
+                typed_identifier(V2_0203, "DL", "1001"),
+            ],
+        ),
+        (
+            "p-untyped",
+            vec![json!({"system": "urn:ids", "value": "1001"})],
+        ),
+        (
+            "p-type-text-only",
+            vec![json!({"type": {"text": "MR"}, "system": "urn:ids", "value": "1001"})],
+        ),
+    ] {
+        put(
+            lake,
+            json!({"resourceType": "Patient", "id": id, "identifier": identifiers}),
+        )
+        .await;
+    }
+}
+
+async fn check_of_type(lake: &Lake) {
+    let mr_1001 = format!("{V2_0203}|MR|1001");
+    let dl_1001 = format!("{V2_0203}|DL|1001");
+    expect(
+        lake,
+        "Patient",
+        &[("identifier:of-type", &mr_1001)],
+        &["p-mr"],
+    )
+    .await;
+    expect(
+        lake,
+        "Patient",
+        &[("identifier:of-type", &dl_1001)],
+        &["p-dl", "p-split"],
+    )
+    .await;
+    expect(
+        lake,
+        "Patient",
+        &[("identifier:of-type", &format!("{mr_1001},{dl_1001}"))],
+        &["p-dl", "p-mr", "p-split"],
+    )
+    .await;
+    expect(
+        lake,
+        "Patient",
+        &[("identifier:of-type", "urn:local-types|MR|1001")],
+        &["p-other-type-system"],
+    )
+    .await;
+    expect(
+        lake,
+        "Patient",
+        &[("identifier:of-type", &format!("{V2_0203}|MR|100"))],
+        &[],
+    )
+    .await;
+    // The plain token search, for contrast, finds the value whatever the type.
+    expect(
+        lake,
+        "Patient",
+        &[("identifier", "urn:ids|1001")],
+        &[
+            "p-dl",
+            "p-mr",
+            "p-other-type-system",
+            "p-split",
+            "p-type-text-only",
+            "p-untyped",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn of_type_matches_type_and_value_of_one_identifier() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir).await;
+    of_type_data(&lake).await;
+    check_of_type(&lake).await;
+    let lake = flushed_and_reopened(&dir, lake).await;
+    check_of_type(&lake).await;
+}
+
+/// R4: `:text` searches "CodeableConcept.text, Coding.display, or Identifier.type.text".
+/// Here the concept's text stands beside a coding that has a display of its own.
+#[tokio::test]
+#[ignore = "the index has the concept's text only for codings without a display: \
+            ingest/src/search/extract.rs `coding_value` takes `display.or(text)`"]
+async fn text_modifier_finds_concept_text_beside_a_display() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir).await;
+    put(
+        &lake,
+        json!({"resourceType": "Observation", "id": "t-both", "status": "final",
+               "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}],
+                        "text": "Pulse, resting"}}),
+    )
+    .await;
+    expect(&lake, "Observation", &[("code:text", "heart")], &["t-both"]).await;
+    expect(&lake, "Observation", &[("code:text", "pulse")], &["t-both"]).await;
+}
+
+/// An identifier's type is a CodeableConcept: any of its codings is its type.
+#[tokio::test]
+#[ignore = "the index keys :of-type by the first coding of Identifier.type only: \
+            ingest/src/search/extract.rs `token_values`, and one `of_type` per IndexValue"]
+async fn of_type_finds_any_coding_of_the_identifier_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir).await;
+    put(
+        &lake,
+        json!({"resourceType": "Patient", "id": "p-two-type-codings",
+               "identifier": [{"type": {"coding": [{"system": "urn:local-types", "code": "X"},
+                                                    {"system": V2_0203, "code": "MR"}]},
+                               "system": "urn:ids", "value": "1001"}]}),
+    )
+    .await;
+    for of_type in ["urn:local-types|X|1001", &format!("{V2_0203}|MR|1001")] {
+        expect(
+            &lake,
+            "Patient",
+            &[("identifier:of-type", of_type)],
+            &["p-two-type-codings"],
+        )
+        .await;
+    }
+}
