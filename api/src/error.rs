@@ -139,7 +139,9 @@ impl ApiError {
                      stored. An operator must restart the server",
                 )
             }
-            LakeError::Busy { .. } | LakeError::WalFull { .. } => ApiError::retry_later(e.to_string()),
+            LakeError::Busy { .. } | LakeError::WalFull { .. } => {
+                ApiError::retry_later(e.to_string())
+            }
             LakeError::BadDataUrl { .. }
             | LakeError::Io { .. }
             | LakeError::Delta { .. }

@@ -170,29 +170,48 @@ fn token_values(ty: &str, v: &Value, out: &mut Vec<IndexValue>) {
             for c in codings.into_iter().flatten() {
                 out.push(coding_value(c, text));
             }
-            if let (Some(t), true) = (text, codings.is_none_or(|c| c.is_empty())) {
-                out.push(token(None, None, Some(t.to_string())));
+            // `:text` searches the concept's text as well as each coding's display
+            // (R4 3.1.1.5.7): a text that no display repeats is a value of its own.
+            if let Some(t) = text {
+                let repeated = codings
+                    .into_iter()
+                    .flatten()
+                    .any(|c| str_field(c, "display") == Some(t));
+                if !repeated {
+                    out.push(token(None, None, Some(t.to_string())));
+                }
             }
         }
         "Identifier" => {
-            let of_type = v
+            // `:of-type` matches any coding of the identifier's type: one value per
+            // coding (or one without a type).
+            let types: Vec<String> = v
                 .get("type")
                 .and_then(|t| t.get("coding"))
                 .and_then(Value::as_array)
-                .and_then(|c| c.first())
+                .into_iter()
+                .flatten()
                 .map(|c| {
                     format!(
                         "{}|{}",
                         str_field(c, "system").unwrap_or(""),
                         str_field(c, "code").unwrap_or("")
                     )
+                })
+                .collect();
+            let of_types: Vec<Option<String>> = if types.is_empty() {
+                vec![None]
+            } else {
+                types.into_iter().map(Some).collect()
+            };
+            for of_type in of_types {
+                out.push(IndexValue::Token {
+                    system: owned(str_field(v, "system")),
+                    code: owned(str_field(v, "value")),
+                    text: owned(v.get("type").and_then(|t| str_field(t, "text"))),
+                    of_type,
                 });
-            out.push(IndexValue::Token {
-                system: owned(str_field(v, "system")),
-                code: owned(str_field(v, "value")),
-                text: owned(v.get("type").and_then(|t| str_field(t, "text"))),
-                of_type,
-            });
+            }
         }
         "ContactPoint" => out.push(token(
             owned(str_field(v, "system")),

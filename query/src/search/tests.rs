@@ -1114,8 +1114,6 @@ async fn of_type_matches_type_and_value_of_one_identifier() {
 /// R4: `:text` searches "CodeableConcept.text, Coding.display, or Identifier.type.text".
 /// Here the concept's text stands beside a coding that has a display of its own.
 #[tokio::test]
-#[ignore = "the index has the concept's text only for codings without a display: \
-            ingest/src/search/extract.rs `coding_value` takes `display.or(text)`"]
 async fn text_modifier_finds_concept_text_beside_a_display() {
     let dir = tempfile::tempdir().unwrap();
     let lake = lake(&dir).await;
@@ -1132,8 +1130,6 @@ async fn text_modifier_finds_concept_text_beside_a_display() {
 
 /// An identifier's type is a CodeableConcept: any of its codings is its type.
 #[tokio::test]
-#[ignore = "the index keys :of-type by the first coding of Identifier.type only: \
-            ingest/src/search/extract.rs `token_values`, and one `of_type` per IndexValue"]
 async fn of_type_finds_any_coding_of_the_identifier_type() {
     let dir = tempfile::tempdir().unwrap();
     let lake = lake(&dir).await;
