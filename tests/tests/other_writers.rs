@@ -48,13 +48,13 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 /// NDJSON Patients `<prefix>-0 .. <prefix>-<n-1>`, each padded with a narrative so that
-/// the body grows past the WAL path's limit, and one invalid record on line 3.
+/// the body grows past the WAL path's limit, and one broken record (not JSON) on line 3.
 fn patients_ndjson(prefix: &str, n: usize) -> String {
     let padding = "x".repeat(1500);
     let mut out = String::new();
     for i in 0..n {
         if i == 2 {
-            out.push_str("{\"resourceType\":\"Patient\",\"gender\":\"robot\"}\n");
+            out.push_str("{\"resourceType\":\"Patient\",\"gender\":\n");
         }
         let p = json!({
             "resourceType": "Patient",

@@ -126,9 +126,11 @@ fn an_observation_gives_codes_quantities_periods_and_composites() {
         "valueQuantity": {"value": 72.5, "unit": "beats/minute", "system": "http://unitsofmeasure.org", "code": "/min"}
     });
     let e = SearchParams::r4().extract("Observation", &obs);
+    // The coding with its display, and the concept's own text, which `:text` finds too.
     assert!(matches!(values(&e, "code")[..],
-        [IndexValue::Token { system: Some(s), code: Some(c), text: Some(t), .. }]
-        if s == "http://loinc.org" && c == "8867-4" && t == "Heart rate"));
+        [IndexValue::Token { system: Some(s), code: Some(c), text: Some(t), .. },
+         IndexValue::Token { system: None, code: None, text: Some(hr), .. }]
+        if s == "http://loinc.org" && c == "8867-4" && t == "Heart rate" && hr == "HR"));
     assert_eq!(values(&e, "patient").len(), 1);
     assert_eq!(values(&e, "subject").len(), 1);
     let start = date_range("2024-03-05T10:00:00Z").unwrap().0;
