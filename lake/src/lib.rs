@@ -15,6 +15,7 @@
 
 pub mod buffer;
 pub mod bulk;
+pub mod crash;
 pub mod error;
 pub(crate) mod file_scan;
 pub mod index;
