@@ -21,6 +21,7 @@ pub mod blob;
 pub mod blocking;
 pub mod buffer;
 pub mod bulk;
+pub mod crash;
 pub mod error;
 pub(crate) mod file_scan;
 pub mod index;

@@ -174,6 +174,7 @@ impl Lake {
             Target::IngestErrors => {}
         }
         let (table, metrics) = optimize.await.map_err(|e| LakeError::delta(&name, e))?;
+        crate::crash::point("compact-after-commit");
         deltalake::checkpoints::create_checkpoint(&table, None)
             .await
             .map_err(|e| LakeError::delta(&name, e))?;

@@ -363,8 +363,15 @@ struct Writer {
 
 impl Writer {
     fn open(dir: PathBuf, last_seq: i64, faults: Arc<WalFaults>) -> Result<Writer> {
-        let closed = list_segments(&dir)?;
         let path = dir.join(segment_name(last_seq + 1));
+        // The segment this writer appends to may already be on disk: a rotation opened it
+        // and the process died before a whole record reached it. It is not closed: handed
+        // out by a rotation that finds nothing written since, it would be deleted by the
+        // next flush while acknowledged writes go into it.
+        let closed: Vec<PathBuf> = list_segments(&dir)?
+            .into_iter()
+            .filter(|p| *p != path)
+            .collect();
         let file = open_segment(&path)?;
         let durable_len = segment_len(&file, &path)?;
         let closed_bytes: u64 = closed
@@ -440,6 +447,7 @@ impl Writer {
             return;
         }
         if self.stopped.is_none() {
+            crate::crash::torn_write("wal-mid-group", &mut self.file, &self.buf);
             let synced = self.file.write_all(&self.buf).and_then(|()| {
                 if WalFaults::take(&self.faults.fail_syncs) {
                     Err(std::io::Error::other("injected fsync failure"))

@@ -53,6 +53,7 @@ impl Lake {
         let _one_at_a_time = self.shared.flush_lock.lock().await;
         let Rotation { closed, last_seq } = wal.rotate().await?;
         self.shared.closed_segments.lock().extend(closed);
+        crate::crash::point("flush-before-commit");
         let work: Vec<(String, Vec<Arc<ResourceVersion>>)> = {
             let types = self.shared.types.lock();
             types
@@ -141,6 +142,7 @@ impl Lake {
             }
             self.shared.tail_rows.fetch_sub(rows, Ordering::Relaxed);
         }
+        crate::crash::point("flush-after-commit");
         // Every row up to last_seq is in Delta: the closed segments are no longer needed.
         let closed = std::mem::take(&mut *self.shared.closed_segments.lock());
         wal.remove_segments(&closed)?;

@@ -266,3 +266,27 @@ async fn a_failed_write_stops_the_log_and_fails_its_group() {
     let replay = Wal::replay(dir.path(), Recovery::Strict).unwrap();
     assert_eq!(seqs(&replay), vec![1]);
 }
+
+#[tokio::test]
+async fn a_restart_onto_a_rotations_empty_segment_keeps_writing_it_and_never_hands_it_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = start(dir.path(), 0);
+    wal.append(fhir(1)).await.unwrap();
+    // A flush rotates, opening the segment of sequence 2, and the process dies before
+    // its commit, with nothing written to the new segment.
+    wal.rotate().await.unwrap();
+    drop(wal);
+    let replay = Wal::replay(dir.path(), Recovery::Strict).unwrap();
+    assert_eq!(seqs(&replay), vec![1]);
+    let (wal, _) = start(dir.path(), replay.last_seq);
+    // The first flush after the restart rotates before any write, commits sequence 1 and
+    // deletes what the rotation closed; then a write is acknowledged.
+    let rotation = wal.rotate().await.unwrap();
+    let current = dir.path().join(segment_name(2));
+    assert!(!rotation.closed.contains(&current), "{:?}", rotation.closed);
+    remove_segments(&rotation.closed).unwrap();
+    wal.append(fhir(2)).await.unwrap();
+    drop(wal);
+    let replay = Wal::replay(dir.path(), Recovery::Strict).unwrap();
+    assert_eq!(seqs(&replay), vec![2]);
+}
