@@ -8,8 +8,7 @@
 #
 # Builds what the test suite builds (the dev profile, the same targets, so the cache is
 # reused). Runs with `cargo test` rather than nextest, whose slow-test timeout would end
-# a long run. On the shared machines run it under the cargo lock:
-#   /tmp/locked-sh 'cd /work/<worktree> && benches/kill9.sh'
+# a long run. It takes about 7 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MEDLAKE_KILLS="${1:-100}"

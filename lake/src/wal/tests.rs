@@ -284,7 +284,7 @@ async fn a_restart_onto_a_rotations_empty_segment_keeps_writing_it_and_never_han
     let rotation = wal.rotate().await.unwrap();
     let current = dir.path().join(segment_name(2));
     assert!(!rotation.closed.contains(&current), "{:?}", rotation.closed);
-    remove_segments(&rotation.closed).unwrap();
+    wal.remove_segments(&rotation.closed).unwrap();
     wal.append(fhir(2)).await.unwrap();
     drop(wal);
     let replay = Wal::replay(dir.path(), Recovery::Strict).unwrap();
