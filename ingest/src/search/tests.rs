@@ -165,12 +165,13 @@ fn an_observation_gives_codes_quantities_periods_and_composites() {
         SearchParams::r4().unions_fed_by("Observation", "code"),
         ["combo-code"]
     );
-    // Evaluated on their own (for `_include` and composites), they still give values.
+    // Evaluated on their own (for `_include` and composites), they still give values:
+    // the coding and the concept's text.
     assert_eq!(
         SearchParams::r4()
             .extract_param("Observation", "combo-code", &obs)
             .len(),
-        1
+        2
     );
 
     // `patient` keeps only references to a Patient
