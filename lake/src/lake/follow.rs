@@ -321,16 +321,7 @@ impl Lake {
                 if !fresh.contains(&version_key(row.id, row.version_id)) {
                     continue;
                 }
-                let extracted;
-                let values = match (row.search, row.resource) {
-                    (Some(values), _) => values,
-                    (None, Some(resource)) if !row.deleted => {
-                        extracted = search_values(resource_type, resource);
-                        extracted.as_str()
-                    }
-                    _ => "",
-                };
-                index_row(&mut search, resource_type, &row, values);
+                index_scanned_row(&mut search, resource_type, &row);
             }
         }
         Ok(())

@@ -108,19 +108,9 @@ async fn load_indexes(
                 row.deleted,
                 Some((row_group, item.first_row + i as u32)),
             );
-            let Some(search) = search.as_deref_mut() else {
-                continue;
-            };
-            let extracted;
-            let values = match (row.search, row.resource) {
-                (Some(values), _) => values,
-                (None, Some(resource)) if !row.deleted => {
-                    extracted = search_values(resource_type, resource);
-                    extracted.as_str()
-                }
-                _ => "",
-            };
-            index_row(search, resource_type, &row, values);
+            if let Some(search) = search.as_deref_mut() {
+                index_scanned_row(search, resource_type, &row);
+            }
         }
         rows += item.batch.num_rows();
     }
@@ -129,6 +119,22 @@ async fn load_indexes(
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Put a scanned row's version into the search index, with its stored search values, or
+/// values extracted again from `resource` for a live row that has none (written before
+/// the `search` column existed, or by another engine).
+pub(super) fn index_scanned_row(search: &mut SearchIndex, resource_type: &str, row: &KeyRow) {
+    let extracted;
+    let values = match (row.search, row.resource) {
+        (Some(values), _) => values,
+        (None, Some(resource)) if !row.deleted => {
+            extracted = search_values(resource_type, resource);
+            extracted.as_str()
+        }
+        _ => "",
+    };
+    index_row(search, resource_type, row, values);
 }
 
 /// Put a scanned row's version, with its search values, into the search index.
