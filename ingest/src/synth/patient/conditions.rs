@@ -14,8 +14,8 @@ use crate::synth::codes::Chronic as C;
 use crate::synth::codes::*;
 use crate::synth::fhir::*;
 
+use super::Encounter;
 use super::demographics::Smoking;
-use super::encounters::Encounter;
 use super::{HOUR, MINUTE, PatientGenerator};
 
 #[derive(Clone, Default)]

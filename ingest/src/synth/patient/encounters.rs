@@ -13,19 +13,7 @@ use crate::synth::fhir::*;
 
 use super::conditions::CHRONIC_LIST;
 use super::schedule::VisitKind;
-use super::{MINUTE, PatientGenerator};
-
-/// The encounter being generated, as the records made during it refer to it.
-pub(super) struct Encounter {
-    /// `Encounter/<id>`.
-    pub(super) reference: String,
-    pub(super) start: i64,
-    pub(super) end: i64,
-    pub(super) practitioner: u64,
-    pub(super) org: u64,
-    /// (organization, location number within it)
-    pub(super) location: (u64, u64),
-}
+use super::{Encounter, MINUTE, PatientGenerator};
 
 impl PatientGenerator<'_> {
     /// One visit of `kind` on `day`, with everything recorded during it.

@@ -14,7 +14,7 @@ use crate::synth::fhir::obj;
 use crate::synth::fhir::*;
 use crate::synth::ids::{KIND_INSTANCE, KIND_SERIES, KIND_STUDY_UID};
 
-use super::encounters::Encounter;
+use super::Encounter;
 use super::{HOUR, MINUTE, PatientGenerator};
 
 impl PatientGenerator<'_> {

@@ -12,7 +12,7 @@ use crate::synth::Ty;
 use crate::synth::codes::*;
 use crate::synth::fhir::*;
 
-use super::encounters::Encounter;
+use super::Encounter;
 use super::{MINUTE, PatientGenerator};
 
 /// The doses given so far, where a schedule depends on them.

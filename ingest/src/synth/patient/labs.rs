@@ -9,8 +9,8 @@ use crate::synth::codes::Chronic as C;
 use crate::synth::codes::*;
 use crate::synth::fhir::*;
 
+use super::Encounter;
 use super::PatientGenerator;
-use super::encounters::Encounter;
 
 /// When each monitored test was last done.
 #[derive(Default)]

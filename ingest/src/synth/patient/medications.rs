@@ -11,7 +11,7 @@ use crate::synth::Ty;
 use crate::synth::codes::*;
 use crate::synth::fhir::*;
 
-use super::encounters::Encounter;
+use super::Encounter;
 use super::{MINUTE, PatientGenerator};
 
 /// A chronic medication the patient is on.

@@ -89,6 +89,19 @@ use labs::LastTested;
 use medications::MedState;
 use physiology::Physiology;
 
+/// The encounter being generated, as the records made during it refer to it. Every
+/// domain records into one, so it lives here rather than in `encounters`.
+pub(super) struct Encounter {
+    /// `Encounter/<id>`.
+    pub(super) reference: String,
+    pub(super) start: i64,
+    pub(super) end: i64,
+    pub(super) practitioner: u64,
+    pub(super) org: u64,
+    /// (organization, location number within it)
+    pub(super) location: (u64, u64),
+}
+
 const HOUR: i64 = 3600;
 const MINUTE: i64 = 60;
 

@@ -12,7 +12,7 @@ use crate::synth::codes::*;
 use crate::synth::fhir::obj;
 use crate::synth::fhir::*;
 
-use super::encounters::Encounter;
+use super::Encounter;
 use super::{HOUR, MINUTE, PatientGenerator};
 
 /// An Observation's category.

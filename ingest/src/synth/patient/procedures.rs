@@ -8,8 +8,8 @@ use crate::synth::Ty;
 use crate::synth::codes::*;
 use crate::synth::fhir::*;
 
+use super::Encounter;
 use super::PatientGenerator;
-use super::encounters::Encounter;
 
 impl PatientGenerator<'_> {
     pub(super) fn procedure(

@@ -11,8 +11,8 @@ use crate::synth::codes::Chronic as C;
 use crate::synth::codes::*;
 use crate::synth::fhir::*;
 
+use super::Encounter;
 use super::demographics::Smoking;
-use super::encounters::Encounter;
 use super::observations::Category;
 use super::schedule::VisitKind;
 use super::{HOUR, MINUTE, PatientGenerator};

@@ -8,8 +8,8 @@ use crate::synth::codes::Chronic as C;
 use crate::synth::codes::*;
 use crate::synth::fhir::*;
 
+use super::Encounter;
 use super::PatientGenerator;
-use super::encounters::Encounter;
 use super::observations::Category;
 
 impl PatientGenerator<'_> {
