@@ -205,10 +205,11 @@ impl Lake {
         })
     }
 
-    /// Learn where the versions of the table's files that this process has not located
-    /// yet went ([`IdIndex::observe_at`]): the files it has just committed, or another
-    /// process's since the last refresh. Without a place a read still finds them, by the
-    /// bloom filters of every row group, so a failure here is only logged.
+    /// Learn where the versions of the files this process has just committed went
+    /// ([`IdIndex::observe_at`]). (Files of other processes' commits are classified by
+    /// [`Lake::refresh`] and [`Lake::current_table`] first, so none is left unlocated by
+    /// the time a flush or a bulk load commits.) Without a place a read still finds them,
+    /// by the bloom filters of every row group, so a failure here is only logged.
     pub(crate) async fn locate_new_files(&self, resource_type: &str, table: &DeltaTable) {
         let located = |file: &str| {
             self.shared

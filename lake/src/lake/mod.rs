@@ -23,8 +23,8 @@
 //! is itself the durable acknowledgement.
 //!
 //! The code follows those seams: [`open`] (loading and recovery), [`write`] (versions,
-//! pending writes, appends of other kinds), [`read`], [`flush`] and [`delta`] (table URLs
-//! and snapshots). The types live here, and the submodules share this module's imports.
+//! pending writes, appends of other kinds), [`read`], [`flush`], [`follow`] (commits of
+//! other processes) and [`delta`] (table URLs and snapshots). The types live here, and the submodules share this module's imports.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

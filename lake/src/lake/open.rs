@@ -1,4 +1,4 @@
-//! Opening a lake: loading its tables and indexes, and recovery from the WAL; and following commits made by other processes.
+//! Opening a lake: loading its tables and indexes, and recovery from the WAL.
 
 use super::*;
 
