@@ -376,7 +376,6 @@ impl Writer {
         let durable_len = segment_len(&file, &path)?;
         let closed_bytes: u64 = closed
             .iter()
-            .filter(|p| **p != path)
             .filter_map(|p| std::fs::metadata(p).ok())
             .map(|m| m.len())
             .sum();

@@ -212,11 +212,10 @@ impl TableProvider for ResourceHistoryTable {
             .0
             .table_view(&self.resource_type)
             .map_err(external)?;
-        let tail: Vec<RecordBatch> = view.tail;
         scan_delta_and_tail(
             state,
             view.delta.as_ref(),
-            &tail,
+            &view.tail,
             &query_resource_schema(),
             projection,
             filters,

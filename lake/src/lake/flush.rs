@@ -218,41 +218,65 @@ impl Lake {
                 .index
                 .is_located(resource_type, file)
         };
-        let result = async {
-            let mut rx = file_scan::scan(
-                self.shared.points.clone(),
+        let result = self
+            .for_each_placed_row(
                 table,
                 resource_type,
-                Values::None,
-                |file| !located(file),
-            )?;
-            while let Some(item) = rx.recv().await {
-                let item = item?;
-                let columns = KeyColumns::new(&item.batch)?;
-                let row_group = self.with_write_state(|index| {
-                    index.locate_file(resource_type, &item.file, item.row_groups)
-                }) + item.row_group;
-                // A thousand rows at a time: writes wait for this lock.
-                let rows = item.batch.num_rows();
-                for start in (0..rows).step_by(1024) {
-                    let mut st = self.shared.index.lock();
-                    for i in start..rows.min(start + 1024) {
-                        let row = columns.row(i)?;
-                        st.index.observe_at(
-                            resource_type,
-                            row.id,
-                            row.version_id,
-                            row.deleted,
-                            Some((row_group, item.first_row + i as u32)),
-                        );
-                    }
-                }
-            }
-            Ok::<_, LakeError>(())
-        };
-        if let Err(e) = result.await {
+                |f| !located(f),
+                |index, row, place, _| {
+                    index.observe_at(
+                        resource_type,
+                        row.id,
+                        row.version_id,
+                        row.deleted,
+                        Some(place),
+                    );
+                },
+            )
+            .await;
+        if let Err(e) = result {
             tracing::warn!("could not locate the new rows of {resource_type}: {e}");
         }
+    }
+
+    /// Read the key columns of the files of `table` that `wanted` picks, number their row
+    /// groups in the id index, and hand each row with its place (row group, row) and its
+    /// file to `each`, under the index lock a thousand rows at a time: writes wait for it.
+    pub(super) async fn for_each_placed_row(
+        &self,
+        table: &DeltaTable,
+        resource_type: &str,
+        wanted: impl Fn(&str) -> bool,
+        mut each: impl FnMut(&mut IdIndex, &KeyRow<'_>, (u32, u32), &Arc<str>),
+    ) -> Result<()> {
+        let mut rx = file_scan::scan(
+            self.shared.points.clone(),
+            table,
+            resource_type,
+            Values::None,
+            wanted,
+        )?;
+        while let Some(item) = rx.recv().await {
+            let item = item?;
+            let columns = KeyColumns::new(&item.batch)?;
+            let row_group = self.with_write_state(|index| {
+                index.locate_file(resource_type, &item.file, item.row_groups)
+            }) + item.row_group;
+            let rows = item.batch.num_rows();
+            for start in (0..rows).step_by(1024) {
+                let mut st = self.shared.index.lock();
+                for i in start..rows.min(start + 1024) {
+                    let row = columns.row(i)?;
+                    each(
+                        &mut st.index,
+                        &row,
+                        (row_group, item.first_row + i as u32),
+                        &item.file,
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Hold off flushes (for a compaction, which must not interleave its commit with one).

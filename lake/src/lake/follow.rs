@@ -246,61 +246,42 @@ impl Lake {
         // New versions, by file, to index for search in a second pass.
         let mut fresh: HashSet<u64> = HashSet::new();
         let mut fresh_files: HashSet<String> = HashSet::new();
-        let mut rx = file_scan::scan(points.clone(), new, resource_type, Values::None, |f| {
-            added.contains(f)
-        })?;
-        while let Some(item) = rx.recv().await {
-            let item = item?;
-            let columns = KeyColumns::new(&item.batch)?;
-            let row_group = self.with_write_state(|index| {
-                index.locate_file(resource_type, &item.file, item.row_groups)
-            }) + item.row_group;
-            let rows = item.batch.num_rows();
-            // A thousand rows at a time: writes wait for this lock.
-            for start in (0..rows).step_by(1024) {
-                let mut st = self.shared.index.lock();
-                for i in start..rows.min(start + 1024) {
-                    let row = columns.row(i)?;
-                    let place = Some((row_group, item.first_row + i as u32));
-                    let known = st.index.get(resource_type, row.id);
-                    let key = version_key(row.id, row.version_id);
-                    match known {
-                        Some(l) if row.version_id <= l.version_id => {
-                            if moved_from.as_ref().is_none_or(|m| m.contains(&key)) {
-                                st.index.observe_at(
-                                    resource_type,
-                                    row.id,
-                                    row.version_id,
-                                    row.deleted,
-                                    place,
-                                );
-                                report.moved_versions += 1;
-                            } else {
-                                report.clashes.push(Clash {
-                                    resource_type: resource_type.to_string(),
-                                    id: row.id.to_string(),
-                                    version_id: row.version_id,
-                                    file: item.file.to_string(),
-                                    table_version,
-                                });
-                            }
-                        }
-                        _ => {
-                            st.index.observe_at(
-                                resource_type,
-                                row.id,
-                                row.version_id,
-                                row.deleted,
-                                place,
-                            );
-                            fresh.insert(key);
-                            fresh_files.insert(item.file.to_string());
-                            report.new_versions += 1;
-                        }
-                    }
+        self.for_each_placed_row(
+            new,
+            resource_type,
+            |f| added.contains(f),
+            |index, row, place, file| {
+                let key = version_key(row.id, row.version_id);
+                let known = index.get(resource_type, row.id);
+                let new_version = known.is_none_or(|l| row.version_id > l.version_id);
+                let moved = !new_version && moved_from.as_ref().is_none_or(|m| m.contains(&key));
+                if new_version || moved {
+                    index.observe_at(
+                        resource_type,
+                        row.id,
+                        row.version_id,
+                        row.deleted,
+                        Some(place),
+                    );
                 }
-            }
-        }
+                if new_version {
+                    fresh.insert(key);
+                    fresh_files.insert(file.to_string());
+                    report.new_versions += 1;
+                } else if moved {
+                    report.moved_versions += 1;
+                } else {
+                    report.clashes.push(Clash {
+                        resource_type: resource_type.to_string(),
+                        id: row.id.to_string(),
+                        version_id: row.version_id,
+                        file: file.to_string(),
+                        table_version,
+                    });
+                }
+            },
+        )
+        .await?;
         if fresh.is_empty() || self.shared.search.is_none() {
             return Ok(());
         }

@@ -23,7 +23,7 @@ pub const MAX_DOCUMENT_BYTES: usize = 512 << 20;
 /// Why a body could not be read to its end.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
-    #[error("the request body could not be read to its end: {0}")]
+    #[error("the request body could not be read to its end ({0}); send it again")]
     Read(String),
     #[error(
         "the body is one JSON document larger than {} MiB; send large loads as NDJSON (one \
