@@ -121,7 +121,8 @@ impl Lake {
     }
 
     /// Compact in the background every `interval`: see [`Lake::compact_small_files`].
-    /// Failures are logged and retried at the next round.
+    /// A round that fails (object storage down) is logged, and the next rounds are
+    /// skipped for a pause that doubles with each failure in a row, up to a minute.
     pub fn spawn_compactor(
         &self,
         interval: Duration,
@@ -130,10 +131,15 @@ impl Lake {
     ) -> tokio::task::JoinHandle<()> {
         let lake = self.clone();
         tokio::spawn(async move {
+            let mut backoff = crate::lake::RetryBackoff::default();
             loop {
                 tokio::time::sleep(interval).await;
+                if !backoff.ready() {
+                    continue;
+                }
                 match lake.compact_small_files(min_small_files, retention).await {
                     Ok(done) => {
+                        backoff.succeeded();
                         for r in done {
                             tracing::info!(
                                 "compacted {}: {} small files into {}",
@@ -143,7 +149,14 @@ impl Lake {
                             );
                         }
                     }
-                    Err(e) => tracing::warn!("background compaction failed, will retry: {e}"),
+                    Err(e) => {
+                        let pause = backoff.failed();
+                        tracing::warn!(
+                            "background compaction failed ({} in a row), retrying in {:.0} s at the earliest: {e}",
+                            backoff.failures(),
+                            pause.as_secs_f64()
+                        );
+                    }
                 }
             }
         })

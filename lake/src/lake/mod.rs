@@ -66,6 +66,7 @@ pub(crate) use delta::load_table;
 pub(crate) use delta::table_url;
 use delta::wal_txn_version;
 pub use flush::FlushStats;
+pub(crate) use flush::RetryBackoff;
 pub use follow::{Clash, RefreshReport};
 use open::list_resource_tables;
 use open::{index_row, index_scanned_row};
