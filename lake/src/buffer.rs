@@ -16,7 +16,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use arrow::array::RecordBatch;
+use arrow::array::{BooleanArray, RecordBatch};
+use roaring::RoaringTreemap;
 
 use crate::error::Result;
 use crate::record::{ResourceVersion, versions_to_batch};
@@ -54,9 +55,16 @@ impl Chunk {
 pub struct TypeBuffer {
     sealed: Vec<Arc<Chunk>>,
     open: Vec<Arc<ResourceVersion>>,
-    /// id -> its newest buffered version.
-    latest: HashMap<String, Arc<ResourceVersion>>,
+    /// id -> its newest buffered version, and its position.
+    latest: HashMap<String, (Arc<ResourceVersion>, u64)>,
     len: usize,
+    /// The position of the first row held: rows are numbered in the order they came, so
+    /// a position stays valid while the rows before it are flushed away.
+    front: u64,
+    /// Positions of rows that are not current: replaced by a newer buffered version, or
+    /// delete markers. (Stored rows that buffered versions replace are hidden by the id
+    /// index.)
+    hidden: RoaringTreemap,
 }
 
 /// What a scan takes of a [`TypeBuffer`] under the lock: cheap to take, turned into
@@ -65,6 +73,8 @@ pub struct TypeBuffer {
 pub struct TailSnapshot {
     sealed: Vec<Arc<Chunk>>,
     open: Vec<Arc<ResourceVersion>>,
+    front: u64,
+    hidden: RoaringTreemap,
 }
 
 impl TailSnapshot {
@@ -83,12 +93,40 @@ impl TailSnapshot {
     pub fn rows(&self) -> usize {
         self.sealed.iter().map(|c| c.rows.len()).sum::<usize>() + self.open.len()
     }
+
+    /// Per batch of [`TailSnapshot::batches`], which rows are current (not replaced by a
+    /// newer buffered version, not a delete marker); `None` for a batch whose rows all
+    /// are.
+    pub fn current_rows(&self) -> Vec<Option<BooleanArray>> {
+        let mut start = self.front;
+        let sizes = self
+            .sealed
+            .iter()
+            .map(|c| c.rows.len())
+            .chain((!self.open.is_empty()).then_some(self.open.len()));
+        sizes
+            .map(|n| {
+                let range = start..start + n as u64;
+                start += n as u64;
+                if self.hidden.range_cardinality(range.clone()) == 0 {
+                    return None;
+                }
+                Some(range.map(|p| Some(!self.hidden.contains(p))).collect())
+            })
+            .collect()
+    }
 }
 
 impl TypeBuffer {
     pub fn insert(&mut self, row: ResourceVersion) {
         let row = Arc::new(row);
-        self.latest.insert(row.id.clone(), row.clone());
+        let position = self.front + self.len as u64;
+        if let Some((_, replaced)) = self.latest.insert(row.id.clone(), (row.clone(), position)) {
+            self.hidden.insert(replaced);
+        }
+        if row.deleted {
+            self.hidden.insert(position);
+        }
         self.open.push(row);
         self.len += 1;
         if self.open.len() >= CHUNK_ROWS {
@@ -114,12 +152,12 @@ impl TypeBuffer {
 
     /// The newest buffered version of `id`, if any.
     pub fn latest(&self, id: &str) -> Option<Arc<ResourceVersion>> {
-        self.latest.get(id).cloned()
+        self.latest.get(id).map(|(r, _)| r.clone())
     }
 
     /// One specific buffered version.
     pub fn version(&self, id: &str, version_id: i64) -> Option<Arc<ResourceVersion>> {
-        let newest = self.latest.get(id)?;
+        let (newest, _) = self.latest.get(id)?;
         if newest.version_id == version_id {
             return Some(newest.clone());
         }
@@ -155,8 +193,11 @@ impl TypeBuffer {
         self.sealed = kept;
         self.open.retain(|r| !flushed(r));
         // Rows are in sequence order, so an id whose newest row is flushed has no row left.
-        self.latest.retain(|_, r| !flushed(&*r));
+        self.latest.retain(|_, (r, _)| !flushed(&*r));
+        let before = self.len;
         self.len = self.sealed.iter().map(|c| c.rows.len()).sum::<usize>() + self.open.len();
+        self.front += (before - self.len) as u64;
+        self.hidden.remove_range(..self.front);
     }
 
     /// What a scan needs, taken in time proportional to the chunks, not the rows.
@@ -164,6 +205,8 @@ impl TypeBuffer {
         TailSnapshot {
             sealed: self.sealed.clone(),
             open: self.open.clone(),
+            front: self.front,
+            hidden: self.hidden.clone(),
         }
     }
 }

@@ -12,6 +12,14 @@
 //! the process commits a file (it reads back the new file's keys); a version written
 //! since has no place until its flush, and is read from the in-memory tail meanwhile.
 //!
+//! It also knows which stored rows are *not* current: a version that a newer one
+//! replaced, and every delete marker. [`IdIndex::hidden_rows`] gives them per data file
+//! and row group, as a Delta deletion vector would, so that `fhir.<type>` is a scan of
+//! the files that skips those rows rather than a window over all versions. A row is
+//! hidden when the index learns of the version that replaces it (a write made durable,
+//! a flushed or compacted file located, a bulk version placed), always in the same step
+//! that makes the newer version readable, so a scan never sees both or neither.
+//!
 //! It holds every resource, so it is kept small: a resource is a 128-bit fingerprint of
 //! its type and id (two independently keyed SipHashes), a packed version and a place,
 //! about 40 bytes each, rather than the id string itself (about 100). Two ids share a
@@ -21,6 +29,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
+
+use roaring::RoaringBitmap;
 
 /// Newest version of one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,8 +86,20 @@ pub struct IdIndex {
     per_type: HashMap<String, usize>,
     /// Every row group located so far, of all types; an entry's `row_group` indexes it.
     row_groups: Vec<(Arc<str>, u32)>,
-    /// Per type, the files located so far, with the number of their first row group.
-    located: HashMap<String, HashMap<Arc<str>, u32>>,
+    /// Per type, the files located so far, with the number of their first row group
+    /// and how many they have.
+    located: HashMap<String, HashMap<Arc<str>, (u32, u32)>>,
+    /// Rows that are not current, by row group number: replaced versions and delete
+    /// markers.
+    hidden: HashMap<u32, RoaringBitmap>,
+    /// The previous place of a current version that a rewrite (a compaction, another
+    /// process's commit) has just moved, while the file it left may still be scanned: if
+    /// the version is replaced before that file leaves the snapshot, its row there is
+    /// hidden too. Cleared when a snapshot is installed ([`IdIndex::forget_moves`]).
+    moved: HashMap<String, HashMap<Fingerprint, (u32, u32), FingerprintHasher>>,
+    /// The place of a version that a bulk load has replaced with one not placed yet: it
+    /// stays visible until the new version's file is located, which hides it.
+    deferred: HashMap<Fingerprint, (u32, u32), FingerprintHasher>,
 }
 
 impl Default for IdIndex {
@@ -88,6 +110,9 @@ impl Default for IdIndex {
             per_type: HashMap::new(),
             row_groups: Vec::new(),
             located: HashMap::new(),
+            hidden: HashMap::new(),
+            moved: HashMap::new(),
+            deferred: HashMap::default(),
         }
     }
 }
@@ -123,9 +148,28 @@ impl IdIndex {
         Some((entry.packed.unpack(), place))
     }
 
-    /// Record a version not (yet) in Delta, keeping the newest.
+    /// Record a version not (yet) in Delta, keeping the newest. The stored row of the
+    /// version it replaces is hidden at once: the new version is readable from the tail.
     pub fn observe(&mut self, resource_type: &str, id: &str, version_id: i64, deleted: bool) {
         self.observe_at(resource_type, id, version_id, deleted, None);
+    }
+
+    /// Record a version of a bulk load, which becomes readable only when its file is
+    /// committed and located: the row it replaces stays visible until then.
+    pub fn observe_unplaced(&mut self, resource_type: &str, id: &str, version_id: i64) {
+        let key = self.fingerprint(resource_type, id);
+        let before = self.latest.get(&key).copied();
+        self.observe_at(resource_type, id, version_id, false, None);
+        // `observe_at` hid the replaced row; defer that to the placing of the new one.
+        if let Some(e) = before
+            && e.packed.unpack().version_id < version_id
+            && e.row_group != NOWHERE
+        {
+            if let Some(rows) = self.hidden.get_mut(&e.row_group) {
+                rows.remove(e.row);
+            }
+            self.deferred.insert(key, (e.row_group, e.row));
+        }
     }
 
     /// Whether the rows of a data file have been located ([`IdIndex::locate_file`]).
@@ -137,7 +181,7 @@ impl IdIndex {
 
     /// Number the row groups of a data file, once; the number of its first row group.
     pub fn locate_file(&mut self, resource_type: &str, file: &str, row_groups: u32) -> u32 {
-        if let Some(first) = self.located.get(resource_type).and_then(|f| f.get(file)) {
+        if let Some((first, _)) = self.located.get(resource_type).and_then(|f| f.get(file)) {
             return *first;
         }
         let first = self.row_groups.len() as u32;
@@ -147,8 +191,50 @@ impl IdIndex {
         self.located
             .entry(resource_type.to_string())
             .or_default()
-            .insert(file, first);
+            .insert(file, (first, row_groups));
         first
+    }
+
+    /// The rows of a located data file that are not current, per row group (`None` for a
+    /// row group with none); `None` if the file is not located, so nothing is known.
+    pub fn hidden_rows(
+        &self,
+        resource_type: &str,
+        file: &str,
+    ) -> Option<Vec<Option<RoaringBitmap>>> {
+        let (first, count) = *self.located.get(resource_type)?.get(file)?;
+        Some(
+            (first..first + count)
+                .map(|rg| self.hidden.get(&rg).filter(|b| !b.is_empty()).cloned())
+                .collect(),
+        )
+    }
+
+    /// Forget where rewritten versions of a type were: the files they left are no longer
+    /// scanned.
+    pub fn forget_moves(&mut self, resource_type: &str) {
+        self.moved.remove(resource_type);
+    }
+
+    /// Forget the hidden rows of files that left the table for good (compacted and
+    /// vacuumed away).
+    pub fn forget_files(&mut self, resource_type: &str, files: &[&str]) {
+        let Some(located) = self.located.get(resource_type) else {
+            return;
+        };
+        for file in files {
+            if let Some((first, count)) = located.get(*file) {
+                for rg in *first..first + count {
+                    self.hidden.remove(&rg);
+                }
+            }
+        }
+    }
+
+    /// Hide a stored row that is not current for a reason the index cannot see itself
+    /// (a version another process committed again: a clash).
+    pub fn hide(&mut self, (row_group, row): (u32, u32)) {
+        self.hidden.entry(row_group).or_default().insert(row);
     }
 
     /// Record a version, keeping the newest, and where Delta stores it: `at` is the row
@@ -172,14 +258,51 @@ impl IdIndex {
             row_group: at.map_or(NOWHERE, |a| a.0),
             row: at.map_or(0, |a| a.1),
         };
+        let place = |e: &Entry| (e.row_group != NOWHERE).then_some((e.row_group, e.row));
         match self.latest.get_mut(&key) {
-            Some(e) if e.packed.unpack().version_id > version_id => {}
-            Some(e) if e.packed.unpack().version_id == version_id => {
-                if at.is_some() {
-                    (e.row_group, e.row) = (new.row_group, new.row);
+            Some(e) if e.packed.unpack().version_id > version_id => {
+                if let Some(at) = at {
+                    self.hide(at);
                 }
             }
-            Some(e) => *e = new,
+            Some(e) if e.packed.unpack().version_id == version_id => {
+                if let Some(at) = at {
+                    let before = place(e);
+                    (e.row_group, e.row) = (new.row_group, new.row);
+                    if let Some(before) = before.filter(|b| *b != at) {
+                        self.moved
+                            .entry(resource_type.to_string())
+                            .or_default()
+                            .insert(key, before);
+                    }
+                    if let Some(replaced) = self.deferred.remove(&key) {
+                        self.hide(replaced);
+                    }
+                    if deleted {
+                        self.hide(at);
+                    }
+                }
+            }
+            Some(e) => {
+                let replaced = place(e);
+                *e = new;
+                if let Some(replaced) = replaced {
+                    self.hide(replaced);
+                }
+                if let Some(moved) = self
+                    .moved
+                    .get_mut(resource_type)
+                    .and_then(|m| m.remove(&key))
+                {
+                    self.hide(moved);
+                }
+                if let Some(replaced) = self.deferred.remove(&key) {
+                    self.hide(replaced);
+                }
+                if let (true, Some(at)) = (deleted, at) {
+                    self.hide(at);
+                }
+            }
             None => {
                 self.latest.insert(key, new);
                 match self.per_type.get_mut(resource_type) {
@@ -187,6 +310,9 @@ impl IdIndex {
                     None => {
                         self.per_type.insert(resource_type.to_string(), 1);
                     }
+                }
+                if let (true, Some(at)) = (deleted, at) {
+                    self.hide(at);
                 }
             }
         }

@@ -39,8 +39,8 @@ pub use bulk::{BulkOptions, BulkStats, BulkWriter, IngestErrorRow, LoadSummary, 
 pub use error::{LakeError, Result};
 pub use kind::TableKind;
 pub use lake::{
-    Clash, FlushStats, KindView, Lake, LakeOptions, RefreshReport, TableView, WriteOp, Written,
-    stamp, stamp_text,
+    Clash, CurrentView, FlushStats, KindView, Lake, LakeOptions, RefreshReport, TableView, WriteOp,
+    Written, stamp, stamp_text,
 };
 pub use record::{ResourceVersion, instant_string};
 pub use wal::Recovery;

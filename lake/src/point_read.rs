@@ -53,7 +53,7 @@ pub(crate) struct FileIndex {
 pub(crate) struct Listing {
     pub(crate) files: Vec<(Path, u64)>,
     /// Position in `files` by path, for reads that come with a [`Place`].
-    by_path: HashMap<String, usize>,
+    pub(crate) by_path: HashMap<String, usize>,
 }
 
 /// Footers and bloom filters of the data files read so far, by table, then by path.

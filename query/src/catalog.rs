@@ -1,8 +1,8 @@
 //! The SQL catalog `medlake`, with three schemas:
 //!
 //! - `fhir_history.<type>`: every version of every resource ([`ResourceHistoryTable`]);
-//! - `fhir.<type>`: the current, non-deleted version of each resource, as a view over
-//!   `fhir_history` that keeps the newest `version_id` per `id`;
+//! - `fhir.<type>`: the current, non-deleted version of each resource, a scan that
+//!   skips the rows the id index knows are not current ([`crate::current`]);
 //! - `medlake.ingest_errors`: one row per record that ingest rejected.
 //!
 //! Table names are the lower-case resource type (`fhir.observation`). Every R4 type
@@ -14,14 +14,11 @@ use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use datafusion::catalog::{SchemaProvider, TableProvider};
-use datafusion::datasource::provider_as_source;
-use datafusion::datasource::view::ViewTable;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::functions_window::expr_fn::row_number;
-use datafusion::logical_expr::{ExprFunctionExt, LogicalPlanBuilder, col, lit, not};
 use medlake_ingest::validate::Validator;
 use medlake_lake::Lake;
 
+use crate::current::CurrentTable;
 use crate::provider::ResourceHistoryTable;
 
 /// Lower-case table name -> R4 resource type.
@@ -87,28 +84,6 @@ impl CurrentSchema {
     }
 }
 
-/// The view `fhir.<type>`: newest version per id, without delete markers.
-pub fn current_view(lake: Lake, resource_type: &str) -> Result<ViewTable> {
-    let history = Arc::new(ResourceHistoryTable::new(lake, resource_type));
-    let table_ref = format!("fhir_history.{}", resource_type.to_ascii_lowercase());
-    let newest_first = row_number()
-        .partition_by(vec![col("id")])
-        .order_by(vec![col("version_id").sort(false, false)])
-        .build()?
-        .alias("__medlake_rank");
-    let plan = LogicalPlanBuilder::scan(table_ref, provider_as_source(history), None)?
-        .window(vec![newest_first])?
-        .filter(col("__medlake_rank").eq(lit(1u64)).and(not(col("deleted"))))?
-        .project(vec![
-            col("id"),
-            col("version_id"),
-            col("last_updated"),
-            col("resource"),
-        ])?
-        .build()?;
-    Ok(ViewTable::new(plan, None))
-}
-
 #[async_trait]
 impl SchemaProvider for CurrentSchema {
     fn table_names(&self) -> Vec<String> {
@@ -117,7 +92,7 @@ impl SchemaProvider for CurrentSchema {
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         match resource_type_for(name) {
-            Some(t) => Ok(Some(Arc::new(current_view(self.lake.0.clone(), t)?))),
+            Some(t) => Ok(Some(Arc::new(CurrentTable::new(self.lake.0.clone(), t)))),
             None => Ok(None),
         }
     }

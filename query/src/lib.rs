@@ -2,6 +2,7 @@
 //!
 //! - [`provider`]: `fhir_history.<type>`, the union of a Delta snapshot and the tail.
 //! - [`catalog`]: the `fhir`, `fhir_history` and `medlake` schemas.
+//! - [`current`]: `fhir.<type>`, the current versions, a scan that skips replaced rows.
 //! - [`kind_table`]: the tables of the lake's other kinds, one schema per namespace.
 //! - [`engine`]: [`QueryEngine`], read-only SQL with the JSON functions.
 //! - [`cpu`]: the runtime that query plans run on, apart from the request threads.
@@ -9,6 +10,7 @@
 
 pub mod catalog;
 pub mod cpu;
+pub mod current;
 pub mod engine;
 pub mod kind_table;
 pub mod provider;

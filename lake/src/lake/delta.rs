@@ -93,8 +93,38 @@ impl Lake {
 
     /// After a bulk commit: make the new snapshot the one queries see.
     pub(crate) fn install_table(&self, resource_type: &str, table: DeltaTable) {
-        let mut types = self.shared.types.lock();
-        types.entry(resource_type.to_string()).or_default().delta = Some(table);
+        let replaced = {
+            let mut types = self.shared.types.lock();
+            let slot = &mut types.entry(resource_type.to_string()).or_default().delta;
+            let replaced = slot.take();
+            *slot = Some(table.clone());
+            // The files that rewritten versions left are out of the snapshot now.
+            self.shared.index.lock().index.forget_moves(resource_type);
+            replaced
+        };
+        // And so are the hidden rows of the files it removed. A failure to list them
+        // only leaves their few bytes in memory.
+        if let Some(replaced) = replaced {
+            let points = &self.shared.points;
+            if let (Ok((_, old)), Ok((_, new))) = (
+                points.snapshot_files(&replaced, resource_type),
+                points.snapshot_files(&table, resource_type),
+            ) {
+                let removed: Vec<&str> = old
+                    .files
+                    .iter()
+                    .map(|(p, _)| p.as_ref())
+                    .filter(|p| !new.by_path.contains_key(*p))
+                    .collect();
+                if !removed.is_empty() {
+                    self.shared
+                        .index
+                        .lock()
+                        .index
+                        .forget_files(resource_type, &removed);
+                }
+            }
+        }
     }
 
     /// The URL of the ingest errors table.

@@ -271,6 +271,8 @@ impl Lake {
                 } else if moved {
                     report.moved_versions += 1;
                 } else {
+                    // The index keeps its own copy; a scan of current versions skips this one.
+                    index.hide(place);
                     report.clashes.push(Clash {
                         resource_type: resource_type.to_string(),
                         id: row.id.to_string(),

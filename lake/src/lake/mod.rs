@@ -156,6 +156,22 @@ struct TypeState {
     buffer: TypeBuffer,
 }
 
+/// What a scan of the current versions of one type sees ([`Lake::current_view`]): the
+/// snapshot and the tail, with the rows of each that are not current.
+#[derive(Clone)]
+pub struct CurrentView {
+    pub delta: Option<DeltaTable>,
+    /// The tail's rows, in WAL order.
+    pub tail: Vec<RecordBatch>,
+    /// Per batch of `tail`, which rows are current; `None` when all are.
+    pub tail_current: Vec<Option<arrow::array::BooleanArray>>,
+    /// Per data file of the snapshot (its path relative to the table root), the rows of
+    /// each row group that are not current; files with none are absent. `None` when a
+    /// file of the snapshot has not been located yet (another process's commit, or a bulk
+    /// commit being read back): then only a comparison of versions can tell.
+    pub hidden: Option<HashMap<String, Vec<Option<roaring::RoaringBitmap>>>>,
+}
+
 /// What a query or a read sees of one type: a Delta snapshot and the tail above it,
 /// taken together so no row is seen twice or missed.
 #[derive(Clone)]
@@ -247,6 +263,53 @@ impl Lake {
         Ok(TableView {
             delta,
             tail: tail.batches()?,
+        })
+    }
+
+    /// A consistent view of the current versions of one type: [`Lake::table_view`] plus
+    /// which of its rows a newer version replaced or a delete removed, as the id index
+    /// knows them ([`IdIndex::hidden_rows`]). Taken under the same lock as the writes
+    /// that change them, so every resource is seen exactly once.
+    pub fn current_view(&self, resource_type: &str) -> Result<CurrentView> {
+        let (delta, tail, hidden) = {
+            let types = self.shared.types.lock();
+            let Some(s) = types.get(resource_type) else {
+                return Ok(CurrentView {
+                    delta: None,
+                    tail: Vec::new(),
+                    tail_current: Vec::new(),
+                    hidden: Some(HashMap::new()),
+                });
+            };
+            let listing = match &s.delta {
+                Some(t) if t.version().is_some() => {
+                    Some(self.shared.points.snapshot_files(t, resource_type)?.1)
+                }
+                _ => None,
+            };
+            let st = self.shared.index.lock();
+            let mut hidden = Some(HashMap::new());
+            for (path, _) in listing.iter().flat_map(|l| l.files.iter()) {
+                match st.index.hidden_rows(resource_type, path.as_ref()) {
+                    None => {
+                        hidden = None;
+                        break;
+                    }
+                    Some(rows) if rows.iter().any(Option::is_some) => {
+                        if let Some(h) = hidden.as_mut() {
+                            h.insert(path.as_ref().to_string(), rows);
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
+            (s.delta.clone(), s.buffer.snapshot(), hidden)
+        };
+        Ok(CurrentView {
+            delta,
+            tail: tail.batches()?,
+            tail_current: tail.current_rows(),
+            hidden,
         })
     }
 

@@ -119,3 +119,51 @@ impl Lake {
         Ok(row.map(Arc::new))
     }
 }
+
+impl Lake {
+    /// The data files of a snapshot of a resource table: each path relative to the table
+    /// root, and its size. Kept per table version, so asking again costs a lookup.
+    pub fn data_files(
+        &self,
+        resource_type: &str,
+        table: &DeltaTable,
+    ) -> Result<Vec<(String, u64)>> {
+        let (_, listing) = self.shared.points.snapshot_files(table, resource_type)?;
+        Ok(listing
+            .files
+            .iter()
+            .map(|(p, size)| (p.as_ref().to_string(), *size))
+            .collect())
+    }
+
+    /// How many rows each row group of a data file of `table` holds, from its footer
+    /// (read once and kept, as the point reads do).
+    pub async fn row_group_rows(
+        &self,
+        resource_type: &str,
+        table: &DeltaTable,
+        file: &str,
+    ) -> Result<Vec<usize>> {
+        let (table_key, listing) = self.shared.points.snapshot_files(table, resource_type)?;
+        let Some(&i) = listing.by_path.get(file) else {
+            return Err(LakeError::Io {
+                context: format!("{file} is not a data file of the {resource_type} snapshot"),
+                source: std::io::Error::other("file not in snapshot"),
+            });
+        };
+        let (path, size) = &listing.files[i];
+        let store = table.object_store();
+        let index = self
+            .shared
+            .points
+            .index(&table_key, &store, path, *size)
+            .await?;
+        Ok(index
+            .metadata
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|rg| rg.num_rows().max(0) as usize)
+            .collect())
+    }
+}

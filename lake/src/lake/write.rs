@@ -69,7 +69,8 @@ fn pending_key(resource_type: &str, id: &str) -> String {
 impl Shared {
     /// On the WAL writer thread, once entries are durable and before they are
     /// acknowledged: make them readable. The tail first, then the id index, so a read
-    /// that finds a new version in the index also finds its row.
+    /// that finds a new version in the index also finds its row. (Lock order: the types
+    /// lock, then the index lock inside it; nothing takes them the other way round.)
     pub(super) fn apply_durable(&self, entries: &[WalEntry]) {
         let mut added = 0;
         for entry in entries {
@@ -90,15 +91,16 @@ impl Shared {
                             );
                         }
                     }
-                    {
-                        let mut types = self.types.lock();
-                        for r in rows {
-                            types
-                                .entry(r.resource_type.clone())
-                                .or_default()
-                                .buffer
-                                .insert(r.clone());
-                        }
+                    // The tail and the index change under the types lock together, so a
+                    // scan of current versions (which takes both) never sees a new row
+                    // beside the stored row it replaces ([`IdIndex::hidden_rows`]).
+                    let mut types = self.types.lock();
+                    for r in rows {
+                        types
+                            .entry(r.resource_type.clone())
+                            .or_default()
+                            .buffer
+                            .insert(r.clone());
                     }
                     let mut st = self.index.lock();
                     for r in rows {
@@ -106,6 +108,8 @@ impl Shared {
                             .observe(&r.resource_type, &r.id, r.version_id, r.deleted);
                         st.settle(r);
                     }
+                    drop(st);
+                    drop(types);
                     added += rows.len();
                 }
                 WalEntry::Rows(t) => {
@@ -418,7 +422,7 @@ impl Lake {
         let v = st
             .current(resource_type, id)
             .map_or(1, |l| l.version_id + 1);
-        st.index.observe(resource_type, id, v, false);
+        st.index.observe_unplaced(resource_type, id, v);
         v
     }
 
