@@ -22,7 +22,7 @@ use crate::current::CurrentTable;
 use crate::provider::ResourceHistoryTable;
 
 /// Lower-case table name -> R4 resource type.
-fn resource_type_for(table: &str) -> Option<&'static str> {
+pub(crate) fn resource_type_for(table: &str) -> Option<&'static str> {
     static BY_LOWER: LazyLock<HashMap<String, &'static str>> = LazyLock::new(|| {
         Validator::r4()
             .resource_types()

@@ -73,6 +73,10 @@ impl QueryEngine {
         for ns in namespaces {
             catalog.register_schema(&ns, Arc::new(KindSchema::new(lake.clone(), ns.clone())))?;
         }
+        ctx.register_udtf(
+            crate::time_travel::FHIR_AS_OF,
+            Arc::new(crate::time_travel::FhirAsOf::new(lake.clone())),
+        );
         catalog.register_schema("medlake", Arc::new(SystemSchema::new(lake)))?;
         ctx.register_catalog(CATALOG, Arc::new(catalog));
         let cpu = CpuRuntime::for_this_machine().map_err(|e| {

@@ -3,6 +3,7 @@
 //! - [`provider`]: `fhir_history.<type>`, the union of a Delta snapshot and the tail.
 //! - [`catalog`]: the `fhir`, `fhir_history` and `medlake` schemas.
 //! - [`current`]: `fhir.<type>`, the current versions, a scan that skips replaced rows.
+//! - [`time_travel`]: `fhir_as_of(type, time | delta_version)`.
 //! - [`kind_table`]: the tables of the lake's other kinds, one schema per namespace.
 //! - [`engine`]: [`QueryEngine`], read-only SQL with the JSON functions.
 //! - [`cpu`]: the runtime that query plans run on, apart from the request threads.
@@ -15,5 +16,6 @@ pub mod engine;
 pub mod kind_table;
 pub mod provider;
 pub mod search;
+pub mod time_travel;
 
 pub use engine::{CATALOG, QueryEngine, QueryError, QueryOutput};

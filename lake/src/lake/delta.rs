@@ -143,3 +143,32 @@ impl Lake {
         load_table(&self.ingest_errors_url()?).await
     }
 }
+
+impl Lake {
+    /// A resource table as it was at a Delta version (time travel), or `None` when the
+    /// type has no table. The version must exist: an older one removed by a checkpoint
+    /// and vacuum is an error that names it.
+    pub async fn table_at_version(
+        &self,
+        resource_type: &str,
+        version: i64,
+    ) -> Result<Option<DeltaTable>> {
+        let url = self.table_url(resource_type)?;
+        if load_table(&url).await?.is_none() {
+            return Ok(None);
+        }
+        let version = u64::try_from(version).map_err(|_| {
+            LakeError::delta(
+                url.as_str(),
+                DeltaTableError::Generic(format!("{version} is not a Delta version")),
+            )
+        })?;
+        DeltaTableBuilder::from_url(url.clone())
+            .map_err(|e| LakeError::delta(url.as_str(), e))?
+            .with_version(version)
+            .load()
+            .await
+            .map(Some)
+            .map_err(|e| LakeError::delta(url.as_str(), e))
+    }
+}
