@@ -1,10 +1,11 @@
-//! The `medlake` binary: serve, ingest, sql, generate, optimize.
+//! The `medlake` binary: serve, ingest, sql, generate, optimize, fhirpath, views.
 
 mod config;
 mod error;
 mod ingest_cmd;
 mod output;
 mod server;
+mod views_cmd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -93,6 +94,13 @@ enum Command {
     ///
     /// Example: medlake fhirpath "Patient.name.where(use = 'official').family" --input patient.json
     Fhirpath(FhirpathArgs),
+    /// SQL-on-FHIR v2 ViewDefinitions: flat tables of FHIR resources.
+    ///
+    /// Example: medlake views run patient_names.json --input ./synthetic --format csv
+    Views {
+        #[command(subcommand)]
+        command: views_cmd::ViewsCommand,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -286,6 +294,7 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Generate(a) => generate(a),
         Command::Fhirpath(a) => fhirpath(a),
+        Command::Views { command } => views_cmd::run(command),
         Command::Ingest(a) => {
             if let Some(server) = &a.server {
                 let summary = ingest_cmd::run_remote(server, &a.paths, !a.quiet).await?;

@@ -6,6 +6,7 @@
 //! - [`prepare`]: parse and validate one record.
 //! - [`search`]: the R4 search parameters, and the values a resource is found by.
 //! - [`synth`]: deterministic synthetic FHIR R4 data for demos, tests and benchmarks.
+//! - [`view`]: SQL-on-FHIR v2 ViewDefinitions, evaluated on one resource at a time.
 
 pub mod fhirpath;
 pub mod issue;
@@ -14,5 +15,6 @@ pub mod search;
 pub mod source;
 pub mod synth;
 pub mod validate;
+pub mod view;
 
 pub use issue::{Issue, Severity, operation_outcome};

@@ -8,6 +8,7 @@
 //! - [`engine`]: [`QueryEngine`], read-only SQL with the JSON functions.
 //! - [`cpu`]: the runtime that query plans run on, apart from the request threads.
 //! - [`search`]: FHIR search on the lake's search index.
+//! - [`view_batch`]: the rows of a SQL-on-FHIR view as an Arrow batch.
 
 pub mod catalog;
 pub mod cpu;
@@ -17,5 +18,6 @@ pub mod kind_table;
 pub mod provider;
 pub mod search;
 pub mod time_travel;
+pub mod view_batch;
 
 pub use engine::{CATALOG, QueryEngine, QueryError, QueryOutput};

@@ -41,7 +41,12 @@ fn err<T>(msg: impl Into<String>) -> R<T> {
 }
 
 pub(crate) fn evaluate<'a>(expr: &Expr, context: &'a Value, env: &Environment<'a>) -> R<Coll<'a>> {
-    let ctx = root_node(context);
+    evaluate_item(expr, root_node(context), env)
+}
+
+/// [`evaluate`] on an item of an earlier result, which keeps the FHIR type that item was
+/// found with (a backbone element, a choice type) where its bare JSON would lose it.
+pub(crate) fn evaluate_item<'a>(expr: &Expr, ctx: Item<'a>, env: &Environment<'a>) -> R<Coll<'a>> {
     let resource = env.resource.map_or_else(|| ctx.clone(), root_node);
     let ev = Ev {
         env,

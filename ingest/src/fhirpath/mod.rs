@@ -46,6 +46,7 @@ mod value;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -198,12 +199,40 @@ impl<'a> Item<'a> {
     }
 }
 
+/// Functions an embedding application adds to FHIRPath, such as SQL-on-FHIR's
+/// `getResourceKey()` and `getReferenceKey()`: what they answer depends on the
+/// application (how it keys rows), so the engine asks for them rather than defining them.
+/// The engine's own functions always take precedence.
+pub trait ExternalFunctions: Send + Sync + fmt::Debug {
+    /// Whether `name` is one of these functions; asked before any argument is evaluated.
+    fn provides(&self, name: &str) -> bool;
+
+    /// Calls `name` (one that [`ExternalFunctions::provides`]) on `input`.
+    fn call<'a>(
+        &self,
+        name: &str,
+        input: &[Item<'a>],
+        args: &[FunctionArg<'a>],
+    ) -> Result<Vec<Item<'a>>, EvalError>;
+}
+
+/// An argument of an [`ExternalFunctions`] call.
+#[derive(Debug, Clone)]
+pub struct FunctionArg<'a> {
+    /// The argument as written when it is a bare identifier, so that a function can take a
+    /// type specifier (`getReferenceKey(Patient)`) as `ofType` does.
+    pub type_name: Option<String>,
+    /// The argument evaluated on the focus of the call.
+    pub value: Vec<Item<'a>>,
+}
+
 /// Variables and context for an evaluation: `%resource`, `%context`, `%rootResource`,
 /// and user variables (`%ucum`, `%sct`, `%loinc` are always defined).
 #[derive(Debug, Clone, Default)]
 pub struct Environment<'a> {
     vars: HashMap<String, Vec<Item<'a>>>,
     resource: Option<&'a Value>,
+    functions: Option<Arc<dyn ExternalFunctions>>,
 }
 
 impl<'a> Environment<'a> {
@@ -222,6 +251,23 @@ impl<'a> Environment<'a> {
     pub fn with_resource(mut self, resource: &'a Value) -> Environment<'a> {
         self.resource = Some(resource);
         self
+    }
+
+    /// Adds the functions of `functions` to those of the engine.
+    pub fn with_functions(mut self, functions: Arc<dyn ExternalFunctions>) -> Environment<'a> {
+        self.functions = Some(functions);
+        self
+    }
+
+    /// Defines or replaces `%name` in place, for a caller that evaluates many times with
+    /// one variable changing (a row index).
+    pub fn set_var(&mut self, name: &str, value: Vec<Item<'a>>) {
+        match self.vars.get_mut(name) {
+            Some(v) => *v = value,
+            None => {
+                self.vars.insert(name.to_string(), value);
+            }
+        }
     }
 }
 
@@ -250,6 +296,55 @@ impl Expression {
         env: &Environment<'a>,
     ) -> Result<Vec<Item<'a>>, EvalError> {
         eval::evaluate(&self.ast, context, env)
+    }
+
+    /// Evaluates with an item of an earlier result as the focus and `%context`. Unlike
+    /// [`Expression::evaluate_with`] on that item's JSON, this keeps the FHIR type the item
+    /// was found with, which choice elements (`value.ofType(string)` in a backbone element)
+    /// and FHIR-typed comparisons need.
+    pub fn evaluate_on<'a>(
+        &self,
+        context: &Item<'a>,
+        env: &Environment<'a>,
+    ) -> Result<Vec<Item<'a>>, EvalError> {
+        eval::evaluate_item(&self.ast, context.clone(), env)
+    }
+
+    /// The names of the variables the expression refers to (`%name`, without the `%`), in
+    /// order of appearance, each once: a caller can reject an undefined one before
+    /// evaluating anything.
+    pub fn variables(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        collect_variables(&self.ast, &mut out);
+        out
+    }
+}
+
+fn collect_variables<'e>(e: &'e parser::Expr, out: &mut Vec<&'e str>) {
+    use parser::Expr;
+    match e {
+        Expr::Var(name) => {
+            if !out.contains(&name.as_str()) {
+                out.push(name);
+            }
+        }
+        Expr::Lit(_) | Expr::Empty | Expr::Ident(_) | Expr::This | Expr::IndexVar | Expr::Total => {
+        }
+        Expr::Member(inner, _) | Expr::Neg(inner) | Expr::Is(inner, _) | Expr::As(inner, _) => {
+            collect_variables(inner, out)
+        }
+        Expr::Index(a, b) | Expr::Binary(_, a, b) => {
+            collect_variables(a, out);
+            collect_variables(b, out);
+        }
+        Expr::Call(recv, _, args) => {
+            if let Some(r) = recv {
+                collect_variables(r, out);
+            }
+            for a in args {
+                collect_variables(a, out);
+            }
+        }
     }
 }
 

@@ -939,7 +939,22 @@ impl<'a> Ev<'a, '_> {
                 Ok(r.into_iter().collect())
             }
             "htmlChecks" => b(true),
-            _ => err(format!("unknown function {name}()")),
+            _ => match &self.env.functions {
+                Some(ext) if ext.provides(name) => {
+                    let mut evaluated = Vec::with_capacity(nargs);
+                    for a in args {
+                        evaluated.push(super::super::FunctionArg {
+                            type_name: match a {
+                                Expr::Ident(n) => Some(n.clone()),
+                                _ => None,
+                            },
+                            value: self.eval(a, focus, fr, d)?,
+                        });
+                    }
+                    ext.call(name, &input, &evaluated)
+                }
+                _ => err(format!("unknown function {name}()")),
+            },
         }
     }
 

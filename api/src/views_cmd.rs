@@ -1,0 +1,157 @@
+//! `medlake views run`: a SQL-on-FHIR ViewDefinition over FHIR files, printed as a table,
+//! CSV or JSON, or written as Parquet.
+//!
+//! The files are read with the same readers as `medlake ingest` (NDJSON, NDJSON.gz,
+//! Bundles, single resources, folders of them), so a transaction Bundle's `urn:uuid:`
+//! references are already `Type/id` when `getReferenceKey()` sees them. Every resource is
+//! put through [`ViewDefinition::evaluate`]; JSON output is built from those rows
+//! directly (complex values stay JSON, nulls are explicit), the other formats go through
+//! [`medlake_query::view_batch`] so that their columns are typed (CSV takes collections
+//! as JSON text). The rows are held in memory until written, which suits files of the
+//! size one runs a view on from a shell; views over the lake belong to the server's
+//! runner.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use medlake_ingest::source::{self, Payload};
+use medlake_ingest::view::ViewDefinition;
+use serde_json::{Map, Value};
+
+use crate::Format;
+
+#[derive(Subcommand, Debug)]
+pub enum ViewsCommand {
+    /// Run a ViewDefinition over FHIR files and print its rows.
+    ///
+    /// Example: medlake views run patient_names.json --input ./synthetic --format csv
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The ViewDefinition (SQL-on-FHIR v2), a JSON file.
+    view: PathBuf,
+    /// The resources: an .ndjson or .ndjson.gz file, a Bundle or resource .json file, or
+    /// a folder of them.
+    #[arg(long, short)]
+    input: Option<PathBuf>,
+    /// Output format (parquet needs --output).
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Write to this file instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+pub fn run(command: ViewsCommand) -> Result<()> {
+    match command {
+        ViewsCommand::Run(a) => run_view(a),
+    }
+}
+
+fn run_view(a: RunArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&a.view)
+        .with_context(|| format!("could not read the view {}", a.view.display()))?;
+    let json: Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", a.view.display()))?;
+    let view = ViewDefinition::from_json(&json)
+        .with_context(|| format!("{} is not a usable ViewDefinition", a.view.display()))?;
+    let Some(input) = a.input else {
+        bail!(
+            "running a view over the lake is not supported yet: give --input <file or folder> with the resources"
+        );
+    };
+    if a.format == Format::Parquet && a.output.is_none() {
+        bail!("Parquet is binary: add --output FILE.parquet");
+    }
+    let rows = evaluate_files(&view, &input)?;
+    match a.format {
+        Format::Json => write_json(&view, &rows, a.output.as_deref()),
+        format => {
+            // CSV has no nested values: collections go out as JSON text there.
+            let batch = if format == Format::Csv {
+                medlake_query::view_batch::rows_to_flat_batch(&view, &rows)?
+            } else {
+                medlake_query::view_batch::rows_to_batch(&view, &rows)?
+            };
+            crate::output::write_cli(&[batch], format, a.output.as_deref())
+        }
+    }
+}
+
+/// The rows of every resource under `input`, in file order.
+fn evaluate_files(view: &ViewDefinition, input: &Path) -> Result<Vec<Vec<Value>>> {
+    let files = source::input_files(&[input.to_path_buf()])?;
+    if files.is_empty() {
+        bail!(
+            "{} holds no .ndjson, .ndjson.gz, .json or .json.gz files",
+            input.display()
+        );
+    }
+    let bytes = Arc::new(AtomicU64::new(0));
+    let mut rows = Vec::new();
+    for file in &files {
+        let mut failure: Option<anyhow::Error> = None;
+        source::read_file(file, &bytes, &mut |record| {
+            if failure.is_some() {
+                return;
+            }
+            let origin = record.origin;
+            let resource = match record.payload {
+                Payload::Json(v) => v,
+                Payload::Text(t) => match serde_json::from_str(&t) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        failure = Some(anyhow::anyhow!("{origin}: not JSON: {e}"));
+                        return;
+                    }
+                },
+                Payload::Broken(issue) => {
+                    failure = Some(anyhow::anyhow!("{origin}: {}", issue.diagnostics));
+                    return;
+                }
+            };
+            match view.evaluate(&resource) {
+                Ok(r) => rows.extend(r),
+                Err(e) => failure = Some(anyhow::anyhow!("{origin}: {e}")),
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+    }
+    Ok(rows)
+}
+
+/// One JSON array of row objects, keys in column order, nulls explicit.
+fn write_json(view: &ViewDefinition, rows: &[Vec<Value>], output: Option<&Path>) -> Result<()> {
+    let names: Vec<&str> = view.columns().iter().map(|c| c.name.as_str()).collect();
+    let objects: Vec<Value> = rows
+        .iter()
+        .map(|row| {
+            Value::Object(
+                names
+                    .iter()
+                    .map(|n| n.to_string())
+                    .zip(row.iter().cloned())
+                    .collect::<Map<String, Value>>(),
+            )
+        })
+        .collect();
+    let mut out: Box<dyn Write> = match output {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p)
+                .with_context(|| format!("could not create {}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    serde_json::to_writer_pretty(&mut out, &Value::Array(objects))?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! What the conformance suite does not cover: the checks of `from_json` one by one, and
+//! the column metadata.
+
+use serde_json::{Value, json};
+
+use super::{ViewDefinition, ViewError};
+
+fn invalid(view: Value) -> String {
+    match ViewDefinition::from_json(&view) {
+        Err(e @ ViewError::Invalid { .. }) => e.to_string(),
+        other => panic!("expected an invalid view, got {other:?}"),
+    }
+}
+
+fn patient_view(select: Value) -> Value {
+    json!({"resourceType": "ViewDefinition", "resource": "Patient", "select": select})
+}
+
+#[test]
+fn the_specification_rules_are_checked_before_any_data() {
+    let e = invalid(json!({"resource": "Patient", "selects": [], "select": []}));
+    assert!(e.contains("unknown key \"selects\""), "{e}");
+    let e = invalid(patient_view(
+        json!([{"column": [{"name": "id", "path": "id", "colection": true}]}]),
+    ));
+    assert!(
+        e.contains("select[0].column[0]") && e.contains("\"colection\""),
+        "{e}"
+    );
+    let e = invalid(patient_view(
+        json!([{"column": [{"name": "_id", "path": "id"}]}]),
+    ));
+    assert!(e.contains("select[0].column[0].name"), "{e}");
+    let e = invalid(patient_view(json!([
+        {"column": [{"name": "id", "path": "id"}]},
+        {"forEach": "name", "column": [{"name": "id", "path": "family"}]}
+    ])));
+    assert!(e.contains("\"id\" is defined twice"), "{e}");
+    let e = invalid(patient_view(
+        json!([{"forEach": "name", "repeat": ["item"]}]),
+    ));
+    assert!(e.contains("at most one of forEach"), "{e}");
+    let e = invalid(
+        json!({"resource": "Patinet", "select": [{"column": [{"name": "id", "path": "id"}]}]}),
+    );
+    assert!(e.contains("not a FHIR R4 resource type"), "{e}");
+    let e = invalid(json!({"resource": "Patient", "name": "patient names", "select": []}));
+    assert!(e.contains("not a valid name"), "{e}");
+    let e = invalid(patient_view(json!([])));
+    assert!(e.contains("at least one select"), "{e}");
+    let e = invalid(json!({"resource": "Patient",
+        "constant": [{"name": "c", "valueString": "a", "valueCode": "b"}],
+        "select": [{"column": [{"name": "id", "path": "%c"}]}]}));
+    assert!(e.contains("exactly one value[x]"), "{e}");
+    let e = invalid(json!({"resource": "Patient",
+        "constant": [{"name": "c", "valueDate": "12 May"}],
+        "select": [{"column": [{"name": "id", "path": "%c"}]}]}));
+    assert!(e.contains("not a valid Date value"), "{e}");
+    let e = invalid(patient_view(
+        json!([{"column": [{"name": "id", "path": "name.where("}]}]),
+    ));
+    assert!(e.contains("select[0].column[0].path"), "{e}");
+}
+
+#[test]
+fn columns_keep_their_declarations_in_output_order() {
+    let view = ViewDefinition::from_json(&json!({
+        "resourceType": "ViewDefinition",
+        "name": "obs",
+        "status": "active",
+        "resource": "Observation",
+        "select": [{
+            "column": [{"name": "id", "path": "getResourceKey()", "type": "id",
+                        "description": "the key", "tag": [{"name": "ansi/type", "value": "VARCHAR"}]}],
+            "unionAll": [
+                {"column": [{"name": "v", "path": "value.ofType(Quantity)", "type": "Quantity"}]},
+                {"column": [{"name": "v", "path": "component.value.ofType(Quantity)", "collection": true}]}
+            ]
+        }, {
+            "column": [{"name": "patient", "path": "subject.getReferenceKey(Patient)"}]
+        }]
+    }))
+    .unwrap();
+    assert_eq!(view.name(), Some("obs"));
+    assert_eq!(view.status(), Some("active"));
+    assert_eq!(view.resource_type(), "Observation");
+    let cols = view.columns();
+    let names: Vec<_> = cols.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["id", "v", "patient"]);
+    assert_eq!(cols[0].fhir_type.as_deref(), Some("id"));
+    assert_eq!(cols[0].description.as_deref(), Some("the key"));
+    assert_eq!(
+        cols[0].tags,
+        [("ansi/type".to_string(), "VARCHAR".to_string())]
+    );
+    // The first unionAll branch defines the column.
+    assert_eq!(cols[1].fhir_type.as_deref(), Some("Quantity"));
+    assert!(!cols[1].collection);
+
+    let obs = json!({"resourceType": "Observation", "id": "o1", "status": "final",
+        "code": {"text": "w"}, "subject": {"reference": "Patient/p9/_history/2"},
+        "valueQuantity": {"value": 72.5, "unit": "kg"}});
+    assert_eq!(
+        view.evaluate(&obs).unwrap(),
+        vec![
+            vec![
+                json!("o1"),
+                json!({"value": 72.5, "unit": "kg"}),
+                json!("p9")
+            ],
+            vec![json!("o1"), json!([]), json!("p9")],
+        ]
+    );
+    // Another type gives no rows.
+    assert!(
+        view.evaluate(&json!({"resourceType": "Patient", "id": "p9"}))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn reference_keys_follow_the_type_and_skip_what_cannot_be_resolved() {
+    let view = ViewDefinition::from_json(&patient_view(json!([{
+        "forEach": "generalPractitioner",
+        "column": [
+            {"name": "any", "path": "getReferenceKey()"},
+            {"name": "org", "path": "getReferenceKey(Organization)"}
+        ]
+    }])))
+    .unwrap();
+    let p = json!({"resourceType": "Patient", "id": "p1", "generalPractitioner": [
+        {"reference": "Organization/o1"},
+        {"reference": "https://example.org/fhir/Practitioner/d1"},
+        {"reference": "#contained"},
+        {"identifier": {"value": "x"}}
+    ]});
+    assert_eq!(
+        view.evaluate(&p).unwrap(),
+        vec![
+            vec![json!("o1"), json!("o1")],
+            vec![json!("d1"), Value::Null],
+            vec![Value::Null, Value::Null],
+            vec![Value::Null, Value::Null],
+        ]
+    );
+    let e = ViewDefinition::from_json(&patient_view(json!([{
+        "column": [{"name": "k", "path": "link.other.getReferenceKey(Patinet)"}]
+    }])))
+    .unwrap()
+    .evaluate(&json!({"resourceType": "Patient", "link": [{"other": {"reference": "Patient/1"}, "type": "seealso"}]}))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("Patinet is not a FHIR R4 resource type"), "{e}");
+}
+
+#[test]
+fn repeat_rejects_a_path_that_never_ends() {
+    let view = ViewDefinition::from_json(&json!({"resource": "QuestionnaireResponse",
+        "select": [{"repeat": ["item", "item"], "column": [{"name": "l", "path": "linkId"}]}]}))
+    .unwrap();
+    // Two paths to the same children double each level: the limit is reached long
+    // before the 2^40 elements.
+    let mut item = json!({"linkId": "leaf"});
+    for _ in 0..40 {
+        item = json!({"linkId": "n", "item": [item]});
+    }
+    let qr =
+        json!({"resourceType": "QuestionnaireResponse", "status": "completed", "item": [item]});
+    let e = view.evaluate(&qr).unwrap_err().to_string();
+    assert!(e.contains("repeat reached more than"), "{e}");
+}

@@ -1,0 +1,444 @@
+//! The rows of a SQL-on-FHIR view as an Arrow [`RecordBatch`], for CSV, Parquet, text
+//! tables and materialized views.
+//!
+//! [`ViewDefinition::evaluate`](medlake_ingest::view::ViewDefinition::evaluate) gives JSON
+//! values; [`rows_to_batch`] gives each column the Arrow type its declared FHIR `type`
+//! calls for, close to the specification's default SQL mapping:
+//!
+//! | declared `type` | Arrow type |
+//! |---|---|
+//! | `boolean` | `Boolean` |
+//! | `integer`, `positiveInt`, `unsignedInt` | `Int32` |
+//! | `integer64` | `Int64` |
+//! | `decimal` | `Float64` |
+//! | `date` | `Date32` when every value is a full date (`YYYY-MM-DD`), else `Utf8` |
+//! | `dateTime`, `instant` | `Timestamp(µs, UTC)` when every value has a time and a zone, else `Utf8` |
+//! | `string`, `code`, `id`, `uri`, `url`, `canonical`, `oid`, `uuid`, `markdown`, `base64Binary`, `time` | `Utf8` |
+//! | any other (a complex type such as `Quantity`) | `Utf8`, the value's JSON text |
+//! | none | from the values: all Booleans `Boolean`, all integers `Int64`, all numbers `Float64`, else `Utf8` (strings as they are, anything else as JSON text) |
+//!
+//! A `collection` column is a `List` of the type its elements would have as a single
+//! column (null where the row has no value at all, as in the null row of
+//! `forEachOrNull`), or, from [`rows_to_flat_batch`] for formats without nested types
+//! such as CSV, `Utf8` holding the JSON array. Partial dates and dateTimes stay text because a Date32 or a timestamp would
+//! invent the missing month, day or zone. The date and undeclared rules look at the
+//! values, so two batches of one view can differ there; a writer that needs one schema
+//! for all its batches should declare types and use full dates.
+//!
+//! A value that does not fit its declared type (a string in a `boolean` column, an
+//! integer beyond `Int32`) is an error naming the column, as the specification asks.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, ListArray,
+    StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow::buffer::{NullBuffer, OffsetBuffer};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::error::ArrowError;
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use medlake_ingest::view::{ViewColumn, ViewDefinition};
+use serde_json::Value;
+
+/// Why rows could not become a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewBatchError {
+    /// A value that does not fit the column's declared type, or a row of the wrong width.
+    #[error("view column {column:?}: {message}")]
+    Value { column: String, message: String },
+    #[error(transparent)]
+    Arrow(#[from] ArrowError),
+}
+
+/// The Arrow form one column's values take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Boolean,
+    Int32,
+    Int64,
+    Float64,
+    Date32,
+    Timestamp,
+    /// Strings as they are; other JSON as its text.
+    Utf8,
+}
+
+impl Kind {
+    fn data_type(self) -> DataType {
+        match self {
+            Kind::Boolean => DataType::Boolean,
+            Kind::Int32 => DataType::Int32,
+            Kind::Int64 => DataType::Int64,
+            Kind::Float64 => DataType::Float64,
+            Kind::Date32 => DataType::Date32,
+            Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            Kind::Utf8 => DataType::Utf8,
+        }
+    }
+}
+
+/// One batch of `rows` (each as [`ViewDefinition::evaluate`] gives it), with the column
+/// names of `view` and the types of the table in the module documentation.
+pub fn rows_to_batch(
+    view: &ViewDefinition,
+    rows: &[Vec<Value>],
+) -> Result<RecordBatch, ViewBatchError> {
+    to_batch(view, rows, true)
+}
+
+/// [`rows_to_batch`] with `collection` columns as the JSON text of their arrays, for
+/// outputs that have no nested types (CSV).
+pub fn rows_to_flat_batch(
+    view: &ViewDefinition,
+    rows: &[Vec<Value>],
+) -> Result<RecordBatch, ViewBatchError> {
+    to_batch(view, rows, false)
+}
+
+fn to_batch(
+    view: &ViewDefinition,
+    rows: &[Vec<Value>],
+    lists: bool,
+) -> Result<RecordBatch, ViewBatchError> {
+    let columns = view.columns();
+    if let Some(bad) = rows.iter().find(|r| r.len() != columns.len()) {
+        return Err(ViewBatchError::Value {
+            column: String::new(),
+            message: format!(
+                "a row has {} values for {} columns",
+                bad.len(),
+                columns.len()
+            ),
+        });
+    }
+    let mut fields = Vec::with_capacity(columns.len());
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
+    for (i, col) in columns.iter().enumerate() {
+        let values = rows.iter().map(|r| &r[i]);
+        let (field, array) = if col.collection && lists {
+            list_column(col, values)?
+        } else if col.collection {
+            let values: Vec<&Value> = values.collect();
+            let array = build(col, Kind::Utf8, &values)?;
+            (Field::new(&col.name, DataType::Utf8, true), array)
+        } else {
+            let values: Vec<&Value> = values.collect();
+            let kind = kind_of(col, &values);
+            let array = build(col, kind, &values)?;
+            (Field::new(&col.name, kind.data_type(), true), array)
+        };
+        fields.push(field);
+        arrays.push(array);
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(fields)),
+        arrays,
+        &options,
+    )?)
+}
+
+fn list_column<'v>(
+    col: &ViewColumn,
+    values: impl Iterator<Item = &'v Value>,
+) -> Result<(Field, ArrayRef), ViewBatchError> {
+    let mut lengths = Vec::new();
+    let mut valid = Vec::new();
+    let mut items: Vec<&Value> = Vec::new();
+    for v in values {
+        valid.push(!v.is_null());
+        match v {
+            Value::Array(a) => {
+                lengths.push(a.len());
+                items.extend(a.iter());
+            }
+            Value::Null => lengths.push(0),
+            other => {
+                lengths.push(1);
+                items.push(other);
+            }
+        }
+    }
+    let nulls = valid.contains(&false).then(|| NullBuffer::from(valid));
+    let kind = kind_of(col, &items);
+    let inner = build(col, kind, &items)?;
+    let item_field = Arc::new(Field::new("item", kind.data_type(), true));
+    let list = ListArray::try_new(
+        item_field.clone(),
+        OffsetBuffer::from_lengths(lengths),
+        inner,
+        nulls,
+    )?;
+    Ok((
+        Field::new(&col.name, DataType::List(item_field), true),
+        Arc::new(list),
+    ))
+}
+
+fn kind_of(col: &ViewColumn, values: &[&Value]) -> Kind {
+    let present = || values.iter().filter(|v| !v.is_null());
+    match col.fhir_type_code() {
+        Some("boolean") => Kind::Boolean,
+        Some("integer" | "positiveInt" | "unsignedInt") => Kind::Int32,
+        Some("integer64") => Kind::Int64,
+        Some("decimal") => Kind::Float64,
+        Some("date") => {
+            if present().all(|v| v.as_str().and_then(full_date).is_some()) {
+                Kind::Date32
+            } else {
+                Kind::Utf8
+            }
+        }
+        Some("dateTime" | "instant") => {
+            if present().all(|v| v.as_str().and_then(full_timestamp).is_some()) {
+                Kind::Timestamp
+            } else {
+                Kind::Utf8
+            }
+        }
+        Some(_) => Kind::Utf8,
+        None => {
+            if present().next().is_none() {
+                Kind::Utf8
+            } else if present().all(|v| v.is_boolean()) {
+                Kind::Boolean
+            } else if present().all(|v| v.is_i64()) {
+                Kind::Int64
+            } else if present().all(|v| v.is_number()) {
+                Kind::Float64
+            } else {
+                Kind::Utf8
+            }
+        }
+    }
+}
+
+/// Days since 1970-01-01 of a full `YYYY-MM-DD` date.
+fn full_date(s: &str) -> Option<i32> {
+    if s.len() != 10 {
+        return None;
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
+    i32::try_from((d - epoch).num_days()).ok()
+}
+
+/// Microseconds since the epoch of a dateTime with a time and a zone.
+fn full_timestamp(s: &str) -> Option<i64> {
+    Some(
+        chrono::DateTime::parse_from_rfc3339(s)
+            .ok()?
+            .timestamp_micros(),
+    )
+}
+
+fn build(col: &ViewColumn, kind: Kind, values: &[&Value]) -> Result<ArrayRef, ViewBatchError> {
+    let mismatch = |v: &Value| ViewBatchError::Value {
+        column: col.name.clone(),
+        message: format!(
+            "{v} is not a {} value; fix the column's type or its path",
+            col.fhir_type_code().unwrap_or("single")
+        ),
+    };
+    Ok(match kind {
+        Kind::Boolean => {
+            let mut b = BooleanBuilder::with_capacity(values.len());
+            for v in values {
+                match v {
+                    Value::Null => b.append_null(),
+                    Value::Bool(x) => b.append_value(*x),
+                    other => return Err(mismatch(other)),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Int32 => {
+            let mut b = Int32Builder::with_capacity(values.len());
+            for v in values {
+                match v {
+                    Value::Null => b.append_null(),
+                    other => b.append_value(
+                        other
+                            .as_i64()
+                            .and_then(|x| i32::try_from(x).ok())
+                            .ok_or_else(|| mismatch(other))?,
+                    ),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Int64 => {
+            let mut b = Int64Builder::with_capacity(values.len());
+            for v in values {
+                match v {
+                    Value::Null => b.append_null(),
+                    Value::String(s) => b.append_value(s.parse().map_err(|_| mismatch(v))?),
+                    other => b.append_value(other.as_i64().ok_or_else(|| mismatch(other))?),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Float64 => {
+            let mut b = Float64Builder::with_capacity(values.len());
+            for v in values {
+                match v {
+                    Value::Null => b.append_null(),
+                    other => b.append_value(other.as_f64().ok_or_else(|| mismatch(other))?),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Date32 => {
+            let mut b = Date32Builder::with_capacity(values.len());
+            for v in values {
+                match v {
+                    Value::Null => b.append_null(),
+                    other => b.append_value(
+                        other
+                            .as_str()
+                            .and_then(full_date)
+                            .ok_or_else(|| mismatch(other))?,
+                    ),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Timestamp => {
+            let mut b =
+                TimestampMicrosecondBuilder::with_capacity(values.len()).with_timezone("UTC");
+            for v in values {
+                match v {
+                    Value::Null => b.append_null(),
+                    other => b.append_value(
+                        other
+                            .as_str()
+                            .and_then(full_timestamp)
+                            .ok_or_else(|| mismatch(other))?,
+                    ),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        Kind::Utf8 => {
+            let mut b = StringBuilder::with_capacity(values.len(), values.len() * 16);
+            for v in values {
+                match v {
+                    Value::Null => b.append_null(),
+                    Value::String(s) => b.append_value(s),
+                    other => b.append_value(other.to_string()),
+                }
+            }
+            Arc::new(b.finish())
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Date32Type, Int32Type, TimestampMicrosecondType};
+    use serde_json::json;
+
+    use super::*;
+
+    fn view() -> ViewDefinition {
+        ViewDefinition::from_json(&json!({
+            "resource": "Patient",
+            "select": [{"column": [
+                {"name": "id", "path": "id", "type": "id"},
+                {"name": "active", "path": "active", "type": "boolean"},
+                {"name": "born", "path": "birthDate", "type": "date"},
+                {"name": "seen", "path": "meta.lastUpdated", "type": "instant"},
+                {"name": "n", "path": "multipleBirth.ofType(integer)", "type": "integer"},
+                {"name": "given", "path": "name.given", "collection": true},
+                {"name": "untyped", "path": "deceased"}
+            ]}]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn declared_types_choose_arrow_types() {
+        let rows = vec![
+            vec![
+                json!("p1"),
+                json!(true),
+                json!("1970-01-02"),
+                json!("1970-01-01T00:00:01Z"),
+                json!(2),
+                json!(["A", "B"]),
+                json!(false),
+            ],
+            vec![
+                json!("p2"),
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                json!([]),
+                Value::Null,
+            ],
+        ];
+        let batch = rows_to_batch(&view(), &rows).unwrap();
+        let types: Vec<_> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        assert_eq!(types[0], DataType::Utf8);
+        assert_eq!(types[1], DataType::Boolean);
+        assert_eq!(types[2], DataType::Date32);
+        assert_eq!(
+            types[3],
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
+        assert_eq!(types[4], DataType::Int32);
+        assert!(matches!(types[5], DataType::List(_)));
+        assert_eq!(types[6], DataType::Boolean);
+        assert_eq!(batch.column(2).as_primitive::<Date32Type>().value(0), 1);
+        assert_eq!(
+            batch
+                .column(3)
+                .as_primitive::<TimestampMicrosecondType>()
+                .value(0),
+            1_000_000
+        );
+        assert_eq!(batch.column(4).as_primitive::<Int32Type>().value(0), 2);
+        assert!(batch.column(1).is_null(1));
+        let given = batch.column(5).as_list::<i32>();
+        assert_eq!(given.value_length(0), 2);
+        assert_eq!(given.value_length(1), 0);
+        assert!(!given.is_null(1), "an empty collection is an empty list");
+
+        let flat = rows_to_flat_batch(&view(), &rows).unwrap();
+        assert_eq!(flat.schema().field(5).data_type(), &DataType::Utf8);
+        assert_eq!(flat.column(5).as_string::<i32>().value(0), r#"["A","B"]"#);
+    }
+
+    #[test]
+    fn a_collection_without_a_value_is_a_null_list() {
+        let row = vec![Value::Null; 7];
+        let batch = rows_to_batch(&view(), &[row]).unwrap();
+        assert!(batch.column(5).is_null(0));
+    }
+
+    #[test]
+    fn partial_dates_stay_text() {
+        let mut row = vec![Value::Null; 7];
+        row[2] = json!("1970-06");
+        row[3] = json!("2020-01-01");
+        let batch = rows_to_batch(&view(), &[row]).unwrap();
+        assert_eq!(batch.schema().field(2).data_type(), &DataType::Utf8);
+        assert_eq!(batch.schema().field(3).data_type(), &DataType::Utf8);
+    }
+
+    #[test]
+    fn a_value_of_another_type_is_an_error() {
+        let mut row = vec![Value::Null; 7];
+        row[1] = json!("yes");
+        let err = rows_to_batch(&view(), &[row]).unwrap_err().to_string();
+        assert!(err.contains("\"active\""), "{err}");
+    }
+}
