@@ -82,6 +82,8 @@ pub fn sql_count(data: &Path, query: &str) -> i64 {
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// Where its Arrow Flight SQL listens (`grpc://127.0.0.1:<port>`), unless turned off.
+    pub flight: Option<String>,
 }
 
 impl Server {
@@ -92,9 +94,16 @@ impl Server {
 
     pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(medlake_bin());
-        cmd.arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(extra)
+        // Flight SQL on a free port too, unless the test chooses (by flag, variable or
+        // config file): never the fixed default, which tests side by side would fight over.
+        let flight_chosen = extra.contains(&"--flight-listen")
+            || extra.contains(&"--config")
+            || env.iter().any(|(k, _)| *k == "MEDLAKE_FLIGHT_LISTEN");
+        cmd.arg("serve").args(["--listen", "127.0.0.1:0"]);
+        if !flight_chosen {
+            cmd.args(["--flight-listen", "127.0.0.1:0"]);
+        }
+        cmd.args(extra)
             .env("MEDLAKE_DATA", data)
             .env_remove("MEDLAKE_CONFIG")
             .stdout(Stdio::piped())
@@ -107,16 +116,20 @@ impl Server {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut sent = false;
+            let mut flight = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if !sent {
+                    if let Some(uri) = line.trim().strip_prefix("Flight SQL:") {
+                        flight = Some(uri.trim().to_string());
+                    }
                     if let Some(addr) = line.strip_prefix("listening on ") {
-                        let _ = tx.send(addr.trim().to_string());
+                        let _ = tx.send((addr.trim().to_string(), flight.take()));
                         sent = true;
                     }
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(120)) {
+        let (addr, flight) = match rx.recv_timeout(Duration::from_secs(120)) {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
@@ -126,6 +139,7 @@ impl Server {
         Server {
             child,
             base: format!("http://{addr}"),
+            flight,
         }
     }
 
@@ -196,4 +210,65 @@ pub fn shared_dir() -> PathBuf {
         return PathBuf::from(p);
     }
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+}
+
+/// `tests/.venv/bin/python`, which the test command fills from
+/// `tests/python/requirements.txt`.
+pub fn venv_python() -> PathBuf {
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run the test command (scripts/test), which installs tests/python/requirements.txt",
+        python.display()
+    );
+    python
+}
+
+/// A lake at `<root>/lake` whose Observations have histories: `patients` synthetic
+/// patients loaded with `medlake ingest`, then, through a server, three Observations
+/// updated (version 2) and two deleted (a delete marker as version 2). The server is
+/// stopped gracefully, so everything is in Delta.
+pub fn lake_with_history(root: &Path, patients: u64) -> PathBuf {
+    let generated = root.join("gen");
+    let lake = root.join("lake");
+    let patients = patients.to_string();
+    medlake(
+        &lake,
+        &[
+            "generate",
+            "--patients",
+            &patients,
+            "--out",
+            generated.to_str().unwrap(),
+            "-q",
+        ],
+    );
+    medlake(&lake, &["ingest", "-q", generated.to_str().unwrap()]);
+    let server = Server::start(&lake, &["--flight-listen", "off"]);
+    let rows = sql_json(&lake, "SELECT id FROM fhir.observation ORDER BY id LIMIT 5");
+    let ids: Vec<&str> = rows.iter().filter_map(|r| r["id"].as_str()).collect();
+    assert_eq!(ids.len(), 5, "the lake has too few Observations: {rows:?}");
+    for id in &ids[..3] {
+        let url = server.url(&format!("/fhir/Observation/{id}"));
+        let mut got = http().get(&url).call().unwrap();
+        let mut resource: Value = got.body_mut().read_json().unwrap();
+        resource["status"] = Value::from("amended");
+        let put = http()
+            .put(&url)
+            .header("Content-Type", "application/fhir+json")
+            .send(resource.to_string())
+            .unwrap();
+        assert_eq!(put.status(), 200, "PUT {url}");
+    }
+    for id in &ids[3..] {
+        let url = server.url(&format!("/fhir/Observation/{id}"));
+        let deleted = http().delete(&url).call().unwrap();
+        assert!(
+            deleted.status().is_success(),
+            "DELETE {url}: {}",
+            deleted.status()
+        );
+    }
+    server.stop();
+    lake
 }

@@ -8,6 +8,7 @@
 //! data = "s3://bucket/lake"
 //! workspace = "default"
 //! listen = "0.0.0.0:8080"
+//! flight_listen = "0.0.0.0:50051"   # or "off"
 //! wal_dir = "/var/lib/medlake/wal"
 //! flush_interval_secs = 5
 //! compact_interval_secs = 60
@@ -24,6 +25,7 @@ use serde::Deserialize;
 pub const DEFAULT_DATA: &str = "./medlake-data";
 pub const DEFAULT_WORKSPACE: &str = "default";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_FLIGHT_LISTEN: &str = "127.0.0.1:50051";
 
 /// What a TOML file may set.
 #[derive(Debug, Default, Deserialize)]
@@ -32,6 +34,7 @@ pub struct FileConfig {
     pub data: Option<String>,
     pub workspace: Option<String>,
     pub listen: Option<String>,
+    pub flight_listen: Option<String>,
     pub wal_dir: Option<PathBuf>,
     pub flush_interval_secs: Option<u64>,
     pub compact_interval_secs: Option<u64>,
@@ -57,9 +60,36 @@ impl FileConfig {
             .with_context(|| format!("could not read the config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| {
             format!(
-                "{} is not a valid medlake config; keys are data, workspace, listen, wal_dir, flush_interval_secs, compact_interval_secs, refresh_interval_secs, max_tail_rows, max_wal_mib",
+                "{} is not a valid medlake config; keys are data, workspace, listen, flight_listen, wal_dir, flush_interval_secs, compact_interval_secs, refresh_interval_secs, max_tail_rows, max_wal_mib",
                 path.display()
             )
         })
+    }
+}
+
+/// An address for a listener that may be turned off: `None` for `off`.
+pub fn optional_addr(value: &str, flag: &str) -> Result<Option<std::net::SocketAddr>> {
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    value.parse().map(Some).with_context(|| {
+        format!("{flag} {value} is not an address like 127.0.0.1:50051, nor `off`")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_is_an_address_or_off() {
+        assert_eq!(optional_addr("off", "--flight-listen").unwrap(), None);
+        assert_eq!(optional_addr("OFF", "--flight-listen").unwrap(), None);
+        assert_eq!(
+            optional_addr("127.0.0.1:50051", "--flight-listen").unwrap(),
+            Some("127.0.0.1:50051".parse().unwrap())
+        );
+        let e = optional_addr("localhost", "--flight-listen").unwrap_err();
+        assert!(e.to_string().contains("--flight-listen localhost"), "{e}");
     }
 }

@@ -190,6 +190,22 @@ impl ApiError {
         datafusion_answer(e, e, context)
     }
 
+    /// The same answer for a gRPC client (Flight SQL): the status's nearest gRPC code
+    /// and the issues' text, which for a 500 is the request id only.
+    pub fn to_grpc(&self) -> tonic::Status {
+        use tonic::Code;
+        let code = match self.status {
+            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => Code::InvalidArgument,
+            StatusCode::NOT_FOUND | StatusCode::GONE => Code::NotFound,
+            StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED => Code::FailedPrecondition,
+            StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
+            StatusCode::INTERNAL_SERVER_ERROR => Code::Internal,
+            _ => Code::Unknown,
+        };
+        let text: Vec<&str> = self.issues.iter().map(|i| i.diagnostics.as_str()).collect();
+        tonic::Status::new(code, text.join("; "))
+    }
+
     /// Add headers (the `ETag` and `Last-Modified` of a deleted version on a 410).
     pub fn with_headers(mut self, headers: HeaderMap) -> Self {
         self.headers.extend(headers);

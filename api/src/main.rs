@@ -117,6 +117,10 @@ struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080]
     #[arg(long, env = "MEDLAKE_LISTEN")]
     listen: Option<String>,
+    /// Address for Arrow Flight SQL (ADBC, JDBC, ODBC, pyarrow), or `off`
+    /// [default: 127.0.0.1:50051]
+    #[arg(long, env = "MEDLAKE_FLIGHT_LISTEN")]
+    flight_listen: Option<String>,
     /// If the workspace is empty, generate and load a small demo data set first.
     #[arg(long)]
     demo: bool,
@@ -348,6 +352,13 @@ async fn run(cli: Cli) -> Result<()> {
             let addr: SocketAddr = listen.parse().with_context(|| {
                 format!("--listen {listen} is not an address like 127.0.0.1:8080")
             })?;
+            let flight = config::optional_addr(
+                a.flight_listen
+                    .as_deref()
+                    .or(settings.file.flight_listen.as_deref())
+                    .unwrap_or(config::DEFAULT_FLIGHT_LISTEN),
+                "--flight-listen",
+            )?;
             let flush = a
                 .flush_interval_secs
                 .or(settings.file.flush_interval_secs)
@@ -382,7 +393,7 @@ async fn run(cli: Cli) -> Result<()> {
                 compact_interval: (compact > 0).then(|| Duration::from_secs(compact)),
                 refresh_interval: (refresh > 0).then(|| Duration::from_secs(refresh)),
             };
-            server::serve(lake, addr, background).await
+            server::serve(lake, addr, flight, background).await
         }
     }
 }

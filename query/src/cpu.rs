@@ -67,6 +67,16 @@ impl CpuRuntime {
             .await
             .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))
     }
+
+    /// Start `work` on this runtime without waiting for it (a producer that feeds a
+    /// channel, say); the handle may be dropped.
+    pub fn spawn<F>(&self, work: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle.spawn(work)
+    }
 }
 
 #[cfg(test)]

@@ -2,12 +2,19 @@
 //!
 //! Plans are planned and run on the engine's own runtime ([`crate::cpu`]): use
 //! [`QueryEngine::query`] or [`QueryEngine::collect`] rather than collecting a
-//! [`DataFrame`] on the caller's runtime.
+//! [`DataFrame`] on the caller's runtime, and [`QueryEngine::stream`] for an answer too
+//! large to hold: its batches are produced on the query runtime and handed over a channel
+//! of [`STREAM_BUFFER`] batches, so a slow reader stops the plan instead of letting the
+//! answer pile up in memory.
 
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ParamValues;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::StreamExt;
 
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
 use datafusion::dataframe::DataFrame;
@@ -34,6 +41,10 @@ pub enum QueryError {
 
 /// The catalog name clients see.
 pub const CATALOG: &str = "medlake";
+
+/// Batches a [`QueryEngine::stream`] runs ahead of its reader. Two keep the query
+/// threads busy while the reader takes one; more would only hold more of the answer.
+pub const STREAM_BUFFER: usize = 2;
 
 /// SQL over one workspace of the lake.
 #[derive(Clone)]
@@ -102,6 +113,48 @@ impl QueryEngine {
                 Ok::<_, QueryError>(QueryOutput { schema, batches })
             })
             .await?
+    }
+
+    /// Plan a read-only query on the query runtime, without running it: its schema, and
+    /// its parameters (`$1`, `$name`) with the types they were inferred to have.
+    pub async fn plan(&self, query: &str) -> Result<DataFrame, QueryError> {
+        let engine = self.clone();
+        let query = query.to_string();
+        self.cpu
+            .run(async move { engine.sql(&query).await })
+            .await?
+    }
+
+    /// Run a planned query (with its parameters' values, if it has parameters) on the
+    /// query runtime and hand its batches back as they are produced.
+    ///
+    /// The plan runs ahead of the reader by at most [`STREAM_BUFFER`] batches; dropping
+    /// the stream stops it. The stream's schema is the plan's logical schema, which is
+    /// what a client was told before it asked for the rows.
+    pub async fn stream(
+        &self,
+        df: DataFrame,
+        params: Option<ParamValues>,
+    ) -> Result<SendableRecordBatchStream, QueryError> {
+        let df = match params {
+            Some(p) => df.with_param_values(p)?,
+            None => df,
+        };
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let mut batches = self.cpu.run(df.execute_stream()).await??;
+        let (tx, mut rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        // The pump lives on the query runtime, so the plan's operators never run on the
+        // caller's threads. It ends when the plan does or the receiver is gone.
+        drop(self.cpu.spawn(async move {
+            while let Some(batch) = batches.next().await {
+                let failed = batch.is_err();
+                if tx.send(batch).await.is_err() || failed {
+                    break;
+                }
+            }
+        }));
+        let received = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, received)))
     }
 
     /// Run a planned [`DataFrame`] on the query runtime and collect its batches.

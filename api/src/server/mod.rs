@@ -1,6 +1,8 @@
-//! The HTTP server: `/sql`, `/ingest`, and the FHIR API under `/fhir`.
+//! The HTTP server: `/sql`, `/ingest`, and the FHIR API under `/fhir`; beside it, in the
+//! same process and on the same lake, Arrow Flight SQL (`flight`).
 
 mod fhir;
+mod flight;
 mod ingest;
 mod sql;
 
@@ -80,7 +82,14 @@ const COMPACT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Serve until SIGINT or SIGTERM, flushing the write buffer to Delta in the background,
 /// and once more before it exits.
-pub async fn serve(lake: Lake, addr: SocketAddr, background: Background) -> Result<()> {
+///
+/// `flight_addr`: where Arrow Flight SQL listens, if at all.
+pub async fn serve(
+    lake: Lake,
+    addr: SocketAddr,
+    flight_addr: Option<SocketAddr>,
+    background: Background,
+) -> Result<()> {
     let engine = QueryEngine::new(lake.clone())?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!(
@@ -88,10 +97,19 @@ pub async fn serve(lake: Lake, addr: SocketAddr, background: Background) -> Resu
         )
     })?;
     let local = listener.local_addr()?;
+    let flight_listener = match flight_addr {
+        Some(a) => Some(tokio::net::TcpListener::bind(a).await.with_context(|| {
+            format!(
+                "could not listen on {a} for Flight SQL; is another server using it? Choose \
+                 another with --flight-listen, or turn it off with --flight-listen off"
+            )
+        })?),
+        None => None,
+    };
     let base = format!("http://{local}");
     let state = AppState {
         lake: lake.clone(),
-        engine,
+        engine: engine.clone(),
         fhir_base: format!("{base}/fhir"),
         conditional: Default::default(),
     };
@@ -122,12 +140,37 @@ pub async fn serve(lake: Lake, addr: SocketAddr, background: Background) -> Resu
         );
     }
     println!("  load data:      curl -X POST {base}/ingest --data-binary @Patient.ndjson");
+    let (flight_stop, flight_stopped) = tokio::sync::oneshot::channel::<()>();
+    let flight_task = match flight_listener {
+        Some(l) => {
+            println!("  Flight SQL:     grpc://{}", l.local_addr()?);
+            let stopped = async {
+                let _ = flight_stopped.await;
+            };
+            Some(tokio::spawn(flight::serve(engine, l, stopped)))
+        }
+        None => None,
+    };
     println!("listening on {local}");
     let app = router(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await
         .context("the HTTP server stopped")?;
+    let _ = flight_stop.send(());
+    if let Some(mut task) = flight_task {
+        // A client still reading a large answer would hold the shutdown up: it gets a
+        // few seconds to finish before its stream is cut.
+        match tokio::time::timeout(Duration::from_secs(5), &mut task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!("the Flight SQL server failed: {e}"),
+            Ok(Err(e)) => tracing::error!("the Flight SQL server failed: {e}"),
+            Err(_) => {
+                task.abort();
+                tracing::warn!("Flight SQL streams were cut off at shutdown");
+            }
+        }
+    }
     flusher.abort();
     for task in [compactor, refresher].into_iter().flatten() {
         task.abort();
