@@ -204,6 +204,7 @@ impl<'a> Item<'a> {
 pub struct Environment<'a> {
     vars: HashMap<String, Vec<Item<'a>>>,
     resource: Option<&'a Value>,
+    strict: bool,
 }
 
 impl<'a> Environment<'a> {
@@ -221,6 +222,18 @@ impl<'a> Environment<'a> {
     /// inside it rather than the resource itself.
     pub fn with_resource(mut self, resource: &'a Value) -> Environment<'a> {
         self.resource = Some(resource);
+        self
+    }
+
+    /// The specification's strict mode: what lenient evaluation answers with an empty
+    /// collection becomes an error. A member the R4 definition of its element does not
+    /// have (`name.given1`), a path for another resource type than the context
+    /// (`Encounter.name` on a Patient), and `first()`, `last()`, `tail()`, `skip()`,
+    /// `take()` or an indexer on the unordered output of `children()` and
+    /// `descendants()`. Element names are checked where the data has the element, not
+    /// ahead of evaluation.
+    pub fn with_strict(mut self, strict: bool) -> Environment<'a> {
+        self.strict = strict;
         self
     }
 }
