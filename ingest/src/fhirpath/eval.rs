@@ -14,6 +14,7 @@ type Coll<'a> = Vec<Item<'a>>;
 type R<T> = Result<T, EvalError>;
 
 mod functions;
+mod html;
 
 /// Size limit for the results of `repeat` and `descendants`: the server evaluates
 /// untrusted expressions.
