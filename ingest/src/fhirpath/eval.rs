@@ -1,6 +1,7 @@
 //! The evaluator: collections in, collections out.
 
 use std::cmp::Ordering;
+use std::rc::Rc;
 
 use serde_json::Value;
 
@@ -13,6 +14,7 @@ type Coll<'a> = Vec<Item<'a>>;
 type R<T> = Result<T, EvalError>;
 
 mod functions;
+mod html;
 
 /// Size limit for the results of `repeat` and `descendants`: the server evaluates
 /// untrusted expressions.
@@ -27,6 +29,8 @@ struct Ev<'a, 'e> {
     resource: Item<'a>,
     model: &'static Validator,
     now: chrono::DateTime<chrono::Local>,
+    /// [`Environment::with_strict`]: semantic errors instead of empty results.
+    strict: bool,
 }
 
 #[derive(Clone, Default)]
@@ -34,6 +38,29 @@ struct Frame<'a> {
     this: Option<Item<'a>>,
     index: Option<i64>,
     total: Option<Coll<'a>>,
+    /// The variables `defineVariable` made for the rest of the path, innermost first.
+    vars: Option<Rc<Defined<'a>>>,
+}
+
+/// One `defineVariable`: a list shared by every frame below it, since the frames of
+/// `where` and `select` are made per item.
+struct Defined<'a> {
+    name: String,
+    value: Coll<'a>,
+    outer: Option<Rc<Defined<'a>>>,
+}
+
+impl<'a> Frame<'a> {
+    fn defined(&self, name: &str) -> Option<&Coll<'a>> {
+        let mut at = self.vars.as_deref();
+        while let Some(d) = at {
+            if d.name == name {
+                return Some(&d.value);
+            }
+            at = d.outer.as_deref();
+        }
+        None
+    }
 }
 
 fn err<T>(msg: impl Into<String>) -> R<T> {
@@ -54,12 +81,74 @@ pub(crate) fn evaluate_item<'a>(expr: &Expr, ctx: Item<'a>, env: &Environment<'a
         resource,
         model: Validator::r4(),
         now: chrono::Local::now(),
+        strict: env.strict,
     };
+    if env.strict {
+        check_order(expr)?;
+    }
     let frame = Frame {
         this: Some(ctx.clone()),
         ..Frame::default()
     };
     ev.eval(expr, &[ctx], &frame, 0)
+}
+
+/// Functions whose answer depends on the order of their input.
+const ORDERED_FUNCTIONS: [&str; 5] = ["first", "last", "tail", "skip", "take"];
+
+/// The strict-mode check of order: `children()` and `descendants()` answer in no defined
+/// order, so taking the first of them, skipping some or indexing them is an error.
+/// Returns whether `e` yields an unordered collection. It is done on the expression
+/// before evaluating, so it holds whatever the data.
+fn check_order(e: &Expr) -> R<bool> {
+    Ok(match e {
+        Expr::Member(recv, _) => check_order(recv)?,
+        Expr::Index(recv, idx) => {
+            check_order(idx)?;
+            if check_order(recv)? {
+                return err(
+                    "an indexer needs an ordered collection; children() and descendants() have no order",
+                );
+            }
+            false
+        }
+        Expr::Call(recv, name, args) => {
+            for a in args {
+                check_order(a)?;
+            }
+            let unordered = match recv {
+                Some(r) => check_order(r)?,
+                None => false,
+            };
+            if unordered && ORDERED_FUNCTIONS.contains(&name.as_str()) {
+                return err(format!(
+                    "{name}() needs an ordered collection; children() and descendants() have no order"
+                ));
+            }
+            match name.as_str() {
+                "children" | "descendants" => true,
+                "where" | "select" | "ofType" | "as" | "distinct" | "trace" | "repeat"
+                | "exclude" | "intersect" | "union" | "defineVariable" => unordered,
+                _ => false,
+            }
+        }
+        Expr::Neg(x) | Expr::Is(x, _) => {
+            check_order(x)?;
+            false
+        }
+        Expr::As(x, _) => check_order(x)?,
+        Expr::Binary(op, l, r) => {
+            let (a, b) = (check_order(l)?, check_order(r)?);
+            *op == BinOp::Union && (a || b)
+        }
+        Expr::Lit(_)
+        | Expr::Empty
+        | Expr::Ident(_)
+        | Expr::Var(_)
+        | Expr::This
+        | Expr::IndexVar
+        | Expr::Total => false,
+    })
 }
 
 fn root_node(v: &Value) -> Item<'_> {
@@ -396,7 +485,7 @@ impl<'a> Ev<'a, '_> {
             Expr::This => Ok(fr.this.iter().cloned().collect()),
             Expr::IndexVar => Ok(fr.index.map(Item::Integer).into_iter().collect()),
             Expr::Total => Ok(fr.total.clone().unwrap_or_default()),
-            Expr::Var(name) => self.var(name),
+            Expr::Var(name) => self.var(name, fr),
             Expr::Ident(name) => {
                 // A leading type name selects the focus if it is of that type.
                 if name.starts_with(|c: char| c.is_ascii_uppercase()) {
@@ -409,32 +498,23 @@ impl<'a> Ev<'a, '_> {
                         return Ok(typed);
                     }
                     if self.model.is_resource_type(name)
-                        && focus
+                        && let Some(Item::Node(n)) = focus
                             .iter()
-                            .any(|i| matches!(i, Item::Node(n) if n.ty == NodeType::Resource))
+                            .find(|i| matches!(i, Item::Node(n) if n.ty == NodeType::Resource))
                     {
+                        if self.strict {
+                            return err(format!(
+                                "the expression is about {name}, but the context is a {}",
+                                n.type_str()
+                            ));
+                        }
                         return Ok(Vec::new());
                     }
                 }
                 self.members(focus, name)
             }
-            Expr::Member(recv, name) => {
-                self.check_member_of_cast(recv, name)?;
-                let base = self.eval(recv, focus, fr, d)?;
-                self.members(&base, name)
-            }
-            Expr::Index(recv, idx) => {
-                let base = self.eval(recv, focus, fr, d)?;
-                let i = self.eval(idx, focus, fr, d)?;
-                match singleton(&i, "an indexer")? {
-                    None => Ok(Vec::new()),
-                    Some(Item::Integer(i)) => Ok(usize::try_from(i)
-                        .ok()
-                        .and_then(|i| base.get(i).cloned())
-                        .into_iter()
-                        .collect()),
-                    Some(_) => err("an indexer must be an Integer"),
-                }
+            Expr::Member(..) | Expr::Index(..) | Expr::Call(..) => {
+                Ok(self.eval_path(e, focus, fr, d)?.0)
             }
             Expr::Neg(inner) => {
                 let v = self.eval(inner, focus, fr, d)?;
@@ -474,14 +554,106 @@ impl<'a> Ev<'a, '_> {
                     .collect())
             }
             Expr::Binary(op, l, r) => self.binary(*op, l, r, focus, fr, d),
-            Expr::Call(recv, name, args) => {
-                let base = match recv {
-                    Some(r) => self.eval(r, focus, fr, d)?,
-                    None => focus.to_vec(),
-                };
-                self.call(name, base, args, focus, fr, d)
-            }
         }
+    }
+
+    /// A path of members, indexers and calls, left to right. A `defineVariable` along it
+    /// makes its variable for the rest of the path only (not for the other side of a
+    /// `|`, nor outside the argument it is in), so the frame it makes is passed along the
+    /// path and returned with the result; `None` means the frame is `fr`.
+    fn eval_path(
+        &self,
+        e: &Expr,
+        focus: &[Item<'a>],
+        fr: &Frame<'a>,
+        depth: usize,
+    ) -> R<(Coll<'a>, Option<Frame<'a>>)> {
+        if depth > MAX_EVAL_DEPTH {
+            return err("expression nested too deeply");
+        }
+        let d = depth + 1;
+        let receiver = |recv: &Expr| -> R<(Coll<'a>, Option<Frame<'a>>)> {
+            match recv {
+                Expr::Member(..) | Expr::Index(..) | Expr::Call(..) => {
+                    self.eval_path(recv, focus, fr, d)
+                }
+                _ => Ok((self.eval(recv, focus, fr, d)?, None)),
+            }
+        };
+        match e {
+            Expr::Member(recv, name) => {
+                self.check_member_of_cast(recv, name)?;
+                let (base, f) = receiver(recv)?;
+                Ok((self.members(&base, name)?, f))
+            }
+            Expr::Index(recv, idx) => {
+                let (base, f) = receiver(recv)?;
+                let i = self.eval(idx, focus, f.as_ref().unwrap_or(fr), d)?;
+                let picked = match singleton(&i, "an indexer")? {
+                    None => Vec::new(),
+                    Some(Item::Integer(i)) => usize::try_from(i)
+                        .ok()
+                        .and_then(|i| base.get(i).cloned())
+                        .into_iter()
+                        .collect(),
+                    Some(_) => return err("an indexer must be an Integer"),
+                };
+                Ok((picked, f))
+            }
+            Expr::Call(recv, name, args) => {
+                let (base, f) = match recv {
+                    Some(r) => receiver(r)?,
+                    None => (focus.to_vec(), None),
+                };
+                let frame = f.as_ref().unwrap_or(fr);
+                if name == "defineVariable" {
+                    let defined = self.define_variable(&base, args, frame, d)?;
+                    return Ok((base, Some(defined)));
+                }
+                Ok((self.call(name, base, args, focus, frame, d)?, f))
+            }
+            _ => Ok((self.eval(e, focus, fr, d)?, None)),
+        }
+    }
+
+    /// `defineVariable(name [, value])`: the frame for the rest of the path, with `%name`
+    /// set to the value (evaluated on the input as a whole) or to the input itself.
+    fn define_variable(
+        &self,
+        input: &[Item<'a>],
+        args: &[Expr],
+        fr: &Frame<'a>,
+        d: usize,
+    ) -> R<Frame<'a>> {
+        if args.is_empty() || args.len() > 2 {
+            return err("defineVariable() takes a name and, optionally, a value");
+        }
+        let name = match singleton(&self.eval(&args[0], input, fr, d)?, "a variable name")? {
+            Some(Item::String(s)) => s,
+            _ => return err("defineVariable() needs the variable name as a String"),
+        };
+        let system = matches!(
+            name.as_str(),
+            "context" | "resource" | "rootResource" | "ucum" | "sct" | "loinc"
+        ) || name.starts_with("vs-")
+            || name.starts_with("ext-");
+        if system || self.env.vars.contains_key(&name) || fr.defined(&name).is_some() {
+            return err(format!(
+                "%{name} is already defined here; choose another name for defineVariable()"
+            ));
+        }
+        let value = match args.get(1) {
+            Some(e) => self.eval(e, input, fr, d)?,
+            None => input.to_vec(),
+        };
+        Ok(Frame {
+            vars: Some(Rc::new(Defined {
+                name,
+                value,
+                outer: fr.vars.clone(),
+            })),
+            ..fr.clone()
+        })
     }
 
     /// `(x as Period).unit`: the type of the receiver is known from the expression alone,
@@ -504,7 +676,10 @@ impl<'a> Ev<'a, '_> {
         err(format!("{} has no element {name}", spec.name))
     }
 
-    fn var(&self, name: &str) -> R<Coll<'a>> {
+    fn var(&self, name: &str, fr: &Frame<'a>) -> R<Coll<'a>> {
+        if let Some(v) = fr.defined(name) {
+            return Ok(v.clone());
+        }
         if let Some(v) = self.env.vars.get(name) {
             return Ok(v.clone());
         }
@@ -605,6 +780,16 @@ impl<'a> Ev<'a, '_> {
             };
             let companion = obj.get(&format!("_{key}"));
             self.push_values(Some(v), companion, ty, out);
+        }
+        if self.strict
+            && let Some(s) = shape
+            && !self.model.has_element(s, name)
+            && !matches!(name, "id" | "extension" | "modifierExtension")
+        {
+            return err(format!(
+                "{} has no element {name}; check the spelling against the FHIR R4 definition",
+                n.type_str()
+            ));
         }
         Ok(())
     }
@@ -907,8 +1092,26 @@ fn arith<'a>(op: BinOp, x: Item<'a>, y: Item<'a>) -> R<Coll<'a>> {
                 q.value
             };
             let is_time = matches!(x, Item::Time(_));
-            if calendar_unit(&q.unit).is_none() {
+            if let Some(word) = match q.unit.as_str() {
+                "a" => Some("year"),
+                "mo" => Some("month"),
+                _ => None,
+            } {
+                return err(format!(
+                    "'{}' is a UCUM average, not a definite duration, and cannot be added to a \
+                     date or time: use the calendar duration {word} (`{} {word}s`)",
+                    q.unit, q.value
+                ));
+            }
+            let Some(unit) = calendar_unit(&q.unit) else {
                 return err(format!("cannot add '{}' to a date or time", q.unit));
+            };
+            if is_time && matches!(unit, "year" | "month" | "week" | "day") {
+                return err(format!(
+                    "a time has no date to add {}s to: use hours, minutes, seconds or \
+                     milliseconds",
+                    unit
+                ));
             }
             let r = d
                 .add_duration(amount, &q.unit, is_time)

@@ -35,7 +35,25 @@
 //! the R4 element tables the validator already loads ([`crate::validate::Validator`]), so
 //! `value` finds `valueQuantity`, `is`/`ofType` know that a `code` is a `string`, and a
 //! `birthDate` string compares as a date. Decimals are exact (`mantissa / 10^scale`) so
-//! that precision-sensitive operations (`~`, `toString`, `round`) behave as specified.
+//! that precision-sensitive operations (`~`, `toString`, `round`, the boundaries) behave as
+//! specified; a boundary that rounds a negative value to zero is the one negative zero
+//! (`(-0.0034).lowBoundary(1)` is `-0.0`), and it equals zero.
+//!
+//! Dates, date-times and times keep the components they were written with
+//! ([`PartialDateTime`]). Arithmetic adds calendar durations (`1 month` clamps
+//! `@2019-01-31` to `@2019-02-28`) and the definite UCUM durations (`'wk'`, `'d'`, `'h'`,
+//! `'min'`, `'s'`, `'ms'`); the UCUM `'mo'` and `'a'` are averages and are refused. The
+//! result keeps the precision of the left operand: the amount is converted to its finest
+//! unit and truncated (`@2014 + 23 months` is `@2015`; days count 30 to a month and 365 to
+//! a year for that), and above seconds the decimal part of the amount is dropped.
+//!
+//! `defineVariable` makes its variable for the rest of the path it is called on (and the
+//! arguments along it), not for the other side of a `|` nor outside the argument it is
+//! in: the evaluator carries the definitions in the frame it passes along a path
+//! (`eval::Frame`). [`Environment::with_strict`] turns what the specification calls
+//! semantic errors (an element the model does not have, a path for another resource type,
+//! `first()` on the unordered `children()`) into errors instead of empty results; a
+//! typed choice name (`valueQuantity`) is an error in either mode.
 
 mod eval;
 mod parser;
@@ -233,6 +251,7 @@ pub struct Environment<'a> {
     vars: HashMap<String, Vec<Item<'a>>>,
     resource: Option<&'a Value>,
     functions: Option<Arc<dyn ExternalFunctions>>,
+    strict: bool,
 }
 
 impl<'a> Environment<'a> {
@@ -268,6 +287,17 @@ impl<'a> Environment<'a> {
                 self.vars.insert(name.to_string(), value);
             }
         }
+    }
+    /// The specification's strict mode: what lenient evaluation answers with an empty
+    /// collection becomes an error. A member the R4 definition of its element does not
+    /// have (`name.given1`), a path for another resource type than the context
+    /// (`Encounter.name` on a Patient), and `first()`, `last()`, `tail()`, `skip()`,
+    /// `take()` or an indexer on the unordered output of `children()` and
+    /// `descendants()`. Element names are checked where the data has the element, not
+    /// ahead of evaluation.
+    pub fn with_strict(mut self, strict: bool) -> Environment<'a> {
+        self.strict = strict;
+        self
     }
 }
 

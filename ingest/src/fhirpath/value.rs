@@ -14,6 +14,10 @@ const MAX_SCALE: u32 = 16;
 pub struct Decimal {
     mantissa: i128,
     scale: u32,
+    /// A zero that stands for a negative value too small for its precision: the low
+    /// boundary of `-0.0034` at one digit is `-0.0`. Arithmetic never sets it, so
+    /// `-0 = 0` and `-(0.0)` is plain zero.
+    neg_zero: bool,
 }
 
 fn pow10(n: u32) -> Option<i128> {
@@ -25,6 +29,7 @@ impl Decimal {
         Decimal {
             mantissa: i128::from(i),
             scale: 0,
+            neg_zero: false,
         }
     }
 
@@ -54,6 +59,7 @@ impl Decimal {
         Some(Decimal {
             mantissa: if neg { -mantissa } else { mantissa },
             scale: frac.len() as u32,
+            neg_zero: false,
         })
     }
 
@@ -88,6 +94,7 @@ impl Decimal {
             Some(Decimal {
                 mantissa: self.mantissa.checked_mul(pow10(scale - self.scale)?)?,
                 scale,
+                neg_zero: false,
             })
         } else {
             Some(self.rounded(scale))
@@ -112,6 +119,7 @@ impl Decimal {
             return Decimal {
                 mantissa: 0,
                 scale: digits,
+                neg_zero: false,
             };
         };
         let q = self.mantissa / p;
@@ -120,6 +128,7 @@ impl Decimal {
         Decimal {
             mantissa: q + adj,
             scale: digits,
+            neg_zero: false,
         }
     }
 
@@ -128,10 +137,12 @@ impl Decimal {
             Some(p) => Decimal {
                 mantissa: self.mantissa / p,
                 scale: 0,
+                neg_zero: false,
             },
             None => Decimal {
                 mantissa: 0,
                 scale: 0,
+                neg_zero: false,
             },
         }
     }
@@ -142,6 +153,7 @@ impl Decimal {
             Decimal {
                 mantissa: t.mantissa - 1,
                 scale: 0,
+                neg_zero: false,
             }
         } else {
             t
@@ -154,6 +166,7 @@ impl Decimal {
             Decimal {
                 mantissa: t.mantissa + 1,
                 scale: 0,
+                neg_zero: false,
             }
         } else {
             t
@@ -174,6 +187,7 @@ impl Decimal {
         Some(Decimal {
             mantissa: a.checked_add(b)?,
             scale: s,
+            neg_zero: false,
         })
     }
 
@@ -185,6 +199,7 @@ impl Decimal {
         Decimal {
             mantissa: -self.mantissa,
             scale: self.scale,
+            neg_zero: false,
         }
     }
 
@@ -192,6 +207,7 @@ impl Decimal {
         Decimal {
             mantissa: self.mantissa.abs(),
             scale: self.scale,
+            neg_zero: false,
         }
     }
 
@@ -199,6 +215,7 @@ impl Decimal {
         let d = Decimal {
             mantissa: self.mantissa.checked_mul(other.mantissa)?,
             scale: self.scale + other.scale,
+            neg_zero: false,
         };
         Some(if d.scale > MAX_SCALE {
             d.rounded(MAX_SCALE)
@@ -225,6 +242,7 @@ impl Decimal {
         let d = Decimal {
             mantissa: num / b,
             scale: extra,
+            neg_zero: false,
         };
         Some(
             d.rounded(extra.min(MAX_SCALE).saturating_sub(1).max(8))
@@ -240,6 +258,7 @@ impl Decimal {
         Some(Decimal {
             mantissa: a % b,
             scale: s,
+            neg_zero: false,
         })
     }
 
@@ -265,22 +284,24 @@ impl Decimal {
         let half = Decimal {
             mantissa: 5,
             scale: self.scale + 1,
+            neg_zero: false,
         };
         let x = if high {
             self.checked_add(half)?
         } else {
             self.checked_sub(half)?
         };
-        let p = pow10(digits)?;
         // Within one unit of the last digit of zero, the boundary is zero.
         let unit = Decimal {
             mantissa: 1,
             scale: digits,
+            neg_zero: false,
         };
         if x.abs().cmp_value(unit) == Ordering::Less && digits < x.scale {
             return Some(Decimal {
                 mantissa: 0,
                 scale: digits,
+                neg_zero: x.mantissa < 0,
             });
         }
         let y = x.with_scale(x.scale.max(digits))?;
@@ -288,10 +309,10 @@ impl Decimal {
         let q = y.mantissa.div_euclid(shift);
         let r = y.mantissa.rem_euclid(shift);
         let m = if high && r != 0 { q + 1 } else { q };
-        let _ = p;
         Some(Decimal {
             mantissa: m,
             scale: digits,
+            neg_zero: m == 0 && x.mantissa < 0,
         })
     }
 
@@ -304,7 +325,7 @@ impl Decimal {
 
 impl std::fmt::Display for Decimal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let neg = self.mantissa < 0;
+        let neg = self.mantissa < 0 || (self.mantissa == 0 && self.neg_zero);
         let digits = self.mantissa.unsigned_abs().to_string();
         let scale = self.scale as usize;
         let digits = if digits.len() <= scale {
@@ -714,14 +735,18 @@ impl PartialDateTime {
             "day" => return v.add_seconds(n.checked_mul(86400)?, is_time, 3),
             "hour" => return v.add_seconds(n.checked_mul(3600)?, is_time, 4),
             "minute" => return v.add_seconds(n.checked_mul(60)?, is_time, 5),
-            "second" => {
+            // Seconds keep their decimal part (N1 truncates only above seconds).
+            "second" | "millisecond" => {
+                let per = if unit == "second" { 1000 } else { 1 };
                 let ms = amount
-                    .checked_mul(Decimal::from_i64(1000))?
+                    .checked_mul(Decimal::from_i64(per))?
                     .truncated()
                     .to_i64()?;
+                if !is_time && v.precision() < 6 {
+                    return v.add_seconds(ms / 1000, is_time, 6);
+                }
                 return v.add_millis(ms, is_time);
             }
-            "millisecond" => return v.add_millis(n, is_time),
             _ => return None,
         }
         Some(v)
@@ -735,11 +760,25 @@ impl PartialDateTime {
 
     fn add_seconds(self, secs: i64, is_time: bool, unit_precision: u8) -> Option<PartialDateTime> {
         // A value less precise than the unit keeps its precision: the amount is
-        // converted to the value's finest unit and truncated.
+        // converted to the value's finest unit and truncated (`@2016 + 366 days` is
+        // @2017, `@2016 + 364 days` stays @2016). Days go to years at 365 and to months
+        // at 30, as a calendar duration cannot be converted exactly.
         let p = self.precision();
+        let mut v = self;
         let secs = match p {
             _ if is_time => secs,
-            1 | 2 if unit_precision >= 3 => return Some(self),
+            1 if unit_precision >= 3 => {
+                let years = i32::try_from(secs / (365 * 86400)).ok()?;
+                v.year = Some(v.year?.checked_add(years)?);
+                return Some(v);
+            }
+            2 if unit_precision >= 3 => {
+                let months =
+                    i64::from(v.year?) * 12 + i64::from(v.month? - 1) + secs / (30 * 86400);
+                v.year = Some(i32::try_from(months.div_euclid(12)).ok()?);
+                v.month = Some(months.rem_euclid(12) as u32 + 1);
+                return Some(v);
+            }
             3 => (secs / 86400) * 86400,
             4 => (secs / 3600) * 3600,
             5 => (secs / 60) * 60,
@@ -860,6 +899,12 @@ impl Quantity {
         let (da, a) = self.base()?;
         let (db, b) = other.base()?;
         (da == db).then(|| a.cmp_value(b))
+    }
+
+    /// Whether the two can be compared or added: the same unit, or units of one dimension
+    /// (`cm` and `[in_i]`), as far as the known UCUM units go.
+    pub fn comparable(&self, other: &Quantity) -> bool {
+        self.compare(other).is_some()
     }
 
     /// `=`: `Some(false)` for different dimensions, `None` when not comparable.

@@ -180,6 +180,7 @@ impl<'a> Ev<'a, '_> {
                     this: Some(item.clone()),
                     index: Some(i as i64),
                     total: fr.total.clone(),
+                    vars: fr.vars.clone(),
                 };
                 self.eval(e, std::slice::from_ref(item), &f, d)
             })
@@ -552,6 +553,39 @@ impl<'a> Ev<'a, '_> {
                 let idx = s.find(&sub).map_or(-1, |p| s[..p].chars().count() as i64);
                 Ok(vec![Item::Integer(idx)])
             }
+            "lastIndexOf" => {
+                want(1..=1)?;
+                let (Some(s), Some(sub)) = (in_str(name)?, self.str_arg(args, 0, focus, fr, d)?)
+                else {
+                    return Ok(Vec::new());
+                };
+                let idx = s.rfind(&sub).map_or(-1, |p| s[..p].chars().count() as i64);
+                Ok(vec![Item::Integer(idx)])
+            }
+            "coalesce" => {
+                // The first argument that is not empty; later ones are not evaluated.
+                for i in 0..nargs {
+                    let v = self.arg(args, i, focus, fr, d)?;
+                    if !v.is_empty() {
+                        return Ok(v);
+                    }
+                }
+                Ok(Vec::new())
+            }
+            "comparable" => {
+                want(1..=1)?;
+                let other = self.arg(args, 0, focus, fr, d)?;
+                let (Some(x), Some(y)) = (
+                    singleton(&input, "comparable")?,
+                    singleton(&other, "comparable")?,
+                ) else {
+                    return Ok(Vec::new());
+                };
+                match (x, y) {
+                    (Item::Quantity(p), Item::Quantity(q)) => b(p.comparable(&q)),
+                    _ => err("comparable() compares two Quantities"),
+                }
+            }
             "substring" => {
                 want(1..=2)?;
                 let Some(s) = in_str(name)? else {
@@ -766,6 +800,7 @@ impl<'a> Ev<'a, '_> {
                         this: Some(item.clone()),
                         index: Some(i as i64),
                         total: Some(total.clone()),
+                        vars: fr.vars.clone(),
                     };
                     total = self.eval(&args[0], std::slice::from_ref(item), &f, d)?;
                 }
@@ -938,7 +973,13 @@ impl<'a> Ev<'a, '_> {
                 };
                 Ok(r.into_iter().collect())
             }
-            "htmlChecks" => b(true),
+            "htmlChecks" => {
+                want(0..=0)?;
+                match singleton(&input, name)? {
+                    Some(Item::String(s)) => b(super::html::html_checks(&s)),
+                    _ => Ok(Vec::new()),
+                }
+            }
             _ => match &self.env.functions {
                 Some(ext) if ext.provides(name) => {
                     let mut evaluated = Vec::with_capacity(nargs);
