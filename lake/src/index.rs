@@ -268,6 +268,20 @@ impl IdIndex {
             Some(e) if e.packed.unpack().version_id == version_id => {
                 if let Some(at) = at {
                     let before = place(e);
+                    let same_file = |a: (u32, u32), b: (u32, u32)| {
+                        let file = |p: (u32, u32)| self.row_groups.get(p.0 as usize).map(|f| &f.0);
+                        file(a) == file(b)
+                    };
+                    if before.is_some_and(|b| b != at && same_file(b, at)) {
+                        // The same version twice in one file: a copy another process
+                        // committed again (a clash) that a compaction gathered with the
+                        // first. The first stays current; this copy is hidden.
+                        self.hide(at);
+                        return;
+                    }
+                    let Some(e) = self.latest.get_mut(&key) else {
+                        return;
+                    };
                     (e.row_group, e.row) = (new.row_group, new.row);
                     if let Some(before) = before.filter(|b| *b != at) {
                         self.moved

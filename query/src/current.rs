@@ -91,7 +91,8 @@ impl TableProvider for CurrentTable {
     }
 
     fn table_type(&self) -> TableType {
-        TableType::Base
+        // What clients listing tables should see: a view of `fhir_history.<type>`.
+        TableType::View
     }
 
     fn supports_filters_pushdown(
