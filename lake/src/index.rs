@@ -467,4 +467,49 @@ mod tests {
         );
         assert_eq!(index.get("Patient", "p").unwrap().version_id, 2);
     }
+
+    #[test]
+    fn rows_that_are_not_current_are_hidden_when_their_replacement_is_readable() {
+        let mut index = IdIndex::default();
+        let hidden = |index: &IdIndex, file: &str| -> Vec<u32> {
+            index.hidden_rows("Patient", file).expect("located")[0]
+                .as_ref()
+                .map_or_else(Vec::new, |b| b.iter().collect())
+        };
+        let a = index.locate_file("Patient", "a.parquet", 1);
+        for (row, id) in ["p", "q", "r"].into_iter().enumerate() {
+            index.observe_at("Patient", id, 1, false, Some((a, row as u32)));
+        }
+        assert!(hidden(&index, "a.parquet").is_empty());
+        assert!(index.hidden_rows("Patient", "unknown.parquet").is_none());
+
+        // A write made durable replaces p at once; a delete of r too.
+        index.observe("Patient", "p", 2, false);
+        index.observe("Patient", "r", 2, true);
+        assert_eq!(hidden(&index, "a.parquet"), vec![0, 2]);
+
+        // A bulk version of q is not readable until its file is located.
+        index.observe_unplaced("Patient", "q", 2);
+        assert_eq!(hidden(&index, "a.parquet"), vec![0, 2]);
+        let b = index.locate_file("Patient", "b.parquet", 1);
+        index.observe_at("Patient", "q", 2, false, Some((b, 0)));
+        index.observe_at("Patient", "p", 2, false, Some((b, 1)));
+        // The flushed delete marker is hidden itself.
+        index.observe_at("Patient", "r", 2, true, Some((b, 2)));
+        assert_eq!(hidden(&index, "a.parquet"), vec![0, 1, 2]);
+        assert_eq!(hidden(&index, "b.parquet"), vec![2]);
+
+        // A compaction moves p and q to c; an update before the old file leaves the
+        // snapshot hides q in both. A second copy of p in c (a clash) is hidden.
+        let c = index.locate_file("Patient", "c.parquet", 1);
+        index.observe_at("Patient", "q", 2, false, Some((c, 0)));
+        index.observe_at("Patient", "p", 2, false, Some((c, 1)));
+        index.observe_at("Patient", "p", 2, false, Some((c, 2)));
+        index.observe("Patient", "q", 3, false);
+        assert_eq!(hidden(&index, "b.parquet"), vec![0, 2]);
+        assert_eq!(hidden(&index, "c.parquet"), vec![0, 2]);
+        index.forget_moves("Patient");
+        index.forget_files("Patient", &["a.parquet"]);
+        assert!(hidden(&index, "a.parquet").is_empty());
+    }
 }
