@@ -82,6 +82,8 @@ pub fn sql_count(data: &Path, query: &str) -> i64 {
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// `host:port` of the Postgres wire, when the test asked for it with `--pg-listen`.
+    pub pg: Option<String>,
 }
 
 impl Server {
@@ -92,9 +94,12 @@ impl Server {
 
     pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(medlake_bin());
-        cmd.arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(extra)
+        cmd.arg("serve").args(["--listen", "127.0.0.1:0"]);
+        // Tests run servers side by side: none takes the Postgres default port.
+        if !extra.contains(&"--pg-listen") {
+            cmd.args(["--pg-listen", "off"]);
+        }
+        cmd.args(extra)
             .env("MEDLAKE_DATA", data)
             .env_remove("MEDLAKE_CONFIG")
             .stdout(Stdio::piped())
@@ -107,16 +112,20 @@ impl Server {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut sent = false;
+            let mut pg = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("postgres listening on ") {
+                    pg = Some(addr.trim().to_string());
+                }
                 if !sent {
                     if let Some(addr) = line.strip_prefix("listening on ") {
-                        let _ = tx.send(addr.trim().to_string());
+                        let _ = tx.send((addr.trim().to_string(), pg.clone()));
                         sent = true;
                     }
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(120)) {
+        let (addr, pg) = match rx.recv_timeout(Duration::from_secs(120)) {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
@@ -126,6 +135,7 @@ impl Server {
         Server {
             child,
             base: format!("http://{addr}"),
+            pg,
         }
     }
 

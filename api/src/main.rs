@@ -61,7 +61,7 @@ struct Global {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Serve SQL and the FHIR API over HTTP.
+    /// Serve SQL and the FHIR API over HTTP, and SQL over the Postgres wire protocol.
     ///
     /// Example: medlake serve --demo
     Serve(ServeArgs),
@@ -109,6 +109,10 @@ struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080]
     #[arg(long, env = "MEDLAKE_LISTEN")]
     listen: Option<String>,
+    /// Address to serve the Postgres wire protocol on (psql, DBeaver, Power BI), or
+    /// `off` [default: 127.0.0.1:5433]
+    #[arg(long, env = "MEDLAKE_PG_LISTEN")]
+    pg_listen: Option<String>,
     /// If the workspace is empty, generate and load a small demo data set first.
     #[arg(long)]
     demo: bool,
@@ -339,6 +343,17 @@ async fn run(cli: Cli) -> Result<()> {
             let addr: SocketAddr = listen.parse().with_context(|| {
                 format!("--listen {listen} is not an address like 127.0.0.1:8080")
             })?;
+            let pg_listen = a
+                .pg_listen
+                .clone()
+                .or_else(|| settings.file.pg_listen.clone())
+                .unwrap_or_else(|| server::pgwire::DEFAULT_PG_LISTEN.into());
+            let pg: Option<SocketAddr> = match pg_listen.as_str() {
+                "off" => None,
+                addr => Some(addr.parse().with_context(|| {
+                    format!("--pg-listen {addr} is not an address like 127.0.0.1:5433, nor off")
+                })?),
+            };
             let flush = a
                 .flush_interval_secs
                 .or(settings.file.flush_interval_secs)
@@ -373,7 +388,7 @@ async fn run(cli: Cli) -> Result<()> {
                 compact_interval: (compact > 0).then(|| Duration::from_secs(compact)),
                 refresh_interval: (refresh > 0).then(|| Duration::from_secs(refresh)),
             };
-            server::serve(lake, addr, background).await
+            server::serve(lake, addr, pg, background).await
         }
     }
 }

@@ -1,7 +1,9 @@
-//! The HTTP server: `/sql`, `/ingest`, and the FHIR API under `/fhir`.
+//! The HTTP server: `/sql`, `/ingest`, and the FHIR API under `/fhir`; beside it, in the
+//! same process, the Postgres wire protocol (`pgwire`).
 
 mod fhir;
 mod ingest;
+pub mod pgwire;
 mod sql;
 
 use std::net::SocketAddr;
@@ -80,13 +82,23 @@ const COMPACT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Serve until SIGINT or SIGTERM, flushing the write buffer to Delta in the background,
 /// and once more before it exits.
-pub async fn serve(lake: Lake, addr: SocketAddr, background: Background) -> Result<()> {
+/// `pg`: where to serve Postgres clients, if at all.
+pub async fn serve(
+    lake: Lake,
+    addr: SocketAddr,
+    pg: Option<SocketAddr>,
+    background: Background,
+) -> Result<()> {
     let engine = QueryEngine::new(lake.clone())?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!(
             "could not listen on {addr}; is another server using it? Choose another with --listen"
         )
     })?;
+    let pg_listener = match pg {
+        Some(pg) => Some(pgwire::bind(pg).await?),
+        None => None,
+    };
     let local = listener.local_addr()?;
     let base = format!("http://{local}");
     let state = AppState {
@@ -122,6 +134,19 @@ pub async fn serve(lake: Lake, addr: SocketAddr, background: Background) -> Resu
         );
     }
     println!("  load data:      curl -X POST {base}/ingest --data-binary @Patient.ndjson");
+    let pg_server = match pg_listener {
+        Some(l) => {
+            let pg_local = l.local_addr()?;
+            println!(
+                "  Postgres:       psql -h {} -p {} -c 'SELECT count(*) FROM fhir.patient'",
+                pg_local.ip(),
+                pg_local.port()
+            );
+            println!("postgres listening on {pg_local}");
+            Some(pgwire::spawn(l, state.engine.clone()))
+        }
+        None => None,
+    };
     println!("listening on {local}");
     let app = router(state);
     axum::serve(listener, app)
@@ -129,7 +154,7 @@ pub async fn serve(lake: Lake, addr: SocketAddr, background: Background) -> Resu
         .await
         .context("the HTTP server stopped")?;
     flusher.abort();
-    for task in [compactor, refresher].into_iter().flatten() {
+    for task in [compactor, refresher, pg_server].into_iter().flatten() {
         task.abort();
     }
     tracing::info!("shutting down: flushing the write buffer to Delta");
