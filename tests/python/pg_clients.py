@@ -111,9 +111,12 @@ def run_sqlalchemy(url, patient_id):
         for s in out["schemas"]
         if s not in ("pg_catalog", "information_schema")
     }
-    out["columns"] = [
-        [c["name"], str(c["type"])] for c in inspector.get_columns("patient", schema="fhir")
-    ]
+    try:
+        out["columns"] = [
+            [c["name"], str(c["type"])] for c in inspector.get_columns("patient", schema="fhir")
+        ]
+    except Exception as e:  # noqa: BLE001 - the test names the known gap
+        out["columns_error"] = str(e).splitlines()[0]
     print(json.dumps(out))
 
 

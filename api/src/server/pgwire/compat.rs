@@ -12,6 +12,9 @@
 //!   WHERE ...)`). The value becomes `first_value(value)`, which is the same answer
 //!   whenever Postgres gives one (zero rows: NULL; one row: its value) and the first
 //!   row where Postgres would fail on several.
+//! - `CASE WHEN c THEN (SELECT v FROM t WHERE w) [ELSE NULL] END`: DataFusion cannot
+//!   plan a correlated subquery inside `CASE`; it is the same as
+//!   `(SELECT v FROM t WHERE (w) AND (c))`, which it can.
 
 use std::ops::ControlFlow;
 
@@ -42,6 +45,33 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
     let mut rewritten = statement.clone();
     let mut changed = false;
     let _ = visit_expressions_mut(&mut rewritten, |expr| {
+        if let Expr::Case {
+            operand: None,
+            conditions,
+            else_result,
+            ..
+        } = expr
+            && conditions.len() == 1
+            && else_result.as_deref().is_none_or(is_null)
+            && !has_subquery(&conditions[0].condition)
+            && let Expr::Subquery(query) = &conditions[0].result
+            && let SetExpr::Select(select) = query.body.as_ref()
+        {
+            let condition = conditions[0].condition.clone();
+            let mut select = select.clone();
+            select.selection = Some(match select.selection.take() {
+                Some(w) => Expr::BinaryOp {
+                    left: Box::new(Expr::Nested(Box::new(w))),
+                    op: datafusion::sql::sqlparser::ast::BinaryOperator::And,
+                    right: Box::new(Expr::Nested(Box::new(condition))),
+                },
+                None => condition,
+            });
+            let mut query = query.clone();
+            query.body = Box::new(SetExpr::Select(select));
+            *expr = Expr::Subquery(query);
+            changed = true;
+        }
         if let Expr::Subquery(query) = expr
             && let SetExpr::Select(select) = query.body.as_mut()
             && select.projection.len() == 1
@@ -89,6 +119,21 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
         ControlFlow::Continue(())
     });
     changed.then_some(rewritten)
+}
+
+/// A condition with a subquery of its own cannot move into another subquery: DataFusion
+/// does not plan a subquery that refers to a query two levels out.
+fn has_subquery(e: &Expr) -> bool {
+    let mut e = e.clone();
+    visit_expressions_mut(&mut e, |x| match x {
+        Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
+}
+
+fn is_null(e: &Expr) -> bool {
+    matches!(e, Expr::Value(v) if v.value == Value::Null)
 }
 
 /// An aggregate call already (`count(*)`, `max(x)`, ...), or a constant.
@@ -237,6 +282,13 @@ mod tests {
             "unchanged"
         );
         assert_eq!(rewritten("SELECT (SELECT 1) FROM a"), "unchanged");
+        let r = rewritten(
+            "SELECT CASE WHEN a.c THEN (SELECT b.x FROM b WHERE b.id = a.id) ELSE NULL END FROM a",
+        );
+        assert!(
+            r.contains("(SELECT first_value(b.x) FROM b WHERE (b.id = a.id) AND (a.c))"),
+            "{r}"
+        );
     }
 
     #[tokio::test]
