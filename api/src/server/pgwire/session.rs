@@ -428,7 +428,7 @@ impl datafusion::logical_expr::ScalarUDFImpl for JsonBuildObject {
         &self,
         args: datafusion::logical_expr::ScalarFunctionArgs,
     ) -> datafusion::error::Result<ColumnarValue> {
-        if args.args.len() % 2 != 0 {
+        if !args.args.len().is_multiple_of(2) {
             return Err(DataFusionError::Plan(
                 "json_build_object takes keys and values in pairs".into(),
             ));
