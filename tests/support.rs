@@ -84,6 +84,8 @@ pub struct Server {
     pub base: String,
     /// Where its Arrow Flight SQL listens (`grpc://127.0.0.1:<port>`), unless turned off.
     pub flight: Option<String>,
+    /// `host:port` of the Postgres wire, when the test asked for it with `--pg-listen`.
+    pub pg: Option<String>,
 }
 
 impl Server {
@@ -103,6 +105,10 @@ impl Server {
         if !flight_chosen {
             cmd.args(["--flight-listen", "127.0.0.1:0"]);
         }
+        // Nor the Postgres default port.
+        if !extra.contains(&"--pg-listen") && !env.iter().any(|(k, _)| *k == "MEDLAKE_PG_LISTEN") {
+            cmd.args(["--pg-listen", "off"]);
+        }
         cmd.args(extra)
             .env("MEDLAKE_DATA", data)
             .env_remove("MEDLAKE_CONFIG")
@@ -117,19 +123,23 @@ impl Server {
         std::thread::spawn(move || {
             let mut sent = false;
             let mut flight = None;
+            let mut pg = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("postgres listening on ") {
+                    pg = Some(addr.trim().to_string());
+                }
                 if !sent {
                     if let Some(uri) = line.trim().strip_prefix("Flight SQL:") {
                         flight = Some(uri.trim().to_string());
                     }
                     if let Some(addr) = line.strip_prefix("listening on ") {
-                        let _ = tx.send((addr.trim().to_string(), flight.take()));
+                        let _ = tx.send((addr.trim().to_string(), flight.take(), pg.clone()));
                         sent = true;
                     }
                 }
             }
         });
-        let (addr, flight) = match rx.recv_timeout(Duration::from_secs(120)) {
+        let (addr, flight, pg) = match rx.recv_timeout(Duration::from_secs(120)) {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
@@ -140,6 +150,7 @@ impl Server {
             child,
             base: format!("http://{addr}"),
             flight,
+            pg,
         }
     }
 

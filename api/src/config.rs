@@ -9,6 +9,7 @@
 //! workspace = "default"
 //! listen = "0.0.0.0:8080"
 //! flight_listen = "0.0.0.0:50051"   # or "off"
+//! pg_listen = "0.0.0.0:5433"      # or "off"
 //! wal_dir = "/var/lib/medlake/wal"
 //! flush_interval_secs = 5
 //! compact_interval_secs = 60
@@ -35,6 +36,7 @@ pub struct FileConfig {
     pub workspace: Option<String>,
     pub listen: Option<String>,
     pub flight_listen: Option<String>,
+    pub pg_listen: Option<String>,
     pub wal_dir: Option<PathBuf>,
     pub flush_interval_secs: Option<u64>,
     pub compact_interval_secs: Option<u64>,
@@ -60,7 +62,7 @@ impl FileConfig {
             .with_context(|| format!("could not read the config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| {
             format!(
-                "{} is not a valid medlake config; keys are data, workspace, listen, flight_listen, wal_dir, flush_interval_secs, compact_interval_secs, refresh_interval_secs, max_tail_rows, max_wal_mib",
+                "{} is not a valid medlake config; keys are data, workspace, listen, flight_listen, pg_listen, wal_dir, flush_interval_secs, compact_interval_secs, refresh_interval_secs, max_tail_rows, max_wal_mib",
                 path.display()
             )
         })

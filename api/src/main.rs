@@ -62,7 +62,7 @@ struct Global {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Serve SQL and the FHIR API over HTTP.
+    /// Serve SQL and the FHIR API over HTTP, and SQL over the Postgres wire protocol.
     ///
     /// Example: medlake serve --demo
     Serve(ServeArgs),
@@ -121,6 +121,10 @@ struct ServeArgs {
     /// [default: 127.0.0.1:50051]
     #[arg(long, env = "MEDLAKE_FLIGHT_LISTEN")]
     flight_listen: Option<String>,
+    /// Address to serve the Postgres wire protocol on (psql, DBeaver, Power BI), or
+    /// `off` [default: 127.0.0.1:5433]
+    #[arg(long, env = "MEDLAKE_PG_LISTEN")]
+    pg_listen: Option<String>,
     /// If the workspace is empty, generate and load a small demo data set first.
     #[arg(long)]
     demo: bool,
@@ -359,6 +363,13 @@ async fn run(cli: Cli) -> Result<()> {
                     .unwrap_or(config::DEFAULT_FLIGHT_LISTEN),
                 "--flight-listen",
             )?;
+            let pg = config::optional_addr(
+                a.pg_listen
+                    .as_deref()
+                    .or(settings.file.pg_listen.as_deref())
+                    .unwrap_or(server::pgwire::DEFAULT_PG_LISTEN),
+                "--pg-listen",
+            )?;
             let flush = a
                 .flush_interval_secs
                 .or(settings.file.flush_interval_secs)
@@ -393,7 +404,7 @@ async fn run(cli: Cli) -> Result<()> {
                 compact_interval: (compact > 0).then(|| Duration::from_secs(compact)),
                 refresh_interval: (refresh > 0).then(|| Duration::from_secs(refresh)),
             };
-            server::serve(lake, addr, flight, background).await
+            server::serve(lake, addr, pg, flight, background).await
         }
     }
 }

@@ -5,6 +5,9 @@
 //!   skips the rows the id index knows are not current ([`crate::current`]);
 //! - `medlake.ingest_errors`: one row per record that ingest rejected.
 //!
+//! A session of its own ([`crate::QueryEngine::session`]) sees this catalog through a
+//! [`SessionCatalog`], which keeps the schemas that session registers apart.
+//!
 //! Table names are the lower-case resource type (`fhir.observation`). Every R4 type
 //! answers, empty if nothing was stored yet, so queries do not break on a fresh lake;
 //! listings show only the types that hold data.
@@ -13,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
-use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result};
 use medlake_ingest::validate::Validator;
 use medlake_lake::Lake;
@@ -187,5 +190,48 @@ impl TableProvider for ErrorsTable {
             .update_datafusion_session(state)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         self.inner.scan(state, projection, filters, limit).await
+    }
+}
+
+/// The catalog `medlake` as one session sees it: the engine's schemas, looked up there at
+/// each query (so a schema added to the engine is seen at once), and the schemas this
+/// session registered itself (the Postgres wire's `pg_catalog`), which no other session
+/// sees. A schema of the session's own hides an engine schema of the same name.
+#[derive(Debug)]
+pub struct SessionCatalog {
+    shared: Arc<dyn CatalogProvider>,
+    own: MemoryCatalogProvider,
+}
+
+impl SessionCatalog {
+    pub fn new(shared: Arc<dyn CatalogProvider>) -> Self {
+        SessionCatalog {
+            shared,
+            own: MemoryCatalogProvider::new(),
+        }
+    }
+}
+
+impl CatalogProvider for SessionCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        let mut names = self.shared.schema_names();
+        for name in self.own.schema_names() {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        self.own.schema(name).or_else(|| self.shared.schema(name))
+    }
+
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> Result<Option<Arc<dyn SchemaProvider>>> {
+        self.own.register_schema(name, schema)
     }
 }

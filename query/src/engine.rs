@@ -16,7 +16,9 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 
-use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
+};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
@@ -24,7 +26,7 @@ use datafusion::sql::parser::Statement as DFStatement;
 use medlake_lake::Lake;
 use thiserror::Error;
 
-use crate::catalog::{CurrentSchema, HistorySchema, SystemSchema};
+use crate::catalog::{CurrentSchema, HistorySchema, SessionCatalog, SystemSchema};
 use crate::cpu::CpuRuntime;
 use crate::kind_table::KindSchema;
 
@@ -198,6 +200,34 @@ impl QueryEngine {
     /// The DataFusion session, for callers that need more than [`QueryEngine::sql`].
     pub fn context(&self) -> &SessionContext {
         &self.ctx
+    }
+
+    /// A session of its own, for a client that keeps state between statements (a
+    /// Postgres connection): the same tables, functions and settings as this engine, but
+    /// what it `SET`s and the schemas it registers stay in it. Its catalog `medlake`
+    /// looks schemas up in the engine's catalog at each query, so it sees the same data
+    /// and the same schemas as every other session.
+    pub fn session(&self) -> Result<SessionContext, QueryError> {
+        let shared = self.ctx.catalog(CATALOG).ok_or_else(|| {
+            datafusion::error::DataFusionError::Internal(format!("no catalog {CATALOG}"))
+        })?;
+        let catalogs = MemoryCatalogProviderList::new();
+        catalogs.register_catalog(CATALOG.to_string(), Arc::new(SessionCatalog::new(shared)));
+        let state = SessionStateBuilder::new_from_existing(self.ctx.state())
+            .with_catalog_list(Arc::new(catalogs))
+            .build();
+        Ok(SessionContext::new_with_state(state))
+    }
+
+    /// Run `work` on the query runtime (see [`crate::cpu`]): for a caller that plans and
+    /// streams plans itself, such as a Postgres connection, so that its plans do not
+    /// occupy the threads that serve requests.
+    pub async fn run<F, T>(&self, work: F) -> Result<T, QueryError>
+    where
+        F: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        Ok(self.cpu.run(work).await?)
     }
 }
 

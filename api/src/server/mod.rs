@@ -1,9 +1,11 @@
 //! The HTTP server: `/sql`, `/ingest`, and the FHIR API under `/fhir`; beside it, in the
-//! same process and on the same lake, Arrow Flight SQL (`flight`).
+//! same process and on the same lake, Arrow Flight SQL (`flight`) and the Postgres wire
+//! protocol (`pgwire`).
 
 mod fhir;
 mod flight;
 mod ingest;
+pub mod pgwire;
 mod sql;
 
 use std::net::SocketAddr;
@@ -83,10 +85,12 @@ const COMPACT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Serve until SIGINT or SIGTERM, flushing the write buffer to Delta in the background,
 /// and once more before it exits.
 ///
-/// `flight_addr`: where Arrow Flight SQL listens, if at all.
+/// `pg`: where to serve Postgres clients, if at all; `flight_addr`: where Arrow Flight
+/// SQL listens, if at all.
 pub async fn serve(
     lake: Lake,
     addr: SocketAddr,
+    pg: Option<SocketAddr>,
     flight_addr: Option<SocketAddr>,
     background: Background,
 ) -> Result<()> {
@@ -96,6 +100,10 @@ pub async fn serve(
             "could not listen on {addr}; is another server using it? Choose another with --listen"
         )
     })?;
+    let pg_listener = match pg {
+        Some(pg) => Some(pgwire::bind(pg).await?),
+        None => None,
+    };
     let local = listener.local_addr()?;
     let flight_listener = match flight_addr {
         Some(a) => Some(tokio::net::TcpListener::bind(a).await.with_context(|| {
@@ -140,6 +148,19 @@ pub async fn serve(
         );
     }
     println!("  load data:      curl -X POST {base}/ingest --data-binary @Patient.ndjson");
+    let pg_server = match pg_listener {
+        Some(l) => {
+            let pg_local = l.local_addr()?;
+            println!(
+                "  Postgres:       psql -h {} -p {} -c 'SELECT count(*) FROM fhir.patient'",
+                pg_local.ip(),
+                pg_local.port()
+            );
+            println!("postgres listening on {pg_local}");
+            Some(pgwire::spawn(l, state.engine.clone()))
+        }
+        None => None,
+    };
     let (flight_stop, flight_stopped) = tokio::sync::oneshot::channel::<()>();
     let flight_task = match flight_listener {
         Some(l) => {
@@ -172,7 +193,7 @@ pub async fn serve(
         }
     }
     flusher.abort();
-    for task in [compactor, refresher].into_iter().flatten() {
+    for task in [compactor, refresher, pg_server].into_iter().flatten() {
         task.abort();
     }
     tracing::info!("shutting down: flushing the write buffer to Delta");

@@ -1,0 +1,88 @@
+"""Turn the statements a medlake server logged into a session fixture (tests/pg_sessions/).
+
+Run the server with `MEDLAKE_LOG=medlake::server::pgwire=debug NO_COLOR=1`, point a real
+client at it, and feed the server's standard error to this script:
+
+    pg_record.py HEADER_FILE < server.log > tests/pg_sessions/CLIENT.sql
+
+Every Query message becomes an `@@ simple` entry; a Parse followed by a Bind of the same
+statement becomes one `@@ extended` entry with the Parse's parameter types and the Bind's
+values (binary values of the common types are turned into their text form, others are
+kept as hex); a Parse never bound becomes `@@ parse`. A statement parsed once and bound
+several times is replayed once per Bind, as the client ran it.
+"""
+
+import json
+import re
+import struct
+import sys
+
+LINE = re.compile(
+    r'statement conn=(\d+) protocol="(\w+)"'
+    r'(?: name=("(?:[^"\\]|\\.)*"))?'
+    r'(?: types=\[([^\]]*)\])?'
+    r' (sql|params)=(.*)$'
+)
+
+# Binary parameters of these types (by OID) are written in their text form.
+BINARY_TO_TEXT = {
+    16: lambda b: "t" if b[0] else "f",
+    20: lambda b: str(struct.unpack(">q", b)[0]),
+    21: lambda b: str(struct.unpack(">h", b)[0]),
+    23: lambda b: str(struct.unpack(">i", b)[0]),
+    25: lambda b: b.decode("utf-8"),
+    19: lambda b: b.decode("utf-8"),
+    1043: lambda b: b.decode("utf-8"),
+}
+
+
+def main():
+    header = open(sys.argv[1], encoding="utf-8").read()
+    out = [header.rstrip("\n") + "\n"]
+    parsed = {}  # (conn, statement name) -> (types, sql, bound?)
+    order = []
+
+    def flush_unbound():
+        for key in order:
+            types, sql, bound = parsed[key]
+            if not bound:
+                out.append("@@ parse " + json.dumps({"types": types}) + "\n" + sql + "\n")
+        order.clear()
+
+    for line in sys.stdin:
+        m = LINE.search(line.rstrip("\n"))
+        if not m:
+            continue
+        conn, protocol, name, types, field, value = m.groups()
+        value = json.loads(value)
+        key = (conn, json.loads(name) if name else "")
+        if protocol == "simple":
+            out.append("@@ simple\n" + value + "\n")
+        elif protocol == "parse":
+            types = [int(t) for t in types.split(",") if t.strip()] if types else []
+            if key in parsed and not parsed[key][2]:
+                t, s, _ = parsed[key]
+                out.append("@@ parse " + json.dumps({"types": t}) + "\n" + s + "\n")
+            parsed[key] = (types, value, False)
+            order.append(key)
+        elif protocol == "bind":
+            if key not in parsed:
+                continue
+            types, sql, _ = parsed[key]
+            params = []
+            for i, p in enumerate(value):
+                if isinstance(p, dict):
+                    oid = types[i] if i < len(types) else 0
+                    raw = bytes.fromhex(p["binary"])
+                    if oid in BINARY_TO_TEXT:
+                        p = BINARY_TO_TEXT[oid](raw)
+                params.append(p)
+            meta = {"types": types, "params": params}
+            out.append("@@ extended " + json.dumps(meta) + "\n" + sql + "\n")
+            parsed[key] = (types, sql, True)
+    flush_unbound()
+    sys.stdout.write("".join(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,486 @@
+//! The Postgres wire (`medlake serve --pg-listen`): real clients (psql, psycopg, pandas
+//! through SQLAlchemy, pgJDBC) against a small data set, and the recorded sessions of
+//! each client, Npgsql's included (`tests/pg_sessions/`), replayed statement by statement.
+//!
+//! The Python clients run from `tests/.venv`, pgJDBC from the jar Maven fetched; the test
+//! command (scripts/test) installs both, and psql.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use medlake_e2e::{Server, http};
+use serde_json::Value;
+
+const PATIENT: &str = "pat-1";
+
+/// A server with three patients (one of them updated), two observations and one rejected
+/// record, all still in the write buffer (SQL must see them there, as `/sql` does).
+fn start() -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("lake"),
+        &[
+            "--pg-listen",
+            "127.0.0.1:0",
+            "--flush-interval-secs",
+            "3600",
+        ],
+    );
+    let body = "{\"resourceType\":\"Patient\",\"id\":\"pat-1\",\"gender\":\"female\",\"name\":[{\"family\":\"Ode\"}]}\n\
+                {\"resourceType\":\"Patient\",\"id\":\"pat-2\",\"gender\":\"male\"}\n\
+                {\"resourceType\":\"Patient\",\"id\":\"pat-3\",\"gender\":\"other\"}\n\
+                {\"resourceType\":\"Patient\",\"id\":\"pat-1\",\"gender\":\"female\",\"name\":[{\"family\":\"Odell\"}]}\n\
+                {\"resourceType\":\"Observation\",\"id\":\"obs-1\",\"status\":\"final\",\"code\":{\"text\":\"hr\"},\"subject\":{\"reference\":\"Patient/pat-1\"}}\n\
+                {\"resourceType\":\"Observation\",\"id\":\"obs-2\",\"status\":\"final\",\"code\":{\"text\":\"bp\"}}\n\
+                {\"resourceType\":\"Patient\",\"birthDate\":\"not-a-date\"}\n";
+    let mut r = http()
+        .post(&server.url("/ingest"))
+        .send(body.to_string())
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "{}",
+        r.body_mut().read_to_string().unwrap()
+    );
+    (dir, server)
+}
+
+fn pg(server: &Server) -> (String, String) {
+    let addr = server
+        .pg
+        .clone()
+        .expect("the server prints its Postgres address");
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    (host.to_string(), port.to_string())
+}
+
+fn conninfo(server: &Server) -> String {
+    let (host, port) = pg(server);
+    format!("host={host} port={port} user=tester dbname=medlake")
+}
+
+/// The schemas `/sql` lists: the Postgres wire must list the same ones (the lake's own
+/// and whatever other schemas the catalog gains, such as `views`).
+fn lake_schemas(server: &Server) -> BTreeSet<String> {
+    let mut r = http()
+        .post(&server.url("/sql"))
+        .send("SELECT schema_name FROM information_schema.schemata WHERE schema_name <> 'information_schema'")
+        .unwrap();
+    let rows: Value = r.body_mut().read_json().unwrap();
+    let rows = rows.get("rows").cloned().unwrap_or(rows);
+    let set: BTreeSet<String> = rows
+        .as_array()
+        .unwrap_or_else(|| panic!("no rows: {rows}"))
+        .iter()
+        .filter_map(|r| r["schema_name"].as_str().map(str::to_string))
+        .collect();
+    for s in ["fhir", "fhir_history", "medlake"] {
+        assert!(set.contains(s), "/sql does not list {s}: {set:?}");
+    }
+    set
+}
+
+fn tests_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn python() -> PathBuf {
+    let python = tests_dir().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run the test command (scripts/test), which installs tests/python/requirements.txt",
+        python.display()
+    );
+    python
+}
+
+fn checked(out: Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn python_json(args: &[&str]) -> Value {
+    let out = Command::new(python())
+        .args(args)
+        .output()
+        .expect("python runs");
+    let stdout = checked(out, &format!("python {args:?}"));
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+fn psql(server: &Server, script: &str) -> Output {
+    let (host, port) = pg(server);
+    Command::new("psql")
+        .args([
+            "-X", "-h", &host, "-p", &port, "-U", "tester", "-d", "medlake",
+        ])
+        .args(["-v", "ON_ERROR_STOP=0", "-P", "pager=off"])
+        .env("PGCONNECT_TIMEOUT", "30")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin is piped")
+                .write_all(script.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("psql runs (the test command installs postgresql-client)")
+}
+
+#[test]
+fn psql_lists_schemas_tables_and_columns_and_sees_writes_at_once() {
+    let (_dir, server) = start();
+    let out = psql(
+        &server,
+        "\\dn\n\\dv fhir.*\n\\dt fhir_history.*\n\\d fhir.patient\n",
+    );
+    let text = checked(out, "psql");
+    for schema in lake_schemas(&server) {
+        assert!(
+            text.contains(&schema),
+            "\\dn does not list {schema}:\n{text}"
+        );
+    }
+    for table in ["patient", "observation"] {
+        assert!(
+            text.contains(&format!("fhir         | {table}")) || text.contains(table),
+            "{text}"
+        );
+    }
+    assert!(text.contains("fhir_history"), "{text}");
+    for column in ["id", "version_id", "last_updated", "resource"] {
+        assert!(
+            text.contains(column),
+            "\\d fhir.patient lacks {column}:\n{text}"
+        );
+    }
+    assert!(text.contains("timestamp with time zone"), "{text}");
+
+    // A write through the HTTP API is seen by the next query, as /sql sees it.
+    let before = psql(
+        &server,
+        "\\pset tuples_only on\nSELECT count(*) FROM fhir.patient;\n",
+    );
+    assert_eq!(checked(before, "psql").trim(), "3");
+    let r = http()
+        .post(&server.url("/ingest"))
+        .send("{\"resourceType\":\"Patient\",\"id\":\"pat-4\"}\n".to_string())
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let after = psql(
+        &server,
+        "\\pset tuples_only on\nSELECT count(*) FROM fhir.patient;\n",
+    );
+    assert_eq!(checked(after, "psql").trim(), "4");
+}
+
+#[test]
+fn psql_writes_are_refused_and_the_session_goes_on() {
+    let (_dir, server) = start();
+    let out = psql(
+        &server,
+        "\\pset tuples_only on\n\
+         INSERT INTO fhir.patient (id) VALUES ('x');\n\
+         CREATE TABLE t (a int);\n\
+         SELECT 'still here';\n\
+         BEGIN;\nSELECT count(*) FROM fhir.observation;\nCOMMIT;\n\
+         COPY fhir.patient FROM STDIN;\n\
+         SELECT 'and here';\n",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("read-only transaction").count(),
+        3,
+        "INSERT, CREATE and COPY FROM are refused as writes:\n{stderr}"
+    );
+    assert!(stdout.contains("still here"), "{stdout}\n{stderr}");
+    assert!(stdout.contains("and here"), "{stdout}\n{stderr}");
+    assert!(stdout.contains(" 2"), "the transaction's count:\n{stdout}");
+}
+
+#[test]
+fn psycopg_parameters_types_refusals_and_sessions() {
+    let (_dir, server) = start();
+    let out = python_json(&[
+        tests_dir().join("python/pg_clients.py").to_str().unwrap(),
+        "psycopg",
+        &conninfo(&server),
+        PATIENT,
+    ]);
+    let patient = &out["patient"];
+    assert_eq!(patient[0], serde_json::json!(["str", PATIENT]));
+    assert_eq!(patient[1], serde_json::json!(["int", 2]));
+    assert_eq!(patient[2][0], "datetime");
+    assert_eq!(out["patient_tz"], "UTC", "last_updated is a timestamptz");
+    assert_eq!(patient[3][0], "str", "resource (Utf8View) is text");
+    assert!(patient[3][1].as_str().unwrap().contains("Odell"));
+    let types: Vec<&str> = out["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t[0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "int", "int", "float", "Decimal", "bool", "date", "str", "str"
+        ],
+        "{out}"
+    );
+    assert_eq!(out["types"][3][1], "12.34");
+    assert_eq!(out["types"][5][1], "2024-02-29");
+    assert_eq!(out["types"][6][1], "Patient");
+    assert!(out["types"][7][1].as_str().unwrap().contains("Odell"));
+    // int4, int8, float8, numeric, bool, date, text, text
+    assert_eq!(
+        out["type_oids"],
+        serde_json::json!([23, 20, 701, 1700, 16, 1082, 25, 25])
+    );
+    assert_eq!(out["count_over"], 3);
+    assert_eq!(out["simple_count"], 1);
+    for refused in out["refused"].as_array().unwrap() {
+        assert_eq!(refused[1], "25006", "{refused}");
+    }
+    assert_eq!(out["after_refusal"], 2);
+    assert_eq!(out["in_transaction"], 3);
+    assert_eq!(out["refused_in_transaction"], "25006");
+    assert_eq!(out["after_transaction"], 4);
+    assert_eq!(out["show_search_path"], "fhir");
+    assert_eq!(out["current_schema"], "fhir");
+    assert!(
+        out["version"]
+            .as_str()
+            .unwrap()
+            .starts_with("PostgreSQL 16")
+    );
+    // Each connection has its own settings.
+    assert_eq!(out["other_app"], "second");
+    assert_eq!(out["first_app"], "first");
+    assert_eq!(out["first_app_show"], "first");
+    assert_eq!(out["parameter_status_app"], "first");
+}
+
+#[test]
+fn pandas_and_sqlalchemy_read_and_inspect() {
+    let (_dir, server) = start();
+    let (host, port) = pg(&server);
+    let url = format!("postgresql+psycopg://tester@{host}:{port}/medlake");
+    let out = python_json(&[
+        tests_dir().join("python/pg_clients.py").to_str().unwrap(),
+        "sqlalchemy",
+        &url,
+        PATIENT,
+    ]);
+    assert_eq!(out["rows"], 1);
+    assert_eq!(out["ids"], serde_json::json!([PATIENT]));
+    assert_eq!(out["dtypes"]["version_id"], "int64");
+    assert!(
+        out["dtypes"]["last_updated"]
+            .as_str()
+            .unwrap()
+            .contains("UTC"),
+        "{out}"
+    );
+    assert_eq!(
+        out["all_ids"],
+        serde_json::json!(["pat-1", "pat-2", "pat-3"])
+    );
+    let schemas: BTreeSet<String> = out["schemas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    for s in lake_schemas(&server) {
+        assert!(
+            schemas.contains(&s),
+            "get_schema_names lacks {s}: {schemas:?}"
+        );
+    }
+    assert_eq!(
+        out["tables"]["fhir"],
+        serde_json::json!(["observation", "patient"])
+    );
+    assert_eq!(
+        out["tables"]["fhir_history"],
+        serde_json::json!(["observation", "patient"])
+    );
+    assert_eq!(
+        out["tables"]["medlake"],
+        serde_json::json!(["ingest_errors"])
+    );
+    // SQLAlchemy lists columns with a query whose correlated subquery sits in a CASE
+    // under a condition that is a subquery itself, which DataFusion cannot plan yet
+    // (README: what is not supported). When it can, the columns must be right.
+    match out["columns"].as_array() {
+        Some(columns) => {
+            let names: Vec<&str> = columns.iter().map(|c| c[0].as_str().unwrap()).collect();
+            assert_eq!(names, ["id", "version_id", "last_updated", "resource"]);
+        }
+        None => assert!(
+            out["columns_error"]
+                .as_str()
+                .unwrap()
+                .contains("does not support logical expression ScalarSubquery"),
+            "{out}"
+        ),
+    }
+}
+
+/// The pgJDBC jar Maven fetched (scripts/test runs `mvn dependency:get`).
+fn pgjdbc_jar() -> PathBuf {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let dir = Path::new(&home).join(".m2/repository/org/postgresql/postgresql");
+    let mut jars: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; the test command fetches pgJDBC with Maven",
+                dir.display()
+            )
+        })
+        .filter_map(|e| e.ok())
+        .flat_map(|v| {
+            std::fs::read_dir(v.path())
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
+        })
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jar"))
+        .collect();
+    jars.sort();
+    jars.pop().expect("a pgJDBC jar under ~/.m2")
+}
+
+#[test]
+fn pgjdbc_browses_as_dbeaver_does() {
+    let (_dir, server) = start();
+    let jar = pgjdbc_jar();
+    let classes = tempfile::tempdir().unwrap();
+    let out = Command::new("javac")
+        .args([
+            "-d",
+            classes.path().to_str().unwrap(),
+            "-cp",
+            jar.to_str().unwrap(),
+        ])
+        .arg(tests_dir().join("java/PgJdbcBrowse.java"))
+        .output()
+        .expect("javac runs");
+    checked(out, "javac");
+    let (host, port) = pg(&server);
+    let cp = format!("{}:{}", jar.display(), classes.path().display());
+    let out = Command::new("java")
+        .args(["-cp", &cp, "PgJdbcBrowse"])
+        .arg(format!("jdbc:postgresql://{host}:{port}/medlake"))
+        .args(["patient", PATIENT])
+        .output()
+        .expect("java runs");
+    let text = checked(out, "PgJdbcBrowse");
+    assert!(text.contains("product PostgreSQL 16.6"), "{text}");
+    for s in lake_schemas(&server) {
+        assert!(
+            text.contains(&format!("schema {s}\n")),
+            "getSchemas lacks {s}:\n{text}"
+        );
+    }
+    for t in [
+        "table fhir.patient VIEW",
+        "table fhir.observation VIEW",
+        "table fhir_history.patient TABLE",
+        "table medlake.ingest_errors TABLE",
+    ] {
+        assert!(text.contains(t), "getTables lacks {t}:\n{text}");
+    }
+    for c in [
+        "column fhir.patient.id text",
+        "column fhir.patient.version_id int8",
+        "column fhir.patient.last_updated timestamptz",
+        "column fhir.patient.resource text",
+    ] {
+        assert!(text.contains(c), "getColumns lacks {c}:\n{text}");
+    }
+    assert!(text.contains(&format!("row {PATIENT} 2 ")), "{text}");
+}
+
+/// Every recorded session answers each statement without error (but the writes it
+/// recorded being refused), and what a browsing client's session answered lists the
+/// lake's schemas, its tables and the columns of `fhir.patient`.
+#[test]
+fn recorded_client_sessions_replay() {
+    let (_dir, server) = start();
+    let sessions = tests_dir().join("pg_sessions");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&sessions)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    files.sort();
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["npgsql", "pgjdbc", "psql", "psycopg", "sqlalchemy"]);
+    let schemas = lake_schemas(&server);
+    for file in &files {
+        let name = file.file_stem().unwrap().to_string_lossy();
+        let out = python_json(&[
+            tests_dir().join("python/pg_replay.py").to_str().unwrap(),
+            file.to_str().unwrap(),
+            &conninfo(&server),
+        ]);
+        assert!(out["statements"].as_u64().unwrap() > 0, "{name}: empty");
+        for e in out["errors"].as_array().unwrap() {
+            assert_eq!(e["sqlstate"], "25006", "{name}: a statement failed: {e}");
+        }
+        assert_eq!(
+            out["gaps_now_pass"],
+            serde_json::json!([]),
+            "{name}: a statement marked known_gap works now: remove the mark (and the README's line)"
+        );
+        // The gaps are Npgsql's (tests/pg_sessions/npgsql.sql says which and why).
+        let gaps = out["known_gaps"].as_array().unwrap().len();
+        assert_eq!(gaps, if name == "npgsql" { 2 } else { 0 }, "{name}: {out}");
+        let values: BTreeSet<&str> = out["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        if name == "psycopg" {
+            // A querying client, not a browsing one: its answers hold the data.
+            assert!(values.contains(PATIENT), "{name}: {values:?}");
+            continue;
+        }
+        for s in &schemas {
+            assert!(
+                values.contains(s.as_str()),
+                "{name}: no answer lists schema {s}"
+            );
+        }
+        for t in ["patient", "observation"] {
+            assert!(values.contains(t), "{name}: no answer lists table {t}");
+        }
+        if name == "sqlalchemy" {
+            // Its get_columns statement is not in the recording (see the file's header).
+            continue;
+        }
+        for c in ["version_id", "last_updated", "resource"] {
+            assert!(values.contains(c), "{name}: no answer lists column {c}");
+        }
+    }
+}
