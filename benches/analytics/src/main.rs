@@ -9,7 +9,7 @@
 //!
 //! Usage: `medlake-bench-analytics --data <lake folder> [--type observation] [--rounds 5]`
 //! (load the lake first with `medlake generate` and `medlake ingest`; see
-//! benches/README.md). DuckDB's side of the comparison is `benches/analytics/duckdb.py`.
+//! benches/README.md). DuckDB's side of the comparison is `benches/analytics/duckdb_side.py`.
 
 use std::time::Instant;
 

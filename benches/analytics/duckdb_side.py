@@ -2,7 +2,7 @@
 Delta log of `fhir_history.<type>` lists, with the current version of each id derived the
 way DuckDB does it best (arg_max by version). Median of 5 after a warm-up, on 2 threads.
 
-Usage: python duckdb.py <lake folder>/<workspace>/fhir/<type>   (needs duckdb, deltalake)
+Usage: python duckdb_side.py <lake folder>/<workspace>/fhir/<type>   (needs duckdb, deltalake)
 """
 import statistics
 import sys
