@@ -146,6 +146,11 @@ impl QueryEngine {
     pub fn context(&self) -> &SessionContext {
         &self.ctx
     }
+
+    /// The runtime plans run on, for work of this crate that streams a plan.
+    pub(crate) fn cpu(&self) -> &CpuRuntime {
+        &self.cpu
+    }
 }
 
 fn first_line(s: &str) -> String {
