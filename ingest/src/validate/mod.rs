@@ -24,6 +24,13 @@
 //!   nested resources (`contained`, `Bundle.entry.resource`, `Parameters.parameter.resource`)
 //!   by the type of each, recursively.
 //!
+//! One type beyond R4 is accepted: the SQL-on-FHIR v2 `ViewDefinition` ([`VIEW_DEFINITION`]),
+//! so that views can be stored in the FHIR API. It has no R4 element table; the view
+//! parser ([`crate::view::ViewDefinition::from_json`]) checks it instead, with its `id`
+//! and `meta` checked as any resource's. [`Validator::is_resource_type`] stays R4 only
+//! (FHIRPath types and view targets are R4); [`Validator::is_stored_type`] says what the
+//! lake may hold.
+//!
 //! Not checked: invariants (FHIRPath constraints such as `dom-2` or `ele-1`), terminology
 //! bindings, profiles (`meta.profile`, SimpleQuantity), reference targets, and the content
 //! of `Narrative.div` beyond being a string.
