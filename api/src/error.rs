@@ -42,9 +42,11 @@ use axum::response::{IntoResponse, Response};
 use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
 use medlake_ingest::issue::{Issue, operation_outcome};
+use medlake_ingest::view::ViewError;
 use medlake_lake::LakeError;
 use medlake_query::QueryError;
 use medlake_query::search::SearchError;
+use medlake_query::view_run::ViewRunError;
 use serde_json::Value;
 
 /// The media type of FHIR JSON, and so of every OperationOutcome this server answers.
@@ -175,6 +177,36 @@ impl ApiError {
             ),
             SearchError::NotSupported(m) => ApiError::bad_request("not-supported", m.clone()),
             SearchError::Lake(l) => ApiError::from_lake(l, context),
+        }
+    }
+
+    /// The answer to a SQL-on-FHIR view that could not be run (`$viewdefinition-run`).
+    /// The scan is the server's own query, so its failures are the server's; the view
+    /// and what it meets in the data are the client's.
+    pub fn from_view_run(e: &ViewRunError, context: &'static str) -> Self {
+        match e {
+            ViewRunError::View(ViewError::Invalid { .. }) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string())
+            }
+            ViewRunError::View(ViewError::Evaluation { .. }) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "processing",
+                e.to_string(),
+            ),
+            ViewRunError::NotInCompartment { .. } => {
+                ApiError::bad_request("not-supported", e.to_string())
+            }
+            ViewRunError::Query(QueryError::DataFusion(d)) => {
+                match ApiError::from_datafusion(d, context) {
+                    // A lake that is busy or out of memory is still that; anything else
+                    // the scan meets is not the client's query.
+                    a if a.status.is_server_error() => a,
+                    _ => ApiError::internal(context, e),
+                }
+            }
+            ViewRunError::Query(QueryError::ReadOnly(_)) | ViewRunError::Stored { .. } => {
+                ApiError::internal(context, e)
+            }
         }
     }
 

@@ -302,7 +302,7 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Generate(a) => generate(a),
         Command::Fhirpath(a) => fhirpath(a),
-        Command::Views { command } => views_cmd::run(command),
+        Command::Views { command } => views_cmd::run(command, &settings).await,
         Command::Ingest(a) => {
             if let Some(server) = &a.server {
                 let summary = ingest_cmd::run_remote(server, &a.paths, !a.quiet).await?;

@@ -1,5 +1,11 @@
-//! `medlake views run`: a SQL-on-FHIR ViewDefinition over FHIR files, printed as a table,
-//! CSV or JSON, or written as Parquet.
+//! `medlake views run`: a SQL-on-FHIR ViewDefinition over FHIR files or over the lake,
+//! printed as a table, CSV or JSON, or written as Parquet.
+//!
+//! Without `--input` the view runs over the current versions of its resource type in the
+//! workspace (`--data`, `--workspace`), opened read-only as `medlake sql` opens it: what
+//! is in Delta, not a running server's unflushed writes (its `$viewdefinition-run` sees
+//! those). The resources are streamed from `fhir.<type>` on the query runtime and
+//! evaluated batch by batch ([`medlake_query::view_run`]); only the rows are kept.
 //!
 //! The files are read with the same readers as `medlake ingest` (NDJSON, NDJSON.gz,
 //! Bundles, single resources, folders of them), so a transaction Bundle's `urn:uuid:`
@@ -7,9 +13,9 @@
 //! put through [`ViewDefinition::evaluate`]; JSON output is built from those rows
 //! directly (complex values stay JSON, nulls are explicit), the other formats go through
 //! [`medlake_query::view_batch`] so that their columns are typed (CSV takes collections
-//! as JSON text). The rows are held in memory until written, which suits files of the
-//! size one runs a view on from a shell; views over the lake belong to the server's
-//! runner.
+//! as JSON text). The rows are held in memory until written (a table or a Parquet file
+//! needs them all); for very large views the server's `$viewdefinition-run` streams
+//! JSON, NDJSON and CSV instead.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,13 +26,17 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use medlake_ingest::source::{self, Payload};
 use medlake_ingest::view::ViewDefinition;
+use medlake_lake::Lake;
 use serde_json::{Map, Value};
 
-use crate::Format;
+use crate::{Format, Settings};
 
 #[derive(Subcommand, Debug)]
 pub enum ViewsCommand {
-    /// Run a ViewDefinition over FHIR files and print its rows.
+    /// Run a ViewDefinition over FHIR files, or over the lake, and print its rows.
+    ///
+    /// Without --input it reads the current resources of the view's type in the
+    /// workspace (--data, --workspace), as `medlake sql` does.
     ///
     /// Example: medlake views run patient_names.json --input ./synthetic --format csv
     Run(RunArgs),
@@ -37,7 +47,7 @@ pub struct RunArgs {
     /// The ViewDefinition (SQL-on-FHIR v2), a JSON file.
     view: PathBuf,
     /// The resources: an .ndjson or .ndjson.gz file, a Bundle or resource .json file, or
-    /// a folder of them.
+    /// a folder of them [default: the lake's current resources]
     #[arg(long, short)]
     input: Option<PathBuf>,
     /// Output format (parquet needs --output).
@@ -48,28 +58,26 @@ pub struct RunArgs {
     output: Option<PathBuf>,
 }
 
-pub fn run(command: ViewsCommand) -> Result<()> {
+pub async fn run(command: ViewsCommand, settings: &Settings) -> Result<()> {
     match command {
-        ViewsCommand::Run(a) => run_view(a),
+        ViewsCommand::Run(a) => run_view(a, settings).await,
     }
 }
 
-fn run_view(a: RunArgs) -> Result<()> {
+async fn run_view(a: RunArgs, settings: &Settings) -> Result<()> {
     let text = std::fs::read_to_string(&a.view)
         .with_context(|| format!("could not read the view {}", a.view.display()))?;
     let json: Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", a.view.display()))?;
     let view = ViewDefinition::from_json(&json)
         .with_context(|| format!("{} is not a usable ViewDefinition", a.view.display()))?;
-    let Some(input) = a.input else {
-        bail!(
-            "running a view over the lake is not supported yet: give --input <file or folder> with the resources"
-        );
-    };
     if a.format == Format::Parquet && a.output.is_none() {
         bail!("Parquet is binary: add --output FILE.parquet");
     }
-    let rows = evaluate_files(&view, &input)?;
+    let rows = match &a.input {
+        Some(input) => evaluate_files(&view, input)?,
+        None => evaluate_lake(view.clone(), settings).await?,
+    };
     match a.format {
         Format::Json => write_json(&view, &rows, a.output.as_deref()),
         format => {
@@ -82,6 +90,16 @@ fn run_view(a: RunArgs) -> Result<()> {
             crate::output::write_cli(&[batch], format, a.output.as_deref())
         }
     }
+}
+
+/// The rows of the current resources of the view's type in the workspace.
+async fn evaluate_lake(view: ViewDefinition, settings: &Settings) -> Result<Vec<Vec<Value>>> {
+    let lake = Lake::open(settings.lake_options(false)).await?;
+    let engine = medlake_query::QueryEngine::new(lake)?;
+    let rows = medlake_query::view_run::run_over_lake(&engine, Arc::new(view), Default::default())
+        .collect()
+        .await?;
+    Ok(rows)
 }
 
 /// The rows of every resource under `input`, in file order.

@@ -9,7 +9,7 @@
 //! [`SessionCatalog`], which keeps the schemas that session registers apart.
 //!
 //! Table names are the lower-case resource type (`fhir.observation`). Every R4 type
-//! answers, empty if nothing was stored yet, so queries do not break on a fresh lake;
+//! (and `viewdefinition`, the SQL-on-FHIR views stored in the FHIR API) answers, empty if nothing was stored yet, so queries do not break on a fresh lake;
 //! listings show only the types that hold data.
 
 use std::collections::HashMap;
@@ -24,11 +24,11 @@ use medlake_lake::Lake;
 use crate::current::CurrentTable;
 use crate::provider::ResourceHistoryTable;
 
-/// Lower-case table name -> R4 resource type.
+/// Lower-case table name -> resource type (R4, and ViewDefinition).
 pub(crate) fn resource_type_for(table: &str) -> Option<&'static str> {
     static BY_LOWER: LazyLock<HashMap<String, &'static str>> = LazyLock::new(|| {
         Validator::r4()
-            .resource_types()
+            .stored_types()
             .into_iter()
             .map(|t| (t.to_ascii_lowercase(), t))
             .collect()

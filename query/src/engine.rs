@@ -229,6 +229,11 @@ impl QueryEngine {
     {
         Ok(self.cpu.run(work).await?)
     }
+
+    /// The runtime plans run on, for work of this crate that streams a plan.
+    pub(crate) fn cpu(&self) -> &CpuRuntime {
+        &self.cpu
+    }
 }
 
 fn first_line(s: &str) -> String {

@@ -9,6 +9,8 @@
 //! - [`cpu`]: the runtime that query plans run on, apart from the request threads.
 //! - [`search`]: FHIR search on the lake's search index.
 //! - [`view_batch`]: the rows of a SQL-on-FHIR view as an Arrow batch.
+//! - [`view_run`]: a SQL-on-FHIR view over the lake's current resources (streamed) or
+//!   over resources in memory, with the filters of `$viewdefinition-run`.
 
 pub mod catalog;
 pub mod cpu;
@@ -19,5 +21,6 @@ pub mod provider;
 pub mod search;
 pub mod time_travel;
 pub mod view_batch;
+pub mod view_run;
 
 pub use engine::{CATALOG, QueryEngine, QueryError, QueryOutput};

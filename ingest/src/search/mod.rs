@@ -252,6 +252,10 @@ impl SearchParams {
             }
         }
         common.sort_by(|a, b| a.code.cmp(&b.code));
+        by_type.insert(
+            crate::validate::VIEW_DEFINITION.to_string(),
+            view_definition_params()?,
+        );
         for params in by_type.values_mut() {
             find_unions(params);
         }
@@ -346,6 +350,36 @@ impl SearchParams {
         }
         out
     }
+}
+
+/// The parameters of the SQL-on-FHIR ViewDefinition, which R4 does not define and the
+/// IG gives none of: `name`, `url` and `status`, as R4 defines them for every canonical
+/// resource (`Library.name` is a string, `Library.url` a uri, `Library.status` a token).
+/// The type has no R4 shape, so the FHIRPath evaluator reads them (no fast path), and
+/// its untyped strings index as the kind says.
+fn view_definition_params() -> Result<Vec<SearchParam>, String> {
+    [
+        ("name", ParamKind::String),
+        ("url", ParamKind::Uri),
+        ("status", ParamKind::Token),
+    ]
+    .into_iter()
+    .map(|(code, kind)| {
+        Ok(SearchParam {
+            code: code.to_string(),
+            kind,
+            targets: Vec::new(),
+            terms: vec![Term {
+                text: code.to_string(),
+                expression: Expression::parse(code).map_err(|e| format!("{code}: {e}"))?,
+                resolve_is: None,
+                fast: None,
+            }],
+            components: Vec::new(),
+            union_of: Vec::new(),
+        })
+    })
+    .collect()
 }
 
 /// Mark the parameters whose terms are exactly the union of the terms of two or more

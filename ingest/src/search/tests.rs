@@ -192,3 +192,31 @@ fn entries_survive_their_stored_form() {
     assert_eq!(decode(&text).unwrap(), e);
     assert!(decode("{").is_none());
 }
+
+#[test]
+fn view_definitions_are_found_by_name_url_and_status() {
+    let view = json!({"resourceType": "ViewDefinition", "name": "patient_names",
+        "url": "http://example.org/views/patient_names", "status": "active",
+        "resource": "Patient", "select": [{"column": [{"name": "id", "path": "id"}]}]});
+    let e = SearchParams::r4().extract("ViewDefinition", &view);
+    assert_eq!(
+        values(&e, "name"),
+        [&IndexValue::String("patient_names".into())]
+    );
+    assert_eq!(
+        values(&e, "url"),
+        [&IndexValue::Uri(
+            "http://example.org/views/patient_names".into()
+        )]
+    );
+    assert!(matches!(values(&e, "status")[..],
+        [IndexValue::Token { code: Some(c), system: None, .. }] if c == "active"));
+    // Without them, nothing is indexed.
+    let bare = json!({"resourceType": "ViewDefinition", "resource": "Patient",
+        "select": [{"column": [{"name": "id", "path": "id"}]}]});
+    assert!(
+        SearchParams::r4()
+            .extract("ViewDefinition", &bare)
+            .is_empty()
+    );
+}

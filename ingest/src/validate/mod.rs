@@ -24,6 +24,13 @@
 //!   nested resources (`contained`, `Bundle.entry.resource`, `Parameters.parameter.resource`)
 //!   by the type of each, recursively.
 //!
+//! One type beyond R4 is accepted: the SQL-on-FHIR v2 `ViewDefinition` ([`VIEW_DEFINITION`]),
+//! so that views can be stored in the FHIR API. It has no R4 element table; the view
+//! parser ([`crate::view::ViewDefinition::from_json`]) checks it instead, with its `id`
+//! and `meta` checked as any resource's. [`Validator::is_resource_type`] stays R4 only
+//! (FHIRPath types and view targets are R4); [`Validator::is_stored_type`] says what the
+//! lake may hold.
+//!
 //! Not checked: invariants (FHIRPath constraints such as `dom-2` or `ele-1`), terminology
 //! bindings, profiles (`meta.profile`, SimpleQuantity), reference targets, and the content
 //! of `Narrative.div` beyond being a string.
@@ -70,6 +77,12 @@ const MAX_DEPTH: usize = 128;
 /// Abstract resource types: known, but not valid as a `resourceType`.
 const ABSTRACT_RESOURCES: [&str; 3] = ["Resource", "DomainResource", "MetadataResource"];
 
+/// The one resource type beyond R4 that medlake stores and validates: the SQL-on-FHIR
+/// v2 ViewDefinition (<https://sql-on-fhir.org/ig/StructureDefinition-ViewDefinition.html>),
+/// so that views live in the FHIR API beside the data they read. It is checked by
+/// [`crate::view::ViewDefinition::from_json`] rather than by R4 element tables.
+pub const VIEW_DEFINITION: &str = "ViewDefinition";
+
 /// The FHIR R4 structural validator. Get it with [`Validator::r4`].
 pub struct Validator {
     defs: Defs,
@@ -101,6 +114,20 @@ impl Validator {
     /// All concrete R4 resource type names, sorted.
     pub fn resource_types(&self) -> Vec<&str> {
         self.defs.resource_names.iter().map(|n| &**n).collect()
+    }
+
+    /// Is this a `resourceType` that [`Validator::validate`] accepts at the top level,
+    /// and so one the lake stores: an R4 type or [`VIEW_DEFINITION`]?
+    pub fn is_stored_type(&self, name: &str) -> bool {
+        name == VIEW_DEFINITION || self.is_resource_type(name)
+    }
+
+    /// Every type of [`Validator::is_stored_type`], sorted.
+    pub fn stored_types(&self) -> Vec<&str> {
+        let mut types = self.resource_types();
+        types.push(VIEW_DEFINITION);
+        types.sort_unstable();
+        types
     }
 
     /// Check one resource. `Ok(())`, or every problem found (at most 20).
@@ -259,6 +286,10 @@ impl<'d> Walk<'d> {
                 return;
             }
         };
+        if rt == VIEW_DEFINITION {
+            self.view_definition(v, obj, at, depth);
+            return;
+        }
         let Some(&shape) = self.defs.resources.get(rt) else {
             let why = if ABSTRACT_RESOURCES.contains(&rt) {
                 format!(
@@ -290,6 +321,54 @@ impl<'d> Walk<'d> {
         };
         let base = at.unwrap_or(&root);
         self.object(shape, obj, base, depth);
+    }
+
+    /// A SQL-on-FHIR ViewDefinition, which R4 does not define: checked by the view
+    /// parser (every rule it enforces before evaluation), its `id` as any resource id,
+    /// and its `meta` as an R4 Meta, because the lake writes `versionId` and
+    /// `lastUpdated` into it.
+    fn view_definition(
+        &mut self,
+        v: &Value,
+        obj: &Map<String, Value>,
+        at: Option<&Path<'_>>,
+        depth: usize,
+    ) {
+        let root = Path {
+            parent: None,
+            seg: Seg::Root(VIEW_DEFINITION),
+        };
+        let base = at.unwrap_or(&root);
+        if let Some(id) = obj.get("id") {
+            self.typed(Ty::Prim(Prim::ResourceId), "id", id, &base.key("id"), depth);
+        }
+        if let Some(meta) = obj.get("meta")
+            && let Some(shape) = self.defs.shapes.iter().position(|s| &*s.name == "Meta")
+        {
+            self.typed(
+                Ty::Complex(shape as u32),
+                "meta",
+                meta,
+                &base.key("meta"),
+                depth,
+            );
+        }
+        if let Err(e) = crate::view::ViewDefinition::from_json(v) {
+            let issue = match e {
+                crate::view::ViewError::Invalid { at: place, message } => {
+                    let where_ = if place == "(root)" {
+                        base.render()
+                    } else {
+                        format!("{}.{place}", base.render())
+                    };
+                    Issue::error("invalid", format!("invalid ViewDefinition: {message}")).at(where_)
+                }
+                other => Issue::error("invalid", other.to_string()).at(base.render()),
+            };
+            if !self.full() {
+                self.issues.push(issue);
+            }
+        }
     }
 
     /// An object of a known shape.

@@ -1065,3 +1065,50 @@ fn validation_is_thread_safe() {
         h.join().expect("thread");
     }
 }
+
+#[test]
+fn view_definitions_are_checked_by_the_view_parser() {
+    let good = json!({"resourceType": "ViewDefinition", "id": "names", "name": "names",
+        "status": "active", "resource": "Patient",
+        "meta": {"versionId": "1", "lastUpdated": "2024-01-02T03:04:05Z"},
+        "select": [{"column": [{"name": "id", "path": "getResourceKey()"}]}]});
+    assert_valid(&good);
+    assert!(v().is_stored_type("ViewDefinition") && !v().is_resource_type("ViewDefinition"));
+    assert!(v().stored_types().contains(&"ViewDefinition"));
+    assert!(v().stored_types().windows(2).all(|w| w[0] < w[1]));
+
+    // A bad column name is named with where it is.
+    let mut bad = good.clone();
+    bad["select"][0]["column"][0]["name"] = json!("not a name");
+    let found = issues(bad);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].code, "invalid");
+    assert_eq!(
+        found[0].expression.as_deref(),
+        Some("ViewDefinition.select[0].column[0].name")
+    );
+    // A view of an unknown resource type, a bad id and a bad meta are all refused.
+    let mut bad = good.clone();
+    bad["resource"] = json!("Patients");
+    assert!(issues(bad)[0].diagnostics.contains("Patients"));
+    let mut bad = good.clone();
+    bad["id"] = json!("no spaces");
+    assert_eq!(
+        issues(bad)[0].expression.as_deref(),
+        Some("ViewDefinition.id")
+    );
+    let mut bad = good.clone();
+    bad["meta"]["lastUpdated"] = json!("yesterday");
+    assert_eq!(
+        issues(bad)[0].expression.as_deref(),
+        Some("ViewDefinition.meta.lastUpdated")
+    );
+    // Inside a Bundle too.
+    let bundle = json!({"resourceType": "Bundle", "type": "collection",
+        "entry": [{"resource": {"resourceType": "ViewDefinition", "resource": "Patient"}}]});
+    let found = issues(bundle);
+    assert_eq!(
+        found[0].expression.as_deref(),
+        Some("Bundle.entry[0].resource.select")
+    );
+}

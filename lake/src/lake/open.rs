@@ -32,7 +32,7 @@ pub(super) async fn list_resource_tables(workspace_url: &Url) -> Result<Vec<Stri
         .await
         .map_err(|e| LakeError::delta(fhir.as_str(), e.into()))?;
     let by_lower: HashMap<String, &str> = medlake_ingest::validate::Validator::r4()
-        .resource_types()
+        .stored_types()
         .into_iter()
         .map(|t| (t.to_ascii_lowercase(), t))
         .collect();

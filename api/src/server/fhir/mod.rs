@@ -6,7 +6,8 @@
 //! ([`history`]); search at type, system and Patient-compartment level, and
 //! `Patient/<id>/$everything` ([`search`]); batch and transaction Bundles with
 //! conditional entries and references ([`bundle`]); `_summary` and `_elements`
-//! ([`subset`]). What is not built answers with an OperationOutcome saying so, and the
+//! ([`subset`]); SQL-on-FHIR ViewDefinitions as a stored type and `$viewdefinition-run`
+//! ([`view_run`]). What is not built answers with an OperationOutcome saying so, and the
 //! CapabilityStatement lists only what is built.
 //!
 //! A write goes through the lake's write-ahead log ([`medlake_lake::Lake::write`]): it is
@@ -22,6 +23,7 @@ mod patch;
 mod read;
 mod search;
 mod subset;
+mod view_run;
 mod write;
 
 use axum::Router;
@@ -31,7 +33,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use medlake_ingest::issue::Issue;
 use medlake_ingest::search::{ParamKind, SearchParams};
-use medlake_ingest::validate::Validator;
+use medlake_ingest::validate::{VIEW_DEFINITION, Validator};
 use medlake_lake::ResourceVersion;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -52,6 +54,38 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/_search",
             post(search::system_search_post).fallback(method_not_allowed),
+        )
+        // SQL-on-FHIR `$viewdefinition-run` (and `$run`, its earlier name): static
+        // paths, which the router prefers to the `{type}` and `{id}` patterns.
+        .route(
+            "/$viewdefinition-run",
+            get(view_run::run_type)
+                .post(view_run::run_type)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/ViewDefinition/$viewdefinition-run",
+            get(view_run::run_type)
+                .post(view_run::run_type)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/ViewDefinition/$run",
+            get(view_run::run_type)
+                .post(view_run::run_type)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/ViewDefinition/{id}/$viewdefinition-run",
+            get(view_run::run_instance)
+                .post(view_run::run_instance)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            "/ViewDefinition/{id}/$run",
+            get(view_run::run_instance)
+                .post(view_run::run_instance)
+                .fallback(method_not_allowed),
         )
         .route(
             "/_history",
@@ -164,13 +198,13 @@ pub(super) fn check_format(
 }
 
 pub(super) fn check_type(resource_type: &str) -> Result<(), ApiError> {
-    if Validator::r4().is_resource_type(resource_type) {
+    if Validator::r4().is_stored_type(resource_type) {
         Ok(())
     } else {
         Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not-supported",
-            format!("'{resource_type}' is not a FHIR R4 resource type"),
+            format!("'{resource_type}' is not a FHIR R4 resource type (nor ViewDefinition)"),
         ))
     }
 }
@@ -257,6 +291,52 @@ pub(super) fn is_pretty(params: &HashMap<String, String>) -> bool {
     params.get("_pretty").is_some_and(|v| v == "true")
 }
 
+/// What works for ViewDefinition: the interactions without patch (FHIRPath Patch
+/// needs R4 element definitions, which ViewDefinition has none of), search by its own
+/// parameters and the server's `_id` and `_lastUpdated`, and the run operation.
+fn view_definition_capabilities(registry: &SearchParams) -> Value {
+    let mut search_params: Vec<Value> = registry
+        .of_type(VIEW_DEFINITION)
+        .filter(|p| !p.code.starts_with('_'))
+        .map(|p| json!({"name": p.code, "type": p.kind.as_str()}))
+        .collect();
+    search_params.push(json!({"name": "_id", "type": "token"}));
+    search_params.push(json!({"name": "_lastUpdated", "type": "date"}));
+    json!({
+        "type": VIEW_DEFINITION,
+        "profile": "https://sql-on-fhir.org/ig/StructureDefinition/ViewDefinition",
+        "documentation": "SQL-on-FHIR v2 ViewDefinitions, checked on write by the view parser. \
+            $viewdefinition-run (also as $run) runs a view over the lake's current resources or \
+            over resource parameters, with _format json, ndjson, csv or parquet (or Accept), \
+            header, viewReference (ViewDefinition/<id>[/_history/<v>] or a canonical url[|version]), \
+            viewResource, patient, group, _since and _limit; source is not supported. \
+            Not supported for this type: patch, _include, _revinclude, and search by _tag, \
+            _profile, _security or _source.",
+        "interaction": [
+            {"code": "read"},
+            {"code": "vread"},
+            {"code": "create"},
+            {"code": "update"},
+            {"code": "delete"},
+            {"code": "history-instance"},
+            {"code": "history-type"},
+            {"code": "search-type"},
+        ],
+        "versioning": "versioned-update",
+        "readHistory": true,
+        "updateCreate": true,
+        "conditionalCreate": true,
+        "conditionalRead": "not-supported",
+        "conditionalUpdate": true,
+        "conditionalDelete": "single",
+        "searchParam": search_params,
+        "operation": [
+            {"name": view_run::OPERATION, "definition": view_run::DEFINITION},
+            {"name": "run", "definition": "http://sql-on-fhir.org/OperationDefinition/$run"},
+        ],
+    })
+}
+
 async fn metadata(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
@@ -265,9 +345,12 @@ async fn metadata(
     check_format(&params, &headers)?;
     let registry = SearchParams::r4();
     let resources: Vec<Value> = Validator::r4()
-        .resource_types()
+        .stored_types()
         .into_iter()
         .map(|t| {
+            if t == VIEW_DEFINITION {
+                return view_definition_capabilities(registry);
+            }
             let search_params: Vec<Value> = registry
                 .of_type(t)
                 .map(|p| json!({"name": p.code, "type": p.kind.as_str()}))
@@ -340,8 +423,13 @@ async fn metadata(
                 system search with _type; the Patient compartment and Patient/[id]/$everything. \
                 Not supported: the near parameter, _text, _content, _query, _filter, _list, \
                 _contained, terminology modifiers (:in, :not-in, :above and :below on tokens), \
-                and conditional reads. JSON only.",
+                and conditional reads. JSON only. SQL-on-FHIR v2 ViewDefinitions are stored and \
+                searched as a resource type of their own (see its entry), and \
+                $viewdefinition-run runs one (system, type and instance level).",
             "resource": resources,
+            "operation": [
+                {"name": view_run::OPERATION, "definition": view_run::DEFINITION},
+            ],
             "interaction": [
                 {"code": "transaction"},
                 {"code": "batch"},
