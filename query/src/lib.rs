@@ -8,7 +8,9 @@
 //! - [`engine`]: [`QueryEngine`], read-only SQL with the JSON functions.
 //! - [`cpu`]: the runtime that query plans run on, apart from the request threads.
 //! - [`search`]: FHIR search on the lake's search index.
-//! - [`view_batch`]: the rows of a SQL-on-FHIR view as an Arrow batch.
+//! - [`view_batch`]: the rows of a SQL-on-FHIR view as an Arrow batch (the lake's
+//!   module, re-exported: materialized views are built in the lake's flush).
+//! - [`views`]: `views.<name>`, the materialized views, current rows only.
 
 pub mod catalog;
 pub mod cpu;
@@ -18,6 +20,8 @@ pub mod kind_table;
 pub mod provider;
 pub mod search;
 pub mod time_travel;
-pub mod view_batch;
+pub mod views;
+
+pub use medlake_lake::view_batch;
 
 pub use engine::{CATALOG, QueryEngine, QueryError, QueryOutput};
