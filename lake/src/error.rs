@@ -96,6 +96,11 @@ pub enum LakeError {
 
     #[error("'{0}' is not a FHIR R4 resource type")]
     UnknownType(String),
+
+    /// A materialized view that cannot be made, found or changed as asked
+    /// ([`crate::matview`]).
+    #[error("view {view}: {reason}")]
+    View { view: String, reason: String },
 }
 
 impl LakeError {

@@ -37,6 +37,8 @@ pub(crate) enum Values {
     /// The search values; `resource` too for live rows that have none (written before
     /// the `search` column existed, or by another engine), to extract them from.
     Search,
+    /// The resource (its JSON text; empty for a delete marker), for materialized views.
+    Resource,
 }
 
 /// The rows of one row group.
@@ -94,8 +96,10 @@ async fn scan_file(
     let schema = metadata.file_metadata().schema_descr();
     let has = |name: &str| schema.columns().iter().any(|c| c.name() == name);
     let mut columns: Vec<&str> = KEYS.to_vec();
-    if values == Values::Search {
-        columns.push(if has("search") { "search" } else { "resource" });
+    match values {
+        Values::Search => columns.push(if has("search") { "search" } else { "resource" }),
+        Values::Resource => columns.push("resource"),
+        Values::None => {}
     }
     let mask = |columns: &[&str]| {
         let leaves = schema

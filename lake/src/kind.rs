@@ -95,8 +95,9 @@ pub fn qualified_name(kind: &dyn TableKind) -> String {
     format!("{}.{}", kind.namespace(), kind.name())
 }
 
-/// The namespaces the lake itself owns.
-pub const RESERVED_NAMESPACES: [&str; 4] = ["fhir", "fhir_history", "medlake", "_wal"];
+/// The namespaces the lake itself owns (`views` holds the materialized views,
+/// [`crate::matview`]).
+pub const RESERVED_NAMESPACES: [&str; 5] = ["fhir", "fhir_history", "medlake", "views", "_wal"];
 
 /// Check a kind's declaration before the lake takes it.
 pub fn check(kind: &dyn TableKind) -> Result<()> {
@@ -119,6 +120,25 @@ pub fn check(kind: &dyn TableKind) -> Result<()> {
             "the namespace '{}' is the lake's own",
             kind.namespace()
         ));
+    }
+    check_layout(kind)
+}
+
+/// [`check`] without the reserved namespaces: for the lake's own kinds.
+pub(crate) fn check_layout(kind: &dyn TableKind) -> Result<()> {
+    let bad = |reason: String| {
+        Err(LakeError::BadRows {
+            table: qualified_name(kind),
+            reason,
+        })
+    };
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    if !valid(kind.namespace()) || !valid(kind.name()) {
+        return bad("namespace and name must be lower-case letters, digits and '_'".into());
     }
     let schema = kind.schema();
     for c in kind.key_columns().iter().chain(kind.partition_columns()) {

@@ -16,6 +16,8 @@
 //! - [`blob`]: large payloads (DICOM files, exports) beside the tables, streamed,
 //!   content-addressed or by key, read by byte range.
 //! - [`maintenance`]: compaction, checkpoints and vacuum.
+//! - [`view_batch`]: the rows of a SQL-on-FHIR view as an Arrow batch.
+//! - [`matview`]: materialized SQL-on-FHIR views, kept by the flush and bulk loads.
 
 pub mod blob;
 pub mod blocking;
@@ -28,19 +30,21 @@ pub mod index;
 pub mod kind;
 pub mod lake;
 pub mod maintenance;
+pub mod matview;
 pub mod point_read;
 pub mod record;
 pub mod schema;
 pub mod search_index;
 pub mod storage;
+pub mod view_batch;
 pub mod wal;
 
 pub use bulk::{BulkOptions, BulkStats, BulkWriter, IngestErrorRow, LoadSummary, RecordChunks};
 pub use error::{LakeError, Result};
 pub use kind::TableKind;
 pub use lake::{
-    Clash, CurrentView, FlushStats, KindView, Lake, LakeOptions, RefreshReport, TableView, WriteOp,
-    Written, stamp, stamp_text,
+    Clash, CurrentView, FlushStats, KindView, Lake, LakeOptions, RefreshReport, TableView,
+    ViewSnapshot, ViewStatus, WriteOp, Written, stamp, stamp_text,
 };
 pub use record::{ResourceVersion, instant_string};
 pub use wal::Recovery;

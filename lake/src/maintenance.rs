@@ -66,6 +66,11 @@ impl Lake {
             .map(Target::Resources)
             .collect();
         targets.extend(self.kinds().into_iter().map(Target::Kind));
+        targets.extend(
+            self.views()
+                .into_iter()
+                .map(|v| Target::Kind(v as Arc<dyn TableKind>)),
+        );
         targets.push(Target::IngestErrors);
         targets
     }

@@ -55,15 +55,6 @@ impl CpuRuntime {
         CpuRuntime::new(cores)
     }
 
-    /// Start `work` on this runtime without waiting for it: for work that hands its
-    /// output back as it goes (a streamed scan), which ends with the runtime.
-    pub fn spawn<F>(&self, work: F)
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        drop(self.handle.spawn(work));
-    }
-
     /// Run `work` to completion on this runtime and hand back its output. A panic in the
     /// work is reported as an error, not propagated into the caller's task.
     pub async fn run<F, T>(&self, work: F) -> Result<T, DataFusionError>
@@ -77,8 +68,9 @@ impl CpuRuntime {
             .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))
     }
 
-    /// Start `work` on this runtime without waiting for it (a producer that feeds a
-    /// channel, say); the handle may be dropped.
+    /// Start `work` on this runtime without waiting for it: for work that hands its
+    /// output back as it goes (a producer that feeds a channel, a streamed scan), which
+    /// ends with the runtime. The handle may be dropped.
     pub fn spawn<F>(&self, work: F) -> tokio::task::JoinHandle<F::Output>
     where
         F: Future + Send + 'static,

@@ -29,6 +29,7 @@ use thiserror::Error;
 use crate::catalog::{CurrentSchema, HistorySchema, SessionCatalog, SystemSchema};
 use crate::cpu::CpuRuntime;
 use crate::kind_table::KindSchema;
+use crate::views::ViewsSchema;
 
 /// Why a query failed.
 #[derive(Debug, Error)]
@@ -62,7 +63,7 @@ pub struct QueryOutput {
 }
 
 impl QueryEngine {
-    /// A session with the `fhir`, `fhir_history` and `medlake` schemas and the JSON
+    /// A session with the `fhir`, `fhir_history`, `views` and `medlake` schemas and the JSON
     /// functions (`json_get_str(resource, 'gender')`, `resource->'name'`, ...).
     pub fn new(lake: Lake) -> Result<Self, QueryError> {
         let config = SessionConfig::new()
@@ -90,6 +91,7 @@ impl QueryEngine {
             crate::time_travel::FHIR_AS_OF,
             Arc::new(crate::time_travel::FhirAsOf::new(lake.clone())),
         );
+        catalog.register_schema("views", Arc::new(ViewsSchema::new(lake.clone())))?;
         catalog.register_schema("medlake", Arc::new(SystemSchema::new(lake)))?;
         ctx.register_catalog(CATALOG, Arc::new(catalog));
         let cpu = CpuRuntime::for_this_machine().map_err(|e| {

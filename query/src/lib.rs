@@ -8,9 +8,11 @@
 //! - [`engine`]: [`QueryEngine`], read-only SQL with the JSON functions.
 //! - [`cpu`]: the runtime that query plans run on, apart from the request threads.
 //! - [`search`]: FHIR search on the lake's search index.
-//! - [`view_batch`]: the rows of a SQL-on-FHIR view as an Arrow batch.
+//! - [`view_batch`]: the rows of a SQL-on-FHIR view as an Arrow batch (the lake's
+//!   module, re-exported: materialized views are built in the lake's flush).
 //! - [`view_run`]: a SQL-on-FHIR view over the lake's current resources (streamed) or
 //!   over resources in memory, with the filters of `$viewdefinition-run`.
+//! - [`views`]: `views.<name>`, the materialized views, current rows only.
 
 pub mod catalog;
 pub mod cpu;
@@ -20,7 +22,9 @@ pub mod kind_table;
 pub mod provider;
 pub mod search;
 pub mod time_travel;
-pub mod view_batch;
 pub mod view_run;
+pub mod views;
+
+pub use medlake_lake::view_batch;
 
 pub use engine::{CATALOG, QueryEngine, QueryError, QueryOutput};

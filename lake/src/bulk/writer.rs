@@ -182,6 +182,7 @@ async fn commit_loop(
         };
         let rows = batch.num_rows() as u64;
         let searched = lake.keeps_search_index().then(|| batch.clone());
+        let for_views = batch.clone();
         let table = table
             .write(vec![batch])
             .with_writer_properties(crate::schema::resource_writer_properties())
@@ -196,6 +197,8 @@ async fn commit_loop(
             lake.index_committed(&resource_type, &batch)?;
             lake.locate_new_files(&resource_type, &table).await;
         }
+        let committed = table.version().map(|v| (v as i64, &for_views));
+        lake.maintain_views(&resource_type, &table, committed).await;
         stats.rows += rows;
         stats.commits += 1;
         *stats.per_type.entry(resource_type).or_default() += rows;

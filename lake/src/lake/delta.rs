@@ -86,6 +86,9 @@ impl Lake {
 
     /// After a compaction of a kind's table: make the new snapshot the one queries see.
     pub(crate) fn install_kind_table(&self, name: &str, table: DeltaTable) {
+        if self.install_view_table(name, table.clone()) {
+            return;
+        }
         if let Some(t) = self.shared.tables.lock().get_mut(name) {
             t.delta = Some(table);
         }

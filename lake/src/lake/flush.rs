@@ -71,10 +71,11 @@ impl Lake {
                 None => self.table_handle(&resource_type).await?,
             };
             let batch = versions_to_batch(rows.iter().map(|r| r.as_ref()))?;
+            let before = table.version();
             let table = commit_flush(
                 table,
                 &resource_type,
-                batch,
+                batch.clone(),
                 last_seq,
                 crate::schema::resource_writer_properties(),
                 &[],
@@ -84,14 +85,24 @@ impl Lake {
             self.locate_new_files(&resource_type, &table).await;
             stats.rows += rows.len();
             stats.tables += 1;
-            let mut types = self.shared.types.lock();
-            let s = types.entry(resource_type).or_default();
-            s.delta = Some(table);
-            let before = s.buffer.len();
-            s.buffer.remove_upto(last_seq);
-            self.shared
-                .tail_rows
-                .fetch_sub(before - s.buffer.len(), Ordering::Relaxed);
+            {
+                let mut types = self.shared.types.lock();
+                let s = types.entry(resource_type.clone()).or_default();
+                s.delta = Some(table.clone());
+                let buffered = s.buffer.len();
+                s.buffer.remove_upto(last_seq);
+                self.shared
+                    .tail_rows
+                    .fetch_sub(buffered - s.buffer.len(), Ordering::Relaxed);
+            }
+            crate::crash::point("flush-before-views");
+            // The views of the type take exactly the rows just committed (or, after a
+            // replayed flush that committed nothing, whatever they missed).
+            let committed = table
+                .version()
+                .filter(|v| Some(*v) != before)
+                .map(|v| (v as i64, &batch));
+            self.maintain_views(&resource_type, &table, committed).await;
         }
         let kind_work: Vec<(
             String,

@@ -59,6 +59,7 @@ mod flush;
 mod follow;
 mod open;
 mod read;
+mod views;
 mod write;
 
 pub(crate) use delta::kind_table_url;
@@ -70,6 +71,7 @@ pub(crate) use flush::RetryBackoff;
 pub use follow::{Clash, RefreshReport};
 use open::list_resource_tables;
 use open::{index_row, index_scanned_row};
+pub use views::{ViewSnapshot, ViewStatus};
 pub use write::WriteOp;
 pub use write::Written;
 pub use write::search_values;
@@ -201,6 +203,10 @@ struct Shared {
     points: Arc<PointReader>,
     /// FHIR search postings, when the lake was opened with [`LakeOptions::search_index`].
     search: Option<RwLock<SearchIndex>>,
+    /// The materialized views, by name ([`crate::matview`]).
+    views: Mutex<std::collections::BTreeMap<String, views::ViewState>>,
+    /// Whether this process maintains the views: it owns the workspace (has the WAL).
+    maintain_views: bool,
 }
 
 struct WriteState {

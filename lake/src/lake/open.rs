@@ -202,6 +202,8 @@ impl Lake {
             );
         }
 
+        let views = views::load_views(&workspace_url).await?;
+
         if let Some(s) = &search {
             let (resources, keys, values) = s.stats();
             tracing::info!(
@@ -320,6 +322,8 @@ impl Lake {
                 _wal_lock: wal_lock,
                 points,
                 search: search.map(RwLock::new),
+                views: Mutex::new(views),
+                maintain_views: options.with_wal,
             }
         });
         if options.with_wal && shared.wal.is_none() {
@@ -327,6 +331,8 @@ impl Lake {
                 "the WAL writer could not be started; see the log above".into(),
             ));
         }
-        Ok(Lake { shared })
+        let lake = Lake { shared };
+        lake.catch_up_views().await;
+        Ok(lake)
     }
 }

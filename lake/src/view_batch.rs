@@ -27,6 +27,18 @@
 //!
 //! A value that does not fit its declared type (a string in a `boolean` column, an
 //! integer beyond `Int32`) is an error naming the column, as the specification asks.
+//!
+//! # One schema for every batch: [`fixed_schema`], [`rows_to_fixed_batch`]
+//!
+//! A materialized view ([`crate::matview`]) is a Delta table: every batch it ever gets
+//! must have the same schema, so there the declared type alone decides, never the values:
+//! the table above without its value-dependent rules. `date` is always `Date32` and
+//! `dateTime`/`instant` always `Timestamp(µs, UTC)`; a partial value is stored as the
+//! start of the period it denotes (`2020-05` as 2020-05-01, a date in a timestamp column
+//! as its midnight UTC, a time without a zone as UTC). That loses the precision, which the
+//! stored resource keeps; declare the column `string` to keep the text instead. A column
+//! without a declared type is `Utf8` (JSON text for anything but a string), since no
+//! later batch could be trusted to agree with a type guessed from the first.
 
 use std::sync::Arc;
 
@@ -137,6 +149,191 @@ fn to_batch(
         arrays,
         &options,
     )?)
+}
+
+/// The Arrow type a column of a materialized view always has: the declared type decides.
+fn fixed_kind(col: &ViewColumn) -> Kind {
+    match col.fhir_type_code() {
+        Some("boolean") => Kind::Boolean,
+        Some("integer" | "positiveInt" | "unsignedInt") => Kind::Int32,
+        Some("integer64") => Kind::Int64,
+        Some("decimal") => Kind::Float64,
+        Some("date") => Kind::Date32,
+        Some("dateTime" | "instant") => Kind::Timestamp,
+        _ => Kind::Utf8,
+    }
+}
+
+/// The schema of [`rows_to_fixed_batch`]: the same for every batch of `view`.
+pub fn fixed_schema(view: &ViewDefinition) -> Schema {
+    Schema::new(
+        view.columns()
+            .iter()
+            .map(|col| {
+                let kind = fixed_kind(col);
+                if col.collection {
+                    let item = Arc::new(Field::new("item", kind.data_type(), true));
+                    Field::new(&col.name, DataType::List(item), true)
+                } else {
+                    Field::new(&col.name, kind.data_type(), true)
+                }
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Check that every value of `row` fits its column in [`fixed_schema`], so that a batch
+/// of checked rows cannot fail: a caller that builds a batch of many resources' rows can
+/// set aside the rows of one resource that does not fit.
+pub fn check_fixed_row(view: &ViewDefinition, row: &[Value]) -> Result<(), ViewBatchError> {
+    let columns = view.columns();
+    if row.len() != columns.len() {
+        return Err(ViewBatchError::Value {
+            column: String::new(),
+            message: format!(
+                "a row has {} values for {} columns",
+                row.len(),
+                columns.len()
+            ),
+        });
+    }
+    for (col, value) in columns.iter().zip(row) {
+        let kind = fixed_kind(col);
+        match value {
+            Value::Array(items) if col.collection => {
+                for item in items {
+                    fixed_value(col, kind, item)?;
+                }
+            }
+            other => {
+                fixed_value(col, kind, other)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One batch of `rows` in [`fixed_schema`].
+pub fn rows_to_fixed_batch(
+    view: &ViewDefinition,
+    rows: &[Vec<Value>],
+) -> Result<RecordBatch, ViewBatchError> {
+    let schema = Arc::new(fixed_schema(view));
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(view.columns().len());
+    for (i, col) in view.columns().iter().enumerate() {
+        let kind = fixed_kind(col);
+        if let Some(bad) = rows.iter().find(|r| r.len() != view.columns().len()) {
+            return Err(ViewBatchError::Value {
+                column: String::new(),
+                message: format!(
+                    "a row has {} values for {} columns",
+                    bad.len(),
+                    view.columns().len()
+                ),
+            });
+        }
+        if col.collection {
+            let mut lengths = Vec::with_capacity(rows.len());
+            let mut valid = Vec::with_capacity(rows.len());
+            let mut items = Vec::new();
+            for r in rows {
+                valid.push(!r[i].is_null());
+                match &r[i] {
+                    Value::Array(a) => {
+                        lengths.push(a.len());
+                        for v in a {
+                            items.push(fixed_value(col, kind, v)?);
+                        }
+                    }
+                    Value::Null => lengths.push(0),
+                    other => {
+                        lengths.push(1);
+                        items.push(fixed_value(col, kind, other)?);
+                    }
+                }
+            }
+            let refs: Vec<&Value> = items.iter().collect();
+            let inner = build(col, kind, &refs)?;
+            let nulls = valid.contains(&false).then(|| NullBuffer::from(valid));
+            let item_field = Arc::new(Field::new("item", kind.data_type(), true));
+            arrays.push(Arc::new(ListArray::try_new(
+                item_field,
+                OffsetBuffer::from_lengths(lengths),
+                inner,
+                nulls,
+            )?));
+        } else {
+            let values = rows
+                .iter()
+                .map(|r| fixed_value(col, kind, &r[i]))
+                .collect::<Result<Vec<Value>, _>>()?;
+            let refs: Vec<&Value> = values.iter().collect();
+            arrays.push(build(col, kind, &refs)?);
+        }
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+    Ok(RecordBatch::try_new_with_options(schema, arrays, &options)?)
+}
+
+/// A value as [`build`] takes it for a column of `kind` in a fixed schema: partial
+/// dates and dateTimes become the start of their period; anything else must already
+/// fit (which `build` checks again, cheaply).
+fn fixed_value(col: &ViewColumn, kind: Kind, v: &Value) -> Result<Value, ViewBatchError> {
+    let mismatch = || ViewBatchError::Value {
+        column: col.name.clone(),
+        message: format!(
+            "{v} is not a {} value; fix the column's type or its path",
+            col.fhir_type_code().unwrap_or("single")
+        ),
+    };
+    Ok(match (kind, v) {
+        (_, Value::Null) => Value::Null,
+        (Kind::Date32, Value::String(s)) => {
+            let date = period_start(s).ok_or_else(mismatch)?.date_naive();
+            Value::String(date.format("%Y-%m-%d").to_string())
+        }
+        (Kind::Timestamp, Value::String(s)) => {
+            let at = period_start(s).ok_or_else(mismatch)?;
+            Value::String(at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        }
+        (Kind::Boolean, Value::Bool(_)) => v.clone(),
+        (Kind::Int32, _) if v.as_i64().is_some_and(|x| i32::try_from(x).is_ok()) => v.clone(),
+        (Kind::Int64, Value::Number(_)) if v.is_i64() => v.clone(),
+        (Kind::Int64, Value::String(s)) if s.parse::<i64>().is_ok() => v.clone(),
+        (Kind::Float64, Value::Number(_)) => v.clone(),
+        (Kind::Utf8, _) => v.clone(),
+        _ => return Err(mismatch()),
+    })
+}
+
+/// The first instant of a FHIR date or dateTime, of any precision (`2020`, `2020-05`,
+/// `2020-05-17`, `2020-05-17T10:30:00+02:00`; a time without a zone is taken as UTC).
+fn period_start(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::{NaiveDate, TimeZone, Utc};
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let (date, time) = match s.split_once('T') {
+        Some((d, t)) => (d, Some(t)),
+        None => (s, None),
+    };
+    let mut parts = date.splitn(3, '-');
+    let year: i32 = parts.next().filter(|y| y.len() == 4)?.parse().ok()?;
+    let month: u32 = parts.next().map_or(Some(1), |m| m.parse().ok())?;
+    let day: u32 = parts.next().map_or(Some(1), |d| d.parse().ok())?;
+    let day = NaiveDate::from_ymd_opt(year, month, day)?;
+    let midnight = day.and_hms_opt(0, 0, 0)?;
+    let at = match time {
+        None => midnight,
+        Some(t) => {
+            let t = t.trim_end_matches('Z');
+            let t = chrono::NaiveTime::parse_from_str(t, "%H:%M:%S%.f")
+                .or_else(|_| chrono::NaiveTime::parse_from_str(t, "%H:%M"))
+                .ok()?;
+            day.and_time(t)
+        }
+    };
+    Some(Utc.from_utc_datetime(&at))
 }
 
 fn list_column<'v>(
@@ -432,6 +629,46 @@ mod tests {
         let batch = rows_to_batch(&view(), &[row]).unwrap();
         assert_eq!(batch.schema().field(2).data_type(), &DataType::Utf8);
         assert_eq!(batch.schema().field(3).data_type(), &DataType::Utf8);
+    }
+
+    #[test]
+    fn a_fixed_schema_does_not_depend_on_the_values() {
+        let full = vec![
+            json!("p1"),
+            json!(true),
+            json!("1970-01-02"),
+            json!("1970-01-01T00:00:01Z"),
+            json!(2),
+            json!(["A"]),
+            json!(false),
+        ];
+        let mut partial = vec![Value::Null; 7];
+        partial[2] = json!("1970-06");
+        partial[3] = json!("1970-01-03");
+        partial[6] = json!(7);
+        let a = rows_to_fixed_batch(&view(), std::slice::from_ref(&full)).unwrap();
+        let b = rows_to_fixed_batch(&view(), &[partial.clone()]).unwrap();
+        assert_eq!(a.schema(), b.schema());
+        assert_eq!(a.schema().as_ref(), &fixed_schema(&view()));
+        assert_eq!(b.schema().field(2).data_type(), &DataType::Date32);
+        assert_eq!(b.schema().field(6).data_type(), &DataType::Utf8);
+        // 1970-06 is stored as its first day, a date in a timestamp column as midnight UTC.
+        assert_eq!(b.column(2).as_primitive::<Date32Type>().value(0), 151);
+        assert_eq!(
+            b.column(3)
+                .as_primitive::<TimestampMicrosecondType>()
+                .value(0),
+            2 * 86_400 * 1_000_000
+        );
+        assert_eq!(b.column(6).as_string::<i32>().value(0), "7");
+        assert!(check_fixed_row(&view(), &full).is_ok());
+        let mut bad = full.clone();
+        bad[1] = json!("yes");
+        let err = check_fixed_row(&view(), &bad).unwrap_err().to_string();
+        assert!(err.contains("\"active\""), "{err}");
+        bad[1] = json!(true);
+        bad[2] = json!("not a date");
+        assert!(check_fixed_row(&view(), &bad).is_err());
     }
 
     #[test]

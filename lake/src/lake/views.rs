@@ -1,0 +1,569 @@
+//! Materialized views in the lake: which views it keeps, their maintenance after each
+//! commit of resources, their recovery, full builds, and creating and dropping them.
+//! The design is in [`crate::matview`].
+
+use std::collections::{BTreeMap, HashSet};
+
+use deltalake::protocol::SaveMode;
+use object_store::ObjectStoreExt;
+
+use super::*;
+use crate::matview::store::DefinitionStore;
+use crate::matview::{MaterializedView, VIEW_SOURCE_APP_ID, builtin};
+
+/// Rows a full build commits at a time.
+const BUILD_CHUNK_ROWS: usize = 200_000;
+
+/// `seen` of a view that has seen nothing: no table yet, or a build that did not finish.
+const SEEN_NOTHING: i64 = -1;
+
+/// One view the lake keeps.
+pub(super) struct ViewState {
+    view: Arc<MaterializedView>,
+    delta: Option<DeltaTable>,
+    /// The Delta version of the resource table whose rows the view holds all of.
+    seen: i64,
+}
+
+/// What a scan of a view sees: its definition and its table's snapshot.
+#[derive(Clone)]
+pub struct ViewSnapshot {
+    pub view: Arc<MaterializedView>,
+    pub delta: Option<DeltaTable>,
+}
+
+/// One view, for `medlake views list`.
+#[derive(Debug, Clone)]
+pub struct ViewStatus {
+    pub name: String,
+    pub resource_type: String,
+    pub builtin: bool,
+    /// The Delta version of the resource table the view is consistent with, if any.
+    pub seen: Option<i64>,
+}
+
+/// The `txn` of a view's table, or [`SEEN_NOTHING`].
+async fn view_txn(table: &DeltaTable) -> Result<i64> {
+    if table.version().is_none() {
+        return Ok(SEEN_NOTHING);
+    }
+    let snapshot = table
+        .snapshot()
+        .map_err(|e| LakeError::delta(table.table_url().as_str(), e))?;
+    let v = snapshot
+        .transaction_version(table.log_store().as_ref(), VIEW_SOURCE_APP_ID)
+        .await
+        .map_err(|e| LakeError::delta(table.table_url().as_str(), e))?;
+    Ok(v.unwrap_or(SEEN_NOTHING))
+}
+
+/// The built-in views and those stored in the workspace, with their tables. A stored
+/// definition that no longer parses is skipped with an error in the log, so that one
+/// bad file does not keep the lake from opening.
+pub(super) async fn load_views(workspace_url: &Url) -> Result<BTreeMap<String, ViewState>> {
+    let mut views: Vec<MaterializedView> = builtin::views()?;
+    let stored = match DefinitionStore::existing(workspace_url)? {
+        Some(store) => store.list().await?,
+        None => Vec::new(),
+    };
+    for json in stored {
+        match MaterializedView::from_json(json, false) {
+            Ok(v) => views.push(v),
+            Err(e) => tracing::error!("a stored view definition is skipped: {e}"),
+        }
+    }
+    let mut out = BTreeMap::new();
+    for view in views {
+        let delta = load_table(&kind_table_url(workspace_url, &view)?).await?;
+        let seen = match &delta {
+            Some(t) => view_txn(t).await?,
+            None => SEEN_NOTHING,
+        };
+        out.insert(
+            view.name().to_string(),
+            ViewState {
+                view: Arc::new(view),
+                delta,
+                seen,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The paths of the files that the commits `versions` of a resource table added with
+/// new data, or `None` when that cannot be told from its log: a commit is gone (log
+/// cleanup) or removed data (a delete by another engine), so only a full build is exact.
+async fn added_files(
+    table: &DeltaTable,
+    versions: impl Iterator<Item = i64>,
+) -> Result<Option<HashSet<String>>> {
+    let mut files = HashSet::new();
+    for v in versions {
+        let Ok(version) = u64::try_from(v) else {
+            return Ok(None);
+        };
+        let entry = table
+            .log_store()
+            .read_commit_entry(version)
+            .await
+            .map_err(|e| LakeError::delta(table.table_url().as_str(), e))?;
+        let Some(bytes) = entry else {
+            return Ok(None);
+        };
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let Ok(action) = serde_json::from_slice::<Value>(line) else {
+                return Ok(None);
+            };
+            let changes = |a: &Value| a.get("dataChange").and_then(Value::as_bool) != Some(false);
+            if let Some(add) = action.get("add") {
+                if !changes(add) {
+                    continue;
+                }
+                let Some(path) = add.get("path").and_then(Value::as_str) else {
+                    return Ok(None);
+                };
+                match object_store::path::Path::from_url_path(path) {
+                    Ok(p) => files.insert(p.as_ref().to_string()),
+                    Err(_) => return Ok(None),
+                };
+            } else if action.get("remove").is_some_and(changes) {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(files))
+}
+
+impl Lake {
+    /// The views this lake keeps, by name.
+    pub fn views(&self) -> Vec<Arc<MaterializedView>> {
+        self.shared
+            .views
+            .lock()
+            .values()
+            .map(|s| s.view.clone())
+            .collect()
+    }
+
+    /// What a scan of `views.<name>` sees now, if there is such a view.
+    pub fn view_snapshot(&self, name: &str) -> Option<ViewSnapshot> {
+        let views = self.shared.views.lock();
+        let s = views.get(&name.to_ascii_lowercase())?;
+        Some(ViewSnapshot {
+            view: s.view.clone(),
+            delta: s.delta.clone(),
+        })
+    }
+
+    /// Every view with what it has seen.
+    pub fn view_status(&self) -> Vec<ViewStatus> {
+        self.shared
+            .views
+            .lock()
+            .values()
+            .map(|s| ViewStatus {
+                name: s.view.name().to_string(),
+                resource_type: s.view.resource_type().to_string(),
+                builtin: s.view.is_builtin(),
+                seen: (s.seen != SEEN_NOTHING).then_some(s.seen),
+            })
+            .collect()
+    }
+
+    fn views_of(&self, resource_type: &str) -> Vec<Arc<MaterializedView>> {
+        self.shared
+            .views
+            .lock()
+            .values()
+            .filter(|s| s.view.resource_type() == resource_type)
+            .map(|s| s.view.clone())
+            .collect()
+    }
+
+    fn view_seen(&self, name: &str) -> i64 {
+        self.shared
+            .views
+            .lock()
+            .get(name)
+            .map_or(SEEN_NOTHING, |s| s.seen)
+    }
+
+    fn set_view_seen(&self, name: &str, seen: i64, delta: Option<DeltaTable>) {
+        if let Some(s) = self.shared.views.lock().get_mut(name) {
+            s.seen = seen;
+            if delta.is_some() {
+                s.delta = delta;
+            }
+        }
+    }
+
+    /// After a compaction of a view's table: the snapshot SQL sees.
+    pub(super) fn install_view_table(&self, qualified: &str, table: DeltaTable) -> bool {
+        let Some(name) = qualified.strip_prefix("views.") else {
+            return false;
+        };
+        match self.shared.views.lock().get_mut(name) {
+            Some(s) => {
+                s.delta = Some(table);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Bring every view of `resource_type` up to `table`, a snapshot of its resource
+    /// table that this process has just committed to. `committed` is the Delta version
+    /// and the rows of that commit, when the caller made one: then only the commits
+    /// before it that the view has not seen (normally none, or a compaction's) are read
+    /// from the log. The caller holds the flush lock. A view that fails is logged and
+    /// left behind: the next commit of the type, or the next open, catches it up.
+    pub(crate) async fn maintain_views(
+        &self,
+        resource_type: &str,
+        table: &DeltaTable,
+        committed: Option<(i64, &RecordBatch)>,
+    ) {
+        if !self.shared.maintain_views {
+            return;
+        }
+        for view in self.views_of(resource_type) {
+            if let Err(e) = self.advance_view(&view, table, committed).await {
+                tracing::error!(
+                    "view {} could not take the new rows of {resource_type} (it catches up \
+                     at the next commit of {resource_type} or the next start): {e}",
+                    view.name()
+                );
+            }
+        }
+    }
+
+    /// See [`Lake::maintain_views`].
+    async fn advance_view(
+        &self,
+        view: &Arc<MaterializedView>,
+        table: &DeltaTable,
+        committed: Option<(i64, &RecordBatch)>,
+    ) -> Result<()> {
+        let Some(target) = table.version().map(|v| v as i64) else {
+            return Ok(());
+        };
+        let seen = self.view_seen(view.name());
+        if seen >= target {
+            return Ok(());
+        }
+        if seen == SEEN_NOTHING {
+            return self.build_view(view, table).await;
+        }
+        let from_log = (seen + 1..=target).filter(|v| committed.is_none_or(|(c, _)| c != *v));
+        let Some(files) = added_files(table, from_log).await? else {
+            tracing::info!(
+                "view {}: the commits it missed cannot be read one by one; rebuilding it",
+                view.name()
+            );
+            return self.build_view(view, table).await;
+        };
+        let mut out: Vec<RecordBatch> = Vec::new();
+        if !files.is_empty() {
+            let (_, listing) = self
+                .shared
+                .points
+                .snapshot_files(table, view.resource_type())?;
+            if files.iter().any(|f| !listing.by_path.contains_key(f)) {
+                // A file it missed was compacted away since: its rows are in a file that
+                // also holds rows the view has.
+                return self.build_view(view, table).await;
+            }
+            let mut rx = file_scan::scan(
+                self.shared.points.clone(),
+                table,
+                view.resource_type(),
+                Values::Resource,
+                |p| files.contains(p),
+            )?;
+            while let Some(item) = rx.recv().await {
+                out.push(self.evaluate(view, item?.batch, None).await?);
+            }
+        }
+        if let Some((c, batch)) = committed
+            && c > seen
+            && c <= target
+        {
+            out.push(self.evaluate(view, batch.clone(), None).await?);
+        }
+        out.retain(|b| b.num_rows() > 0);
+        if out.is_empty() {
+            // Nothing to write (a compaction, or nothing new): the log is read again
+            // after a restart, which costs only the reading.
+            self.set_view_seen(view.name(), target, None);
+            return Ok(());
+        }
+        self.commit_view(view, out, false, target).await
+    }
+
+    /// Evaluate a view on a batch of resource rows, off the async threads.
+    async fn evaluate(
+        &self,
+        view: &Arc<MaterializedView>,
+        batch: RecordBatch,
+        keep: Option<Vec<bool>>,
+    ) -> Result<RecordBatch> {
+        let view = view.clone();
+        crate::blocking::run(move || view.evaluate_batch(&batch, keep.as_deref())).await?
+    }
+
+    /// Build a view from the resource table `table` and replace its table's content: the
+    /// newest version of each resource that `table` holds. The caller holds the flush
+    /// lock, so the tail only grows meanwhile.
+    async fn build_view(&self, view: &Arc<MaterializedView>, table: &DeltaTable) -> Result<()> {
+        let resource_type = view.resource_type().to_string();
+        let Some(target) = table.version().map(|v| v as i64) else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        let mut rx = file_scan::scan(
+            self.shared.points.clone(),
+            table,
+            &resource_type,
+            Values::Resource,
+            |_| true,
+        )?;
+        let mut pending: Vec<RecordBatch> = Vec::new();
+        let mut pending_rows = 0;
+        let mut first = true;
+        let mut total = 0;
+        while let Some(item) = rx.recv().await {
+            let batch = item?.batch;
+            let keep = self.newest_in_delta(&resource_type, &batch)?;
+            let rows = self.evaluate(view, batch, Some(keep)).await?;
+            pending_rows += rows.num_rows();
+            total += rows.num_rows();
+            pending.push(rows);
+            if pending_rows >= BUILD_CHUNK_ROWS {
+                // Not the last commit: a crash after it must leave a view that the next
+                // open rebuilds, not one that looks complete.
+                let chunk = std::mem::take(&mut pending);
+                self.commit_view(view, chunk, first, SEEN_NOTHING).await?;
+                first = false;
+                pending_rows = 0;
+            }
+        }
+        if pending.is_empty() {
+            pending.push(RecordBatch::new_empty(kind::TableKind::schema(
+                view.as_ref(),
+            )));
+        }
+        self.commit_view(view, pending, first, target).await?;
+        tracing::info!(
+            "view {} built from {resource_type} version {target}: {total} rows in {:.1} s",
+            view.name(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+
+    /// Which rows of a batch of the resource table are the newest version that Delta
+    /// holds of their resource: the id index's newest version, or one whose next version
+    /// is still only in the tail (versions of a resource are consecutive, and the tail
+    /// holds those newer than Delta's).
+    fn newest_in_delta(&self, resource_type: &str, batch: &RecordBatch) -> Result<Vec<bool>> {
+        let columns = KeyColumns::new(batch)?;
+        let types = self.shared.types.lock();
+        let buffer = types.get(resource_type).map(|s| &s.buffer);
+        let st = self.shared.index.lock();
+        (0..batch.num_rows())
+            .map(|i| {
+                let row = columns.row(i)?;
+                Ok(match st.index.get(resource_type, row.id) {
+                    None => true,
+                    Some(l) if l.version_id == row.version_id => true,
+                    Some(_) => {
+                        buffer.is_some_and(|b| b.version(row.id, row.version_id + 1).is_some())
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Commit rows to a view's table, recording `seen` as what it has seen; an overwrite
+    /// replaces what the table held. The table is loaded afresh, so that a commit
+    /// another process made (`medlake optimize`) is not carried over unseen.
+    async fn commit_view(
+        &self,
+        view: &Arc<MaterializedView>,
+        batches: Vec<RecordBatch>,
+        overwrite: bool,
+        seen: i64,
+    ) -> Result<()> {
+        let url = self.kind_table_url(view.as_ref())?;
+        let table = self.table_handle_at(&url).await?;
+        let props = CommitProperties::default()
+            .with_application_transaction(Transaction::new(VIEW_SOURCE_APP_ID, seen))
+            .with_cleanup_expired_logs(Some(false));
+        let mut write = table
+            .write(batches)
+            .with_writer_properties(kind::TableKind::writer_properties(view.as_ref()))
+            .with_commit_properties(props);
+        if overwrite {
+            write = write.with_save_mode(SaveMode::Overwrite);
+        }
+        let name = format!("views.{}", view.name());
+        let table = write.await.map_err(|e| LakeError::delta(&name, e))?;
+        crate::crash::point("view-after-commit");
+        self.set_view_seen(view.name(), seen, Some(table));
+        Ok(())
+    }
+
+    /// At open: bring every view up to its resource table (recovery after a crash between
+    /// a resource commit and its views' commit, new views, commits of other processes).
+    pub(super) async fn catch_up_views(&self) {
+        if !self.shared.maintain_views {
+            return;
+        }
+        let _one_at_a_time = self.shared.flush_lock.lock().await;
+        let views: Vec<Arc<MaterializedView>> = self.views();
+        for view in views {
+            let Some(table) = self.installed_table(view.resource_type()) else {
+                continue;
+            };
+            if let Err(e) = self.advance_view(&view, &table, None).await {
+                tracing::error!(
+                    "view {} could not catch up with {} (it tries again at the next commit \
+                     of that type or the next start): {e}",
+                    view.name(),
+                    view.resource_type()
+                );
+            }
+        }
+    }
+
+    /// The lake must own the workspace to change its views.
+    fn views_writable(&self) -> Result<()> {
+        if self.shared.maintain_views {
+            Ok(())
+        } else {
+            Err(LakeError::ReadOnly(
+                "views are created, refreshed and dropped by the process that owns the \
+                 workspace (the server, or `medlake views` while no server runs)"
+                    .into(),
+            ))
+        }
+    }
+
+    /// Create a materialized view from a ViewDefinition: store its definition in the
+    /// workspace, build its table from the resources committed so far, and keep it
+    /// fresh from then on.
+    pub async fn create_view(&self, json: Value) -> Result<Arc<MaterializedView>> {
+        self.views_writable()?;
+        let view = Arc::new(MaterializedView::from_json(json, false)?);
+        let _one_at_a_time = self.shared.flush_lock.lock().await;
+        {
+            let mut views = self.shared.views.lock();
+            if let Some(existing) = views.get(view.name()) {
+                return Err(LakeError::View {
+                    view: view.name().to_string(),
+                    reason: if existing.view.is_builtin() {
+                        "a built-in view has this name; give the view another `name`".into()
+                    } else {
+                        "a view of this name exists; drop it first (`medlake views drop`), \
+                         or give the view another `name`"
+                            .into()
+                    },
+                });
+            }
+            views.insert(
+                view.name().to_string(),
+                ViewState {
+                    view: view.clone(),
+                    delta: None,
+                    seen: SEEN_NOTHING,
+                },
+            );
+        }
+        let stored = async {
+            DefinitionStore::new(&self.shared.workspace_url)?
+                .put(view.name(), view.json())
+                .await?;
+            // A table left by a view of the same name that was dropped half-way.
+            self.remove_view_table(&view).await
+        }
+        .await;
+        if let Err(e) = stored {
+            self.shared.views.lock().remove(view.name());
+            return Err(e);
+        }
+        if let Some(table) = self.current_table(view.resource_type()).await? {
+            self.build_view(&view, &table).await?;
+        }
+        Ok(view)
+    }
+
+    /// Rebuild a view from scratch, replacing its table's content in one overwrite
+    /// commit (or, for a very large view, several, of which a crash leaves a view the
+    /// next open rebuilds).
+    pub async fn refresh_view(&self, name: &str) -> Result<()> {
+        self.views_writable()?;
+        let view = self
+            .view_snapshot(name)
+            .ok_or_else(|| unknown_view(name))?
+            .view;
+        let _one_at_a_time = self.shared.flush_lock.lock().await;
+        match self.current_table(view.resource_type()).await? {
+            Some(table) => self.build_view(&view, &table).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Drop a view that a user created: its definition and its table.
+    pub async fn drop_view(&self, name: &str) -> Result<()> {
+        self.views_writable()?;
+        let view = self
+            .view_snapshot(name)
+            .ok_or_else(|| unknown_view(name))?
+            .view;
+        if view.is_builtin() {
+            return Err(LakeError::View {
+                view: view.name().to_string(),
+                reason: "built-in views cannot be dropped".into(),
+            });
+        }
+        let _one_at_a_time = self.shared.flush_lock.lock().await;
+        DefinitionStore::new(&self.shared.workspace_url)?
+            .remove(view.name())
+            .await?;
+        self.shared.views.lock().remove(view.name());
+        self.remove_view_table(&view).await
+    }
+
+    /// Delete every file of a view's table.
+    async fn remove_view_table(&self, view: &MaterializedView) -> Result<()> {
+        let url = self.kind_table_url(view)?;
+        if crate::matview::store::missing_local_dir(&url) {
+            return Ok(());
+        }
+        let store = deltalake::logstore::store_for(&url, std::iter::empty::<(String, String)>())
+            .map_err(|e| LakeError::delta(url.as_str(), e))?;
+        let paths: Vec<object_store::path::Path> = futures::TryStreamExt::try_collect(
+            futures::TryStreamExt::map_ok(store.list(None), |m| m.location),
+        )
+        .await
+        .or_else(|e| match e {
+            object_store::Error::NotFound { .. } => Ok(Vec::new()),
+            e => Err(LakeError::delta(url.as_str(), e.into())),
+        })?;
+        for p in paths {
+            match store.delete(&p).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(LakeError::delta(url.as_str(), e.into())),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn unknown_view(name: &str) -> LakeError {
+    LakeError::View {
+        view: name.to_string(),
+        reason: "there is no such view; `medlake views list` shows them".into(),
+    }
+}
