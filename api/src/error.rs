@@ -131,9 +131,11 @@ impl ApiError {
             }
             LakeError::BadRows { .. } => ApiError::bad_request("structure", e.to_string()),
             // A materialized view that cannot be defined or built as asked.
-            LakeError::View { .. } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "processing", e.to_string())
-            }
+            LakeError::View { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "processing",
+                e.to_string(),
+            ),
             // Not retryable by waiting: the log stays stopped until a restart, so no
             // Retry-After. Its reason (an fsync error, a path) stays in the log.
             LakeError::WalStopped(_) => {

@@ -58,9 +58,18 @@ async fn main() -> Result<()> {
     );
     let status = "json_get_str(resource, 'status')";
     let queries = [
-        ("count, current (scan)", format!("SELECT count(*) FROM fhir.{table}")),
-        ("count, current (window)", format!("SELECT count(*) FROM {ranked}")),
-        ("count, all versions", format!("SELECT count(*) FROM fhir_history.{table}")),
+        (
+            "count, current (scan)",
+            format!("SELECT count(*) FROM fhir.{table}"),
+        ),
+        (
+            "count, current (window)",
+            format!("SELECT count(*) FROM {ranked}"),
+        ),
+        (
+            "count, all versions",
+            format!("SELECT count(*) FROM fhir_history.{table}"),
+        ),
         (
             "group by status, current (scan)",
             format!("SELECT {status} AS s, count(*) FROM fhir.{table} GROUP BY s"),
