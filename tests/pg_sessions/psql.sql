@@ -4,6 +4,7 @@
 #   psql -X -h HOST -p PORT -U tester -d medlake -c '\dn' -c '\dt fhir.*' -c '\dv fhir.*' \
 #        -c '\d fhir.patient' -c 'SELECT id, version_id FROM fhir.patient ORDER BY id'
 # Data: the set of tests/tests/postgres_wire.rs (patients pat-1..3, observations obs-1..2).
+# Oids of the recorded session are written {{oid:schema.table}} (pg_replay.py resolves them).
 # Format: '@@ simple' (one Query message), '@@ extended {types, params}' (Parse/Bind/Execute).
 @@ simple
 SELECT n.nspname AS "Name",
@@ -46,7 +47,7 @@ SELECT c.relchecks, c.relkind, c.relhasindex, c.relhasrules, c.relhastriggers, c
 FROM pg_catalog.pg_class c
  LEFT JOIN pg_catalog.pg_class tc ON (c.reltoastrelid = tc.oid)
 LEFT JOIN pg_catalog.pg_am am ON (c.relam = am.oid)
-WHERE c.oid = '16390';
+WHERE c.oid = '{{oid:fhir.patient}}';
 @@ simple
 SELECT a.attname,
   pg_catalog.format_type(a.atttypid, a.atttypmod),
@@ -59,7 +60,7 @@ SELECT a.attname,
   a.attidentity,
   a.attgenerated
 FROM pg_catalog.pg_attribute a
-WHERE a.attrelid = '16390' AND a.attnum > 0 AND NOT a.attisdropped
+WHERE a.attrelid = '{{oid:fhir.patient}}' AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum;
 @@ simple
 SELECT id, version_id FROM fhir.patient ORDER BY id

@@ -15,6 +15,7 @@ Usage: pg_replay.py FIXTURE CONNINFO
 """
 
 import json
+import re
 import sys
 
 from psycopg import pq
@@ -59,6 +60,20 @@ def main():
     errors, values, columns = [], set(), set()
     known_gaps, gaps_now_pass = [], []
     entries = read_fixture(fixture)
+    # A recording names tables by the oids of the session it came from (psql looks a table
+    # up, then asks by oid). Oids follow the catalog's contents, so the fixture writes them
+    # as {{oid:schema.table}}, resolved here against this server.
+    def oid_of(qualified):
+        schema, table = qualified.split(".", 1)
+        r = conn.exec_(
+            ("SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+             f"ON n.oid = c.relnamespace WHERE n.nspname = '{schema}' AND c.relname = '{table}'").encode()
+        )
+        return r.get_value(0, 0).decode() if r.ntuples else "0"
+    entries = [
+        (kind, meta, re.sub(r"\{\{oid:([a-z_]+\.[a-z_]+)\}\}", lambda m: oid_of(m.group(1)), sql))
+        for kind, meta, sql in entries
+    ]
 
     def drain(sql):
         while True:
