@@ -40,7 +40,8 @@ use datafusion::error::Result;
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
-    Expr, ExprFunctionExt, LogicalPlanBuilder, TableProviderFilterPushDown, col, lit, not,
+    Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown, col, lit,
+    not,
 };
 use datafusion::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 use datafusion::physical_plan::ExecutionPlan;
@@ -280,22 +281,32 @@ fn spread(mut files: Vec<PartitionedFile>, n: usize) -> Vec<FileGroup> {
         .collect()
 }
 
+/// Rank the versions of `history` (rows of a resource table): the newest `version_id`
+/// per `id`, without delete markers, in the columns of `fhir.<type>`.
+pub(crate) fn newest_versions(history: LogicalPlanBuilder) -> Result<LogicalPlan> {
+    let newest_first = row_number()
+        .partition_by(vec![col("id")])
+        .order_by(vec![col("version_id").sort(false, false)])
+        .build()?
+        .alias("__medlake_rank");
+    history
+        .window(vec![newest_first])?
+        .filter(col("__medlake_rank").eq(lit(1u64)).and(not(col("deleted"))))?
+        .project(CURRENT_COLUMNS.iter().map(|c| col(*c)).collect::<Vec<_>>())?
+        .build()
+}
+
 /// The current versions by ranking every version of each id: the newest `version_id`
 /// per `id`, without delete markers. Used when the index cannot say which rows are
 /// current ([`CurrentTable`]), and as the reference the tests compare with.
 pub fn current_by_window(lake: Lake, resource_type: &str) -> Result<ViewTable> {
     let history = Arc::new(ResourceHistoryTable::new(lake, resource_type));
     let table_ref = format!("fhir_history.{}", resource_type.to_ascii_lowercase());
-    let newest_first = row_number()
-        .partition_by(vec![col("id")])
-        .order_by(vec![col("version_id").sort(false, false)])
-        .build()?
-        .alias("__medlake_rank");
-    let plan = LogicalPlanBuilder::scan(table_ref, provider_as_source(history), None)?
-        .window(vec![newest_first])?
-        .filter(col("__medlake_rank").eq(lit(1u64)).and(not(col("deleted"))))?
-        .project(CURRENT_COLUMNS.iter().map(|c| col(*c)).collect::<Vec<_>>())?
-        .build()?;
+    let plan = newest_versions(LogicalPlanBuilder::scan(
+        table_ref,
+        provider_as_source(history),
+        None,
+    )?)?;
     Ok(ViewTable::new(plan, None))
 }
 

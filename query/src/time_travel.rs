@@ -34,17 +34,16 @@ use datafusion::datasource::provider_as_source;
 use datafusion::datasource::view::ViewTable;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::ExecutionProps;
-use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, ExprFunctionExt, LogicalPlanBuilder, TableProviderFilterPushDown, col,
-    lit, not,
+    ColumnarValue, Expr, LogicalPlanBuilder, TableProviderFilterPushDown, col, lit,
 };
 use datafusion::physical_expr::create_physical_expr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 
 use crate::catalog::resource_type_for;
+use crate::current::newest_versions;
 use crate::provider::{
     LakeHandle, ResourceHistoryTable, external, query_resource_schema, scan_delta_and_tail,
 };
@@ -112,21 +111,7 @@ impl TableFunctionImpl for FhirAsOf {
                 ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into())),
             )))?;
         }
-        let newest_first = row_number()
-            .partition_by(vec![col("id")])
-            .order_by(vec![col("version_id").sort(false, false)])
-            .build()?
-            .alias("__medlake_rank");
-        let plan = plan
-            .window(vec![newest_first])?
-            .filter(col("__medlake_rank").eq(lit(1u64)).and(not(col("deleted"))))?
-            .project(
-                ["id", "version_id", "last_updated", "resource"]
-                    .into_iter()
-                    .map(col)
-                    .collect::<Vec<_>>(),
-            )?
-            .build()?;
+        let plan = newest_versions(plan)?;
         Ok(Arc::new(ViewTable::new(plan, None)))
     }
 }
