@@ -121,39 +121,65 @@ fn a_fhir_write_reaches_views_observation_within_a_flush() {
 #[test]
 fn a_crash_between_the_resource_and_the_view_commits_is_recovered_at_start() {
     let data = tempfile::tempdir().unwrap();
+    // The second flush that stores resources dies between its commit of the
+    // observations and the views' commit: the view then exists and is one commit behind.
     let mut server = Server::start_with_env(
         data.path(),
         &["--flush-interval-secs", "1"],
-        &[("MEDLAKE_CRASH_AT", "flush-before-views")],
+        &[("MEDLAKE_CRASH_AT", "flush-before-views:2")],
     );
     let agent = http();
     agent
         .put(&server.url("/fhir/Observation/o1"))
         .send_json(observation("o1", 130.0))
         .unwrap();
+    let rows = eventually(&agent, &server, SYSTOLIC, Duration::from_secs(20), |r| {
+        !r.is_empty()
+    });
+    assert_eq!(rows.len(), 1, "the first flush reached the view: {rows:?}");
+    agent
+        .put(&server.url("/fhir/Observation/o1"))
+        .send_json(observation("o1", 131.0))
+        .unwrap();
+    agent
+        .put(&server.url("/fhir/Observation/o2"))
+        .send_json(observation("o2", 140.0))
+        .unwrap();
     let status = server.wait_exit(Duration::from_secs(60));
     assert!(status.is_some(), "the crash point was reached");
 
-    // The resource is in Delta, the view has not seen it.
+    // The resources are in Delta, the view has not seen the second commit.
     let stored = sql_json(
         data.path(),
         "SELECT count(*) AS n FROM fhir_history.observation",
     );
-    assert_eq!(stored[0]["n"], 1);
-    let view = sql_json(data.path(), "SELECT count(*) AS n FROM views.observation");
-    assert_eq!(view[0]["n"], 0);
+    assert_eq!(stored[0]["n"], 3);
+    let view = sql_json(
+        data.path(),
+        "SELECT id, value FROM views.observation WHERE code = '8480-6'",
+    );
+    assert_eq!(view, [json!({"id": "o1", "value": 130.0})]);
 
     // The next start brings the view up to the resource table before it serves.
     let server = Server::start(data.path(), &["--flush-interval-secs", "1"]);
-    let rows = sql(&agent, &server, SYSTOLIC);
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0]["value"], 130.0);
+    let rows = sql(
+        &agent,
+        &server,
+        "SELECT id, value FROM views.observation WHERE code = '8480-6' ORDER BY id",
+    );
+    assert_eq!(
+        rows,
+        [
+            json!({"id": "o1", "value": 131.0}),
+            json!({"id": "o2", "value": 140.0})
+        ]
+    );
     let all = sql(
         &agent,
         &server,
         "SELECT count(*) AS n FROM views.observation",
     );
-    assert_eq!(all[0]["n"], 3, "exactly once");
+    assert_eq!(all[0]["n"], 6, "exactly once");
     server.stop();
 }
 
