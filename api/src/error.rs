@@ -130,12 +130,8 @@ impl ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, "not-found", e.to_string())
             }
             LakeError::BadRows { .. } => ApiError::bad_request("structure", e.to_string()),
-            // A materialized view that cannot be defined or built as asked.
-            LakeError::View { .. } => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "processing",
-                e.to_string(),
-            ),
+            // A view definition that cannot be used, or a view that does not exist.
+            LakeError::View { .. } => ApiError::bad_request("invalid", e.to_string()),
             // Not retryable by waiting: the log stays stopped until a restart, so no
             // Retry-After. Its reason (an fsync error, a path) stays in the log.
             LakeError::WalStopped(_) => {

@@ -78,7 +78,7 @@ enum Command {
     /// Run a read-only SQL query.
     ///
     /// Tables: fhir.<type> (current versions), fhir_history.<type> (every version),
-    /// medlake.ingest_errors. JSON functions such as json_get_str(resource, 'gender') work.
+    /// views.<name> (materialized views: medlake views list), medlake.ingest_errors. JSON functions such as json_get_str(resource, 'gender') work.
     ///
     /// Example: medlake sql "SELECT json_get_str(resource, 'gender') AS g, count(*) FROM fhir.patient GROUP BY g"
     Sql(SqlArgs),
@@ -94,9 +94,10 @@ enum Command {
     ///
     /// Example: medlake fhirpath "Patient.name.where(use = 'official').family" --input patient.json
     Fhirpath(FhirpathArgs),
-    /// SQL-on-FHIR v2 ViewDefinitions: flat tables of FHIR resources.
+    /// SQL-on-FHIR v2 ViewDefinitions: flat tables of FHIR resources, run over files or
+    /// kept in the lake as materialized views (`views.<name>` in SQL).
     ///
-    /// Example: medlake views run patient_names.json --input ./synthetic --format csv
+    /// Example: medlake views create blood_pressure.json; medlake views list
     Views {
         #[command(subcommand)]
         command: views_cmd::ViewsCommand,

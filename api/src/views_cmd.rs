@@ -1,11 +1,19 @@
-//! `medlake views run`: a SQL-on-FHIR ViewDefinition over FHIR files or over the lake,
-//! printed as a table, CSV or JSON, or written as Parquet.
+//! `medlake views`: SQL-on-FHIR ViewDefinitions.
 //!
-//! Without `--input` the view runs over the current versions of its resource type in the
-//! workspace (`--data`, `--workspace`), opened read-only as `medlake sql` opens it: what
-//! is in Delta, not a running server's unflushed writes (its `$viewdefinition-run` sees
-//! those). The resources are streamed from `fhir.<type>` on the query runtime and
-//! evaluated batch by batch ([`medlake_query::view_run`]); only the rows are kept.
+//! `create`, `refresh`, `list` and `drop` manage the lake's materialized views
+//! ([`medlake_lake::matview`]): tables `views.<name>` kept fresh by every flush and bulk
+//! load. They change the workspace, so they open it as its owner (with the WAL), and are
+//! refused while a server holds it: a running server creates a view when a ViewDefinition
+//! tagged `medlake` is stored through its FHIR API. `list` only reads, and works beside a
+//! running server.
+//!
+//! `run`: a ViewDefinition over FHIR files or over the lake, printed as a table, CSV or
+//! JSON, or written as Parquet. Without `--input` the view runs over the current versions
+//! of its resource type in the workspace (`--data`, `--workspace`), opened read-only as
+//! `medlake sql` opens it: what is in Delta, not a running server's unflushed writes (its
+//! `$viewdefinition-run` sees those). The resources are streamed from `fhir.<type>` on the
+//! query runtime and evaluated batch by batch ([`medlake_query::view_run`]); only the rows
+//! are kept.
 //!
 //! The files are read with the same readers as `medlake ingest` (NDJSON, NDJSON.gz,
 //! Bundles, single resources, folders of them), so a transaction Bundle's `urn:uuid:`
@@ -26,7 +34,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use medlake_ingest::source::{self, Payload};
 use medlake_ingest::view::ViewDefinition;
-use medlake_lake::Lake;
+use medlake_lake::{Lake, LakeError, LakeOptions};
 use serde_json::{Map, Value};
 
 use crate::{Format, Settings};
@@ -40,6 +48,31 @@ pub enum ViewsCommand {
     ///
     /// Example: medlake views run patient_names.json --input ./synthetic --format csv
     Run(RunArgs),
+    /// Create a materialized view `views.<name>` from a ViewDefinition: built from the
+    /// stored resources now, and kept fresh by every flush and bulk load from then on.
+    /// Refused while a server holds the workspace.
+    ///
+    /// Example: medlake views create blood_pressure.json
+    Create {
+        /// The ViewDefinition (SQL-on-FHIR v2), a JSON file with a `name`.
+        view: PathBuf,
+    },
+    /// Rebuild a materialized view from scratch, replacing its table's content.
+    ///
+    /// Example: medlake views refresh observation
+    Refresh {
+        /// The view's name (`views.<name>`).
+        name: String,
+    },
+    /// List the materialized views: the built-in ones and those created.
+    List,
+    /// Drop a materialized view that was created: its definition and its table.
+    ///
+    /// Example: medlake views drop blood_pressure
+    Drop {
+        /// The view's name (`views.<name>`).
+        name: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -58,9 +91,79 @@ pub struct RunArgs {
     output: Option<PathBuf>,
 }
 
+/// Run a `views` command in the workspace that `settings` names.
 pub async fn run(command: ViewsCommand, settings: &Settings) -> Result<()> {
+    let lake = settings.lake_options(true);
     match command {
         ViewsCommand::Run(a) => run_view(a, settings).await,
+        ViewsCommand::Create { view } => {
+            let text = std::fs::read_to_string(&view)
+                .with_context(|| format!("could not read the view {}", view.display()))?;
+            let json: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", view.display()))?;
+            let lake = open_as_owner(lake, "create a view").await?;
+            // Rows an earlier server left in the WAL go to Delta first, so that the
+            // build sees every acknowledged write.
+            lake.flush().await?;
+            let created = lake.create_view(json).await?;
+            println!(
+                "created views.{} over {}",
+                created.name(),
+                created.resource_type()
+            );
+            Ok(())
+        }
+        ViewsCommand::Refresh { name } => {
+            let lake = open_as_owner(lake, "refresh a view").await?;
+            lake.flush().await?;
+            lake.refresh_view(&name).await?;
+            println!("refreshed views.{}", name.to_ascii_lowercase());
+            Ok(())
+        }
+        ViewsCommand::Drop { name } => {
+            let lake = open_as_owner(lake, "drop a view").await?;
+            lake.drop_view(&name).await?;
+            println!("dropped views.{}", name.to_ascii_lowercase());
+            Ok(())
+        }
+        ViewsCommand::List => {
+            let lake = Lake::open(LakeOptions {
+                with_wal: false,
+                ..lake
+            })
+            .await?;
+            for v in lake.view_status() {
+                println!(
+                    "views.{:<24} {:<20} {:<9} {}",
+                    v.name,
+                    v.resource_type,
+                    if v.builtin { "built-in" } else { "created" },
+                    v.seen.map_or_else(
+                        || "not built yet".to_string(),
+                        |s| format!("up to {} version {s}", v.resource_type)
+                    )
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Open the workspace with its WAL, or say why a running server prevents it.
+async fn open_as_owner(options: LakeOptions, what: &str) -> Result<Lake> {
+    match Lake::open(LakeOptions {
+        with_wal: true,
+        ..options
+    })
+    .await
+    {
+        Err(LakeError::WalLocked { dir }) => bail!(
+            "a server is writing to this workspace (its WAL {dir} is locked), and views \
+             are changed by the process that owns it. Creating views through the server \
+             (a ViewDefinition stored through the FHIR API) is not supported yet: stop \
+             the server, {what} with this command, and start the server again"
+        ),
+        other => Ok(other?),
     }
 }
 

@@ -15,8 +15,6 @@
 //! - `flush-before-views` (`lake/flush.rs`): a flush has committed a type's rows and its
 //!   materialized views have not taken them yet. Recovery must bring the views up to
 //!   the resource table exactly ([`crate::matview`]).
-//! - `view-after-commit` (`lake/views.rs`): a view's table has just committed, before
-//!   the process records what it has seen.
 //! - `wal-mid-group` (`wal.rs`): the WAL writer has written the first half of a group's
 //!   bytes and neither synced nor acknowledged any of them. Recovery must cut the torn
 //!   record and may keep the whole records before it (written, never acknowledged).
@@ -37,7 +35,6 @@ pub const POINTS: &[&str] = &[
     "flush-before-commit",
     "flush-after-commit",
     "flush-before-views",
-    "view-after-commit",
     "wal-mid-group",
     "compact-after-commit",
 ];

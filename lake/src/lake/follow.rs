@@ -246,6 +246,9 @@ impl Lake {
         // New versions, by file, to index for search in a second pass.
         let mut fresh: HashSet<u64> = HashSet::new();
         let mut fresh_files: HashSet<String> = HashSet::new();
+        // Versions found moved so far: a compaction that rewrote a clash carries both
+        // copies of the version, and only the first found may become its place.
+        let mut moved_seen: HashSet<u64> = HashSet::new();
         self.for_each_placed_row(
             new,
             resource_type,
@@ -254,7 +257,14 @@ impl Lake {
                 let key = version_key(row.id, row.version_id);
                 let known = index.get(resource_type, row.id);
                 let new_version = known.is_none_or(|l| row.version_id > l.version_id);
-                let moved = !new_version && moved_from.as_ref().is_none_or(|m| m.contains(&key));
+                let was_moved =
+                    !new_version && moved_from.as_ref().is_none_or(|m| m.contains(&key));
+                let moved = was_moved && moved_seen.insert(key);
+                if was_moved && !moved {
+                    // The second copy of a clash that was already reported: hidden again.
+                    index.hide(place);
+                    return;
+                }
                 if new_version || moved {
                     index.observe_at(
                         resource_type,

@@ -22,9 +22,13 @@
 //! Bulk loads ([`crate::bulk::BulkWriter`]) skip the WAL: a Delta commit of a large batch
 //! is itself the durable acknowledgement.
 //!
+//! After each commit of a type's resources (a flush or a bulk commit), the materialized
+//! views of that type take the committed versions ([`crate::matview`], `views`).
+//!
 //! The code follows those seams: [`open`] (loading and recovery), [`write`] (versions,
 //! pending writes, appends of other kinds), [`read`], [`flush`], [`follow`] (commits of
-//! other processes) and [`delta`] (table URLs and snapshots). The types live here, and the submodules share this module's imports.
+//! other processes), `views` (materialized views) and [`delta`] (table URLs and
+//! snapshots). The types live here, and the submodules share this module's imports.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -409,7 +409,6 @@ impl Lake {
         }
         let name = format!("views.{}", view.name());
         let table = write.await.map_err(|e| LakeError::delta(&name, e))?;
-        crate::crash::point("view-after-commit");
         self.set_view_seen(view.name(), seen, Some(table));
         Ok(())
     }

@@ -53,11 +53,11 @@ impl DefinitionStore {
                 url: workspace_url.to_string(),
                 reason: e.to_string(),
             })?;
-        if missing_local_dir(&url) {
-            if let Ok(dir) = url.to_file_path() {
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| LakeError::io(format!("creating {}", dir.display()), e))?;
-            }
+        if missing_local_dir(&url)
+            && let Ok(dir) = url.to_file_path()
+        {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| LakeError::io(format!("creating {}", dir.display()), e))?;
         }
         let store = deltalake::logstore::store_for(&url, std::iter::empty::<(String, String)>())
             .map_err(|e| LakeError::delta(url.as_str(), e))?;
