@@ -159,9 +159,10 @@ async fn open_as_owner(options: LakeOptions, what: &str) -> Result<Lake> {
     {
         Err(LakeError::WalLocked { dir }) => bail!(
             "a server is writing to this workspace (its WAL {dir} is locked), and views \
-             are changed by the process that owns it. Creating views through the server \
-             (a ViewDefinition stored through the FHIR API) is not supported yet: stop \
-             the server, {what} with this command, and start the server again"
+             are changed by the process that owns it. Either store the ViewDefinition \
+             through the server's FHIR API with a meta.tag of code `medlake` (the server \
+             then keeps the view), or stop the server, {what} with this command, and \
+             start the server again"
         ),
         other => Ok(other?),
     }

@@ -91,6 +91,10 @@ impl QueryEngine {
             crate::time_travel::FHIR_AS_OF,
             Arc::new(crate::time_travel::FhirAsOf::new(lake.clone())),
         );
+        ctx.register_udtf(
+            crate::views::VIEWS_AS_OF,
+            Arc::new(crate::views::ViewsAsOf::new(lake.clone())),
+        );
         catalog.register_schema("views", Arc::new(ViewsSchema::new(lake.clone())))?;
         catalog.register_schema("medlake", Arc::new(SystemSchema::new(lake)))?;
         ctx.register_catalog(CATALOG, Arc::new(catalog));

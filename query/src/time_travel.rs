@@ -66,7 +66,7 @@ impl FhirAsOf {
 }
 
 /// When to look: a time in microseconds since the epoch, or a Delta version.
-enum AsOf {
+pub(crate) enum AsOf {
     Micros(i64),
     DeltaVersion(i64),
 }
@@ -92,7 +92,7 @@ impl TableFunctionImpl for FhirAsOf {
         let Some(resource_type) = resource_type_for(&name) else {
             return plan_err!("{name} is not an R4 resource type");
         };
-        let as_of = as_of(constant(when)?)?;
+        let as_of = as_of(constant(when)?, FHIR_AS_OF)?;
         let history: Arc<dyn TableProvider> = match as_of {
             AsOf::Micros(_) => Arc::new(ResourceHistoryTable::new(
                 self.lake.0.clone(),
@@ -118,7 +118,7 @@ impl TableFunctionImpl for FhirAsOf {
 
 /// An argument's value: literals, and constant expressions such as `TIMESTAMP '...'` or
 /// `now() - INTERVAL '30 days'`, evaluated once.
-fn constant(expr: &Expr) -> Result<ScalarValue> {
+pub(crate) fn constant(expr: &Expr) -> Result<ScalarValue> {
     if let Expr::Literal(v, _) = expr {
         return Ok(v.clone());
     }
@@ -140,7 +140,8 @@ fn constant(expr: &Expr) -> Result<ScalarValue> {
     }
 }
 
-fn as_of(value: ScalarValue) -> Result<AsOf> {
+/// The second argument of a time-travel function `function`.
+pub(crate) fn as_of(value: ScalarValue, function: &str) -> Result<AsOf> {
     let micros = |v: &ScalarValue| -> Result<i64> {
         match v.cast_to(&DataType::Timestamp(
             datafusion::arrow::datatypes::TimeUnit::Microsecond,
@@ -176,7 +177,7 @@ fn as_of(value: ScalarValue) -> Result<AsOf> {
             })
         }
         other => plan_err!(
-            "the second argument of {FHIR_AS_OF} is a time (TIMESTAMP '2024-01-01T00:00:00Z') or a Delta version (a number); got {other}"
+            "the second argument of {function} is a time (TIMESTAMP '2024-01-01T00:00:00Z') or a Delta version (a number); got {other}"
         ),
     }
 }

@@ -20,6 +20,15 @@
 //! consistent as of its last commit (at most one flush behind the resources), in every
 //! process that reads it, `medlake sql` included. `views refresh` rewrites a view with
 //! only the current versions, which drops the rows that updates left behind.
+//!
+//! # Time travel
+//!
+//! `views_as_of(name, time | delta_version)` ([`VIEWS_AS_OF`]) is the same plan over an
+//! earlier state of the view's table: a Delta version of it, or its newest commit at or
+//! before a time. That is the view as it stood then, which is what Spark's or DuckDB's
+//! `TIMESTAMP AS OF` on the same table answer. It is the state of the view's commits,
+//! which follow the resources' by at most one flush: for the resources as the server
+//! had recorded them at an instant (`meta.lastUpdated`), use `fhir_as_of`.
 
 use std::sync::Arc;
 
@@ -35,19 +44,26 @@ use datafusion::functions_aggregate::expr_fn::max;
 use datafusion::logical_expr::{
     Expr, LogicalPlanBuilder, TableProviderFilterPushDown, col, ident, not,
 };
+use datafusion::catalog::TableFunctionImpl;
+use datafusion::common::{ScalarValue, plan_err};
 use datafusion::physical_plan::ExecutionPlan;
-use medlake_lake::Lake;
-use medlake_lake::TableKind;
+use datafusion::physical_plan::empty::EmptyExec;
 use medlake_lake::matview::{EMPTY_COLUMN, RESOURCE_ID_COLUMN, VERSION_ID_COLUMN};
+use medlake_lake::{Lake, TableKind, ViewAsOf};
 
-use crate::provider::{LakeHandle, scan_delta_and_tail, sql_schema};
+use crate::provider::{LakeHandle, external, scan_delta_and_tail, sql_schema};
+use crate::time_travel::{AsOf, as_of, constant};
 
-/// A view's table as stored, bookkeeping columns included.
+/// The SQL name of the views' time-travel table function.
+pub const VIEWS_AS_OF: &str = "views_as_of";
+
+/// A view's table as stored, bookkeeping columns included: as it is now, or as it was.
 #[derive(Debug)]
 struct StoredView {
     lake: LakeHandle,
     name: String,
     schema: SchemaRef,
+    as_of: Option<ViewAsOf>,
 }
 
 #[async_trait]
@@ -74,7 +90,23 @@ impl TableProvider for StoredView {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let delta = self.lake.0.view_snapshot(&self.name).and_then(|s| s.delta);
+        let delta = match self.as_of {
+            None => self.lake.0.view_snapshot(&self.name).and_then(|s| s.delta),
+            Some(as_of) => self
+                .lake
+                .0
+                .view_table_as_of(&self.name, as_of)
+                .await
+                .map_err(external)?,
+        };
+        if delta.is_none() && self.as_of.is_some() {
+            let wanted = projection
+                .cloned()
+                .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
+            return Ok(Arc::new(EmptyExec::new(Arc::new(
+                self.schema.project(&wanted)?,
+            ))));
+        }
         scan_delta_and_tail(
             state,
             delta.as_ref(),
@@ -90,6 +122,11 @@ impl TableProvider for StoredView {
 
 /// `views.<name>`: the current rows of a view, as a plan over its stored table.
 pub fn current_view(lake: Lake, name: &str) -> Result<Option<ViewTable>> {
+    view_rows(lake, name, None)
+}
+
+/// The current rows of a view in its table now, or in an earlier state of it.
+fn view_rows(lake: Lake, name: &str, as_of: Option<ViewAsOf>) -> Result<Option<ViewTable>> {
     let Some(snapshot) = lake.view_snapshot(name) else {
         return Ok(None);
     };
@@ -98,6 +135,7 @@ pub fn current_view(lake: Lake, name: &str) -> Result<Option<ViewTable>> {
         lake: LakeHandle(lake),
         name: view.name().to_string(),
         schema: sql_schema(&view.schema()),
+        as_of,
     });
     let table = format!("views.{}", view.name());
     let newest = LogicalPlanBuilder::scan(
@@ -167,5 +205,54 @@ impl SchemaProvider for ViewsSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         self.lake.0.view_snapshot(name).is_some()
+    }
+}
+
+/// `views_as_of(name, time | delta_version)`: see the module doc.
+#[derive(Debug)]
+pub struct ViewsAsOf {
+    lake: LakeHandle,
+}
+
+impl ViewsAsOf {
+    pub fn new(lake: Lake) -> Self {
+        ViewsAsOf {
+            lake: LakeHandle(lake),
+        }
+    }
+}
+
+impl TableFunctionImpl for ViewsAsOf {
+    fn call(&self, args: &[Expr]) -> Result<Arc<dyn TableProvider>> {
+        let [name, when] = args else {
+            return plan_err!(
+                "{VIEWS_AS_OF} takes two arguments: a view's name and a time or Delta version, \
+                 e.g. {VIEWS_AS_OF}('observation', TIMESTAMP '2024-01-01T00:00:00Z')"
+            );
+        };
+        let name = match constant(name)? {
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::LargeUtf8(Some(s))
+            | ScalarValue::Utf8View(Some(s)) => s,
+            other => {
+                return plan_err!(
+                    "the first argument of {VIEWS_AS_OF} is a view's name as text, like 'observation'; got {other}"
+                );
+            }
+        };
+        let name = name.strip_prefix("views.").unwrap_or(&name).to_string();
+        let as_of = match as_of(constant(when)?, VIEWS_AS_OF)? {
+            AsOf::DeltaVersion(v) => ViewAsOf::DeltaVersion(v as u64),
+            AsOf::Micros(m) => match chrono::DateTime::from_timestamp_micros(m) {
+                Some(t) => ViewAsOf::Time(t),
+                None => return plan_err!("{m} µs is not a time {VIEWS_AS_OF} can read"),
+            },
+        };
+        match view_rows(self.lake.0.clone(), &name, Some(as_of))? {
+            Some(v) => Ok(Arc::new(v)),
+            None => plan_err!(
+                "there is no view views.{name}; `SELECT table_name FROM information_schema.tables WHERE table_schema = 'views'` lists them"
+            ),
+        }
     }
 }

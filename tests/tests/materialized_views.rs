@@ -259,3 +259,232 @@ fn views_are_created_listed_refreshed_and_dropped_by_the_cli() {
     let out = medlake_unchecked(data.path(), &["views", "drop", "observation"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("built-in"));
 }
+
+/// A ViewDefinition as the FHIR API stores it, asking to be materialized.
+fn tagged_view(name: &str, threshold: f64) -> Value {
+    json!({
+        "resourceType": "ViewDefinition", "name": name, "resource": "Observation",
+        "meta": {"tag": [{"system": "https://medlake.dev/tags", "code": "medlake"}]},
+        "select": [
+            {"column": [{"name": "id", "path": "getResourceKey()", "type": "id"}]},
+            {"forEach": format!("component.where(code.coding.code = '8480-6' and value.value > {threshold})"),
+             "column": [{"name": "systolic", "path": "value.value", "type": "decimal"}]}
+        ]
+    })
+}
+
+#[test]
+fn a_view_definition_stored_with_the_medlake_tag_becomes_a_view_that_follows_it() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &["--flush-interval-secs", "1"]);
+    let agent = http();
+    for (id, systolic) in [("o1", 120.0), ("o2", 140.0), ("o3", 160.0)] {
+        let r = agent
+            .put(&server.url(&format!("/fhir/Observation/{id}")))
+            .send_json(observation(id, systolic))
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    let r = agent
+        .put(&server.url("/fhir/ViewDefinition/high"))
+        .send_json(tagged_view("high_systolic", 130.0))
+        .unwrap();
+    assert!(r.status().is_success());
+    let query = "SELECT id, systolic FROM views.high_systolic ORDER BY id";
+    let within = Duration::from_secs(20);
+    let rows = eventually_ok(&agent, &server, query, within, |r| r.len() == 2);
+    assert_eq!(
+        rows,
+        [
+            json!({"id": "o2", "systolic": 140.0}),
+            json!({"id": "o3", "systolic": 160.0})
+        ]
+    );
+    // It is kept fresh like any view.
+    agent
+        .put(&server.url("/fhir/Observation/o4"))
+        .send_json(observation("o4", 150.0))
+        .unwrap();
+    let rows = eventually_ok(&agent, &server, query, within, |r| r.len() == 3);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+
+    // A new version of the definition rebuilds the view.
+    agent
+        .put(&server.url("/fhir/ViewDefinition/high"))
+        .send_json(tagged_view("high_systolic", 155.0))
+        .unwrap();
+    let rows = eventually_ok(&agent, &server, query, within, |r| r.len() == 1);
+    assert_eq!(rows, [json!({"id": "o3", "systolic": 160.0})]);
+
+    // A tagged definition whose view cannot be made is refused before it is stored.
+    let mut r = agent
+        .put(&server.url("/fhir/ViewDefinition/clash"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_json(tagged_view("observation", 1.0))
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let outcome: Value = r.body_mut().read_json().unwrap();
+    assert!(outcome.to_string().contains("built-in"), "{outcome}");
+    let r = agent
+        .put(&server.url("/fhir/ViewDefinition/other"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_json(tagged_view("high_systolic", 1.0))
+        .unwrap();
+    assert_eq!(r.status(), 400, "another resource's view name");
+    let r = agent
+        .get(&server.url("/fhir/ViewDefinition/clash"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 404, "the refused definition was not stored");
+    // An untagged ViewDefinition is only stored.
+    agent
+        .put(&server.url("/fhir/ViewDefinition/plain"))
+        .send_json(json!({"resourceType": "ViewDefinition", "name": "plain_view",
+            "resource": "Patient", "select": [{"column": [{"name": "id", "path": "id"}]}]}))
+        .unwrap();
+
+    // The CLI does not drop a view that a resource keeps, and says what does.
+    server.stop();
+    let out = medlake_unchecked(data.path(), &["views", "drop", "high_systolic"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ViewDefinition/high"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = String::from_utf8(medlake(data.path(), &["views", "list"]).stdout).unwrap();
+    assert!(listed.contains("views.high_systolic"), "{listed}");
+    assert!(!listed.contains("plain_view"), "{listed}");
+
+    // Deleting the resource drops its view; a restart keeps it dropped.
+    let server = Server::start(data.path(), &["--flush-interval-secs", "1"]);
+    agent
+        .delete(&server.url("/fhir/ViewDefinition/high"))
+        .call()
+        .unwrap();
+    let deadline = Instant::now() + within;
+    let gone = loop {
+        let r = agent
+            .post(&server.url("/sql"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send(query)
+            .unwrap();
+        if r.status() != 200 || Instant::now() > deadline {
+            break r.status() != 200;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(gone, "views.high_systolic outlived its ViewDefinition");
+    server.stop();
+    let listed = String::from_utf8(medlake(data.path(), &["views", "list"]).stdout).unwrap();
+    assert!(!listed.contains("views.high_systolic"), "{listed}");
+}
+
+/// [`eventually`], for a query that may fail (a view that does not exist yet).
+fn eventually_ok(
+    agent: &ureq::Agent,
+    server: &Server,
+    query: &str,
+    within: Duration,
+    check: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut r = agent
+            .post(&server.url("/sql"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send(query)
+            .unwrap();
+        if r.status() == 200 {
+            let rows = match r.body_mut().read_json::<Value>().unwrap() {
+                Value::Array(rows) => rows,
+                other => panic!("not rows: {other}"),
+            };
+            if check(&rows) || Instant::now() > deadline {
+                return rows;
+            }
+        } else if Instant::now() > deadline {
+            panic!("{query} still fails: {}", r.body_mut().read_to_string().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn views_as_of_reads_an_earlier_state_of_a_view() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &["--flush-interval-secs", "1"]);
+    let agent = http();
+    agent
+        .put(&server.url("/fhir/Observation/o1"))
+        .send_json(observation("o1", 120.0))
+        .unwrap();
+    let first = eventually(&agent, &server, SYSTOLIC, Duration::from_secs(20), |r| {
+        r.len() == 1
+    });
+    assert_eq!(first[0]["value"], 120.0);
+    // A moment between the first state of the view and the next.
+    std::thread::sleep(Duration::from_millis(1100));
+    let between = sql(&agent, &server, "SELECT CAST(now() AS VARCHAR) AS t")[0]["t"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::thread::sleep(Duration::from_millis(1100));
+    agent
+        .put(&server.url("/fhir/Observation/o1"))
+        .send_json(observation("o1", 99.0))
+        .unwrap();
+    agent
+        .put(&server.url("/fhir/Observation/o2"))
+        .send_json(observation("o2", 101.0))
+        .unwrap();
+    let now = eventually(&agent, &server, SYSTOLIC, Duration::from_secs(20), |r| {
+        r.len() == 2
+    });
+    assert_eq!(now.len(), 2, "{now:?}");
+
+    let then = sql(
+        &agent,
+        &server,
+        &format!(
+            "SELECT id, value FROM views_as_of('observation', TIMESTAMP '{between}') \
+             WHERE code = '8480-6'"
+        ),
+    );
+    assert_eq!(then, [json!({"id": "o1", "value": 120.0})]);
+    // Delta version 0 of the view's table: the first commit, the same state.
+    let v0 = sql(
+        &agent,
+        &server,
+        "SELECT id, value FROM views_as_of('observation', 0) WHERE code = '8480-6'",
+    );
+    assert_eq!(v0, then);
+    // Before the view had a table: nothing.
+    let before = sql(
+        &agent,
+        &server,
+        "SELECT count(*) AS n FROM views_as_of('views.observation', TIMESTAMP '2000-01-01T00:00:00Z')",
+    );
+    assert_eq!(before[0]["n"], 0);
+    let mut r = agent
+        .post(&server.url("/sql"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send("SELECT * FROM views_as_of('no_such_view', 0)")
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(r.body_mut().read_to_string().unwrap().contains("no view"));
+    server.stop();
+}

@@ -9,7 +9,11 @@ use object_store::ObjectStoreExt;
 
 use super::*;
 use crate::matview::store::DefinitionStore;
-use crate::matview::{MaterializedView, VIEW_SOURCE_APP_ID, builtin};
+use crate::matview::{
+    MATERIALIZE_TAG, MaterializedView, VIEW_SOURCE_APP_ID, asks_to_materialize, builtin,
+    without_materialize_tag,
+};
+use medlake_ingest::validate::VIEW_DEFINITION;
 
 /// Rows a full build commits at a time.
 const BUILD_CHUNK_ROWS: usize = 200_000;
@@ -30,6 +34,13 @@ pub(super) struct ViewState {
 pub struct ViewSnapshot {
     pub view: Arc<MaterializedView>,
     pub delta: Option<DeltaTable>,
+}
+
+/// Which state of a view's table to read ([`Lake::view_table_as_of`]).
+#[derive(Debug, Clone, Copy)]
+pub enum ViewAsOf {
+    DeltaVersion(u64),
+    Time(chrono::DateTime<chrono::Utc>),
 }
 
 /// One view, for `medlake views list`.
@@ -227,6 +238,14 @@ impl Lake {
         if !self.shared.maintain_views {
             return;
         }
+        if resource_type == VIEW_DEFINITION
+            && let Err(e) = self.sync_stored_views(table).await
+        {
+            tracing::error!(
+                "the views of stored ViewDefinitions could not follow them (they try again \
+                 at the next commit of ViewDefinition or the next start): {e}"
+            );
+        }
         for view in self.views_of(resource_type) {
             if let Err(e) = self.advance_view(&view, table, committed).await {
                 tracing::error!(
@@ -420,6 +439,14 @@ impl Lake {
             return;
         }
         let _one_at_a_time = self.shared.flush_lock.lock().await;
+        if let Some(table) = self.installed_table(VIEW_DEFINITION)
+            && let Err(e) = self.sync_stored_views(&table).await
+        {
+            tracing::error!(
+                "the views of stored ViewDefinitions could not follow them (they try again \
+                 at the next commit of ViewDefinition or the next start): {e}"
+            );
+        }
         let views: Vec<Arc<MaterializedView>> = self.views();
         for view in views {
             let Some(table) = self.installed_table(view.resource_type()) else {
@@ -451,24 +478,55 @@ impl Lake {
 
     /// Create a materialized view from a ViewDefinition: store its definition in the
     /// workspace, build its table from the resources committed so far, and keep it
-    /// fresh from then on.
+    /// fresh from then on (`medlake views create`). A [`MATERIALIZE_TAG`] in the
+    /// definition is dropped: such a view stays until `medlake views drop`, whatever
+    /// becomes of a stored resource of the same id.
     pub async fn create_view(&self, json: Value) -> Result<Arc<MaterializedView>> {
         self.views_writable()?;
-        let view = Arc::new(MaterializedView::from_json(json, false)?);
+        let view = Arc::new(MaterializedView::from_json(
+            without_materialize_tag(json),
+            false,
+        )?);
         let _one_at_a_time = self.shared.flush_lock.lock().await;
+        self.add_view(&view).await?;
+        Ok(view)
+    }
+
+    /// Why `view` cannot take its name, if another view has it.
+    fn name_taken(&self, view: &MaterializedView) -> Option<LakeError> {
+        let views = self.shared.views.lock();
+        let existing = views.get(view.name())?;
+        let reason = if existing.view.is_builtin() {
+            "a built-in view has this name; give the view another `name`".to_string()
+        } else if let Some(owner) = existing.view.source_id() {
+            if view.source_id() == Some(owner) {
+                return None;
+            }
+            format!(
+                "the stored ViewDefinition/{owner} keeps a view of this name; give the view \
+                 another `name`, or change or delete that one"
+            )
+        } else {
+            "a view of this name exists; drop it first (`medlake views drop`), or give the \
+             view another `name`"
+                .to_string()
+        };
+        Some(LakeError::View {
+            view: view.name().to_string(),
+            reason,
+        })
+    }
+
+    /// Store a new view's definition and build its table. The caller holds the flush lock.
+    async fn add_view(&self, view: &Arc<MaterializedView>) -> Result<()> {
         {
+            if let Some(taken) = self.name_taken(view) {
+                return Err(taken);
+            }
             let mut views = self.shared.views.lock();
-            if let Some(existing) = views.get(view.name()) {
-                return Err(LakeError::View {
-                    view: view.name().to_string(),
-                    reason: if existing.view.is_builtin() {
-                        "a built-in view has this name; give the view another `name`".into()
-                    } else {
-                        "a view of this name exists; drop it first (`medlake views drop`), \
-                         or give the view another `name`"
-                            .into()
-                    },
-                });
+            if views.contains_key(view.name()) {
+                // The same stored ViewDefinition: it keeps its view.
+                return Ok(());
             }
             views.insert(
                 view.name().to_string(),
@@ -484,7 +542,7 @@ impl Lake {
                 .put(view.name(), view.json())
                 .await?;
             // A table left by a view of the same name that was dropped half-way.
-            self.remove_view_table(&view).await
+            self.remove_view_table(view).await
         }
         .await;
         if let Err(e) = stored {
@@ -492,9 +550,137 @@ impl Lake {
             return Err(e);
         }
         if let Some(table) = self.current_table(view.resource_type()).await? {
-            self.build_view(&view, &table).await?;
+            self.build_view(view, &table).await?;
         }
-        Ok(view)
+        Ok(())
+    }
+
+    /// Refuse, before it is acknowledged, a write of a ViewDefinition with the
+    /// [`MATERIALIZE_TAG`] whose view could not be made: one the view parser or the
+    /// table layout refuses, or whose name another view has.
+    pub(super) fn check_view_claims(&self, ops: &[WriteOp]) -> Result<()> {
+        for op in ops {
+            let WriteOp::Put {
+                resource_type,
+                id,
+                resource,
+                ..
+            } = op
+            else {
+                continue;
+            };
+            if resource_type != VIEW_DEFINITION {
+                continue;
+            }
+            let mut json = Value::Object(resource.clone());
+            if !asks_to_materialize(&json) {
+                continue;
+            }
+            // The id the resource will have; a create without one has no view yet, so
+            // any view of the same name is another's.
+            if let (Some(id), Some(m)) = (id, json.as_object_mut()) {
+                m.insert("id".into(), Value::String(id.clone()));
+            }
+            let view = MaterializedView::from_json(json, false)?;
+            if let Some(taken) = self.name_taken(&view) {
+                return Err(taken);
+            }
+        }
+        Ok(())
+    }
+
+    /// Bring the views of stored ViewDefinitions with the [`MATERIALIZE_TAG`] in step
+    /// with `table`, the ViewDefinition table just committed (or found at open): a view
+    /// for each current tagged definition, rebuilt when its definition changed, dropped
+    /// when its resource was deleted or lost the tag. The caller holds the flush lock.
+    /// A definition that cannot be made a view (a name another view has, which a write
+    /// through the FHIR API is refused for but a bulk load is not) is logged and skipped.
+    async fn sync_stored_views(&self, table: &DeltaTable) -> Result<()> {
+        let mut wanted: BTreeMap<String, Value> = BTreeMap::new();
+        let mut rx = file_scan::scan(
+            self.shared.points.clone(),
+            table,
+            VIEW_DEFINITION,
+            Values::Resource,
+            |_| true,
+        )?;
+        while let Some(item) = rx.recv().await {
+            let batch = item?.batch;
+            let keep = self.newest_in_delta(VIEW_DEFINITION, &batch)?;
+            let columns = KeyColumns::new(&batch)?;
+            for (i, keep) in keep.into_iter().enumerate() {
+                let row = columns.row(i)?;
+                if !keep || row.deleted {
+                    continue;
+                }
+                let Ok(json) = serde_json::from_str::<Value>(row.resource.unwrap_or("")) else {
+                    continue;
+                };
+                if asks_to_materialize(&json) {
+                    wanted.insert(row.id.to_string(), json);
+                }
+            }
+        }
+        for view in self.views() {
+            let Some(owner) = view.source_id() else {
+                continue;
+            };
+            if !wanted.get(owner).is_some_and(|j| view.same_definition(j)) {
+                tracing::info!("view {}: ViewDefinition/{owner} changed; dropping it", view.name());
+                self.remove_view(&view).await?;
+            }
+        }
+        for (id, json) in wanted {
+            let view = match MaterializedView::from_json(json, false) {
+                Ok(v) => Arc::new(v),
+                Err(e) => {
+                    tracing::error!("ViewDefinition/{id} makes no view: {e}");
+                    continue;
+                }
+            };
+            if self.view_snapshot(view.name()).is_some_and(|s| s.view.source_id() == Some(&id)) {
+                continue;
+            }
+            match self.add_view(&view).await {
+                Ok(()) => tracing::info!("view {} made from ViewDefinition/{id}", view.name()),
+                Err(e) => tracing::error!("ViewDefinition/{id} makes no view: {e}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// A view's table as it was at a Delta version of it, or at the newest commit made at
+    /// or before a time (the commit files' times, as other engines' `TIMESTAMP AS OF`
+    /// reads them). `None` when the view had no table then.
+    pub async fn view_table_as_of(&self, name: &str, as_of: ViewAsOf) -> Result<Option<DeltaTable>> {
+        let view = self
+            .view_snapshot(name)
+            .ok_or_else(|| unknown_view(name))?
+            .view;
+        let url = self.kind_table_url(view.as_ref())?;
+        if load_table(&url).await?.is_none() {
+            return Ok(None);
+        }
+        let builder = DeltaTableBuilder::from_url(url.clone())
+            .map_err(|e| LakeError::delta(url.as_str(), e))?;
+        let builder = match as_of {
+            ViewAsOf::DeltaVersion(v) => builder.with_version(v),
+            ViewAsOf::Time(t) => builder.with_timestamp(t),
+        };
+        let table = builder
+            .load()
+            .await
+            .map_err(|e| LakeError::delta(url.as_str(), e))?;
+        if let ViewAsOf::Time(t) = as_of {
+            // Before the table's first commit delta-rs loads that commit all the same.
+            let first = table
+                .version()
+                .and_then(|v| table.snapshot().ok()?.version_timestamp(v));
+            if first.is_some_and(|ms| ms > t.timestamp_millis()) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(table))
     }
 
     /// Rebuild a view from scratch, replacing its table's content in one overwrite
@@ -526,12 +712,26 @@ impl Lake {
                 reason: "built-in views cannot be dropped".into(),
             });
         }
+        if let Some(owner) = view.source_id() {
+            return Err(LakeError::View {
+                view: view.name().to_string(),
+                reason: format!(
+                    "this view follows the stored ViewDefinition/{owner}: delete that \
+                     resource, or remove its `{MATERIALIZE_TAG}` tag, to drop the view"
+                ),
+            });
+        }
         let _one_at_a_time = self.shared.flush_lock.lock().await;
+        self.remove_view(&view).await
+    }
+
+    /// Drop a view's definition and table. The caller holds the flush lock.
+    async fn remove_view(&self, view: &MaterializedView) -> Result<()> {
         DefinitionStore::new(&self.shared.workspace_url)?
             .remove(view.name())
             .await?;
         self.shared.views.lock().remove(view.name());
-        self.remove_view_table(&view).await
+        self.remove_view_table(view).await
     }
 
     /// Delete every file of a view's table.

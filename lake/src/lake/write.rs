@@ -250,6 +250,7 @@ impl Lake {
     /// that assigns versions: if one fails, nothing is written.
     pub async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<Written>> {
         let wal = self.writable()?;
+        self.check_view_claims(&ops)?;
         // Extract search values before taking the lock: it is the costly part of a write,
         // and for a large request it moves off the async threads ([`crate::blocking`]).
         let mut ops = ops;

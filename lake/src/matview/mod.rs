@@ -54,6 +54,14 @@
 //! the lake maintains the same views. The table of a view is named by the view's `name`
 //! in lower case (`views.<name>`).
 //!
+//! A user creates a view in one of two ways. `medlake views create` (while no server
+//! holds the workspace) makes a view that only `medlake views drop` removes. A
+//! ViewDefinition resource stored through the FHIR API (or loaded in bulk) with a
+//! `meta.tag` whose code is [`MATERIALIZE_TAG`] makes a view that follows the resource:
+//! the flush that commits a version of it creates, rebuilds or drops the view, so a
+//! server makes views without a restart, and the resource table stays the one record of
+//! which views exist. Such a view remembers its resource's id ([`MaterializedView::source_id`]).
+//!
 //! # Why hand-written
 //!
 //! Delta Lake has no materialized views of its own (Databricks' are a service over
@@ -89,6 +97,30 @@ pub const VIEWS_NAMESPACE: &str = "views";
 pub const RESOURCE_ID_COLUMN: &str = "_resource_id";
 pub const VERSION_ID_COLUMN: &str = "_version_id";
 pub const EMPTY_COLUMN: &str = "_empty";
+
+/// The `meta.tag` code with which a stored ViewDefinition asks to be a materialized
+/// view (any code system).
+pub const MATERIALIZE_TAG: &str = "medlake";
+
+/// Whether a ViewDefinition resource carries the [`MATERIALIZE_TAG`].
+pub fn asks_to_materialize(resource: &Value) -> bool {
+    resource
+        .pointer("/meta/tag")
+        .and_then(Value::as_array)
+        .is_some_and(|tags| {
+            tags.iter()
+                .any(|t| t.get("code").and_then(Value::as_str) == Some(MATERIALIZE_TAG))
+        })
+}
+
+/// A ViewDefinition without the [`MATERIALIZE_TAG`]: what `medlake views create` keeps,
+/// so that a view made from the command line never follows a stored resource.
+pub fn without_materialize_tag(mut json: Value) -> Value {
+    if let Some(tags) = json.pointer_mut("/meta/tag").and_then(Value::as_array_mut) {
+        tags.retain(|t| t.get("code").and_then(Value::as_str) != Some(MATERIALIZE_TAG));
+    }
+    json
+}
 
 /// One materialized view: its definition and its table's layout.
 #[derive(Debug)]
@@ -173,6 +205,30 @@ impl MaterializedView {
     /// Whether medlake ships this view ([`builtin`]).
     pub fn is_builtin(&self) -> bool {
         self.builtin
+    }
+
+    /// The id of the ViewDefinition resource this view follows, for a view made by
+    /// storing one with the [`MATERIALIZE_TAG`]; `None` for built-in views and those of
+    /// `medlake views create`.
+    pub fn source_id(&self) -> Option<&str> {
+        if self.builtin || !asks_to_materialize(&self.json) {
+            return None;
+        }
+        self.json.get("id").and_then(Value::as_str)
+    }
+
+    /// Whether `json` defines this view: the same ViewDefinition apart from its `meta`
+    /// (which every stored version changes).
+    pub fn same_definition(&self, json: &Value) -> bool {
+        let strip = |v: &Value| match v {
+            Value::Object(m) => {
+                let mut m = m.clone();
+                m.remove("meta");
+                Value::Object(m)
+            }
+            other => other.clone(),
+        };
+        strip(&self.json) == strip(json)
     }
 
     /// The view's own columns, as SQL shows them: [`TableKind::schema`] without the

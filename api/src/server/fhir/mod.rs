@@ -310,6 +310,8 @@ fn view_definition_capabilities(registry: &SearchParams) -> Value {
             over resource parameters, with _format json, ndjson, csv or parquet (or Accept), \
             header, viewReference (ViewDefinition/<id>[/_history/<v>] or a canonical url[|version]), \
             viewResource, patient, group, _since and _limit; source is not supported. \
+            A ViewDefinition stored with a meta.tag of code `medlake` is kept as the SQL table \
+            views.<name> from the next flush on, until it is deleted or loses the tag. \
             Not supported for this type: patch, _include, _revinclude, and search by _tag, \
             _profile, _security or _source.",
         "interaction": [
