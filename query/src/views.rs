@@ -38,7 +38,9 @@ use datafusion::logical_expr::{
 use datafusion::physical_plan::ExecutionPlan;
 use medlake_lake::Lake;
 use medlake_lake::TableKind;
-use medlake_lake::matview::{EMPTY_COLUMN, RESOURCE_ID_COLUMN, VERSION_ID_COLUMN};
+use medlake_lake::matview::{
+    EMPTY_COLUMN, MaterializedView, RESOURCE_ID_COLUMN, VERSION_ID_COLUMN,
+};
 
 use crate::provider::{LakeHandle, scan_delta_and_tail, sql_schema};
 
@@ -99,6 +101,13 @@ pub fn current_view(lake: Lake, name: &str) -> Result<Option<ViewTable>> {
         name: view.name().to_string(),
         schema: sql_schema(&view.schema()),
     });
+    current_rows(&view, stored).map(Some)
+}
+
+/// The current rows of `view` over `stored`, any provider of its table as stored
+/// (bookkeeping columns included): the lake's own scan here, a plain Parquet listing
+/// where another engine runs the plan (`medlake sql --engine ballista://...`).
+pub fn current_rows(view: &MaterializedView, stored: Arc<dyn TableProvider>) -> Result<ViewTable> {
     let table = format!("views.{}", view.name());
     let newest = LogicalPlanBuilder::scan(
         format!("{table}__newest"),
@@ -133,7 +142,7 @@ pub fn current_view(lake: Lake, name: &str) -> Result<Option<ViewTable>> {
         )?
         .project(columns)?
         .build()?;
-    Ok(Some(ViewTable::new(plan, None)))
+    Ok(ViewTable::new(plan, None))
 }
 
 /// The `views` schema.
