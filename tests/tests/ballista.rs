@@ -114,6 +114,8 @@ fn a_ballista_cluster_answers_as_the_local_engine_does() {
         // The JSON functions, run by the executor.
         "SELECT json_get_str(resource, 'status') AS status, count(*) AS n FROM fhir.observation \
          GROUP BY 1 ORDER BY 1",
+        // The JSON operators, planned into the same functions.
+        "SELECT resource->>'gender' AS gender, count(*) AS n FROM fhir.patient GROUP BY 1 ORDER BY 1",
         // A join across two types.
         "SELECT p.id, count(*) AS n FROM fhir.patient p JOIN fhir.observation o \
          ON json_get_str(o.resource, 'subject', 'reference') = concat('Patient/', p.id) \
