@@ -16,6 +16,7 @@
 //! refresh_interval_secs = 30
 //! max_tail_rows = 2000000
 //! max_wal_mib = 4096
+//! sql_engine = "ballista://scheduler-host:50050"   # or "local"
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -43,6 +44,7 @@ pub struct FileConfig {
     pub refresh_interval_secs: Option<u64>,
     pub max_tail_rows: Option<usize>,
     pub max_wal_mib: Option<u64>,
+    pub sql_engine: Option<String>,
 }
 
 impl FileConfig {
@@ -62,7 +64,7 @@ impl FileConfig {
             .with_context(|| format!("could not read the config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| {
             format!(
-                "{} is not a valid medlake config; keys are data, workspace, listen, flight_listen, pg_listen, wal_dir, flush_interval_secs, compact_interval_secs, refresh_interval_secs, max_tail_rows, max_wal_mib",
+                "{} is not a valid medlake config; keys are data, workspace, listen, flight_listen, pg_listen, wal_dir, flush_interval_secs, compact_interval_secs, refresh_interval_secs, max_tail_rows, max_wal_mib, sql_engine",
                 path.display()
             )
         })

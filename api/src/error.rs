@@ -166,6 +166,23 @@ impl ApiError {
         }
     }
 
+    /// The answer to a `/sql` query sent to the Ballista cluster (`--sql-engine`).
+    pub fn from_cluster(e: &crate::cluster::ClusterError) -> Self {
+        use crate::cluster::ClusterError;
+        match e {
+            ClusterError::Plan(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "processing",
+                e.to_string(),
+            ),
+            // The cluster's failure, not this server's: its message names the scheduler.
+            ClusterError::Run { .. } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "transient", e.to_string())
+            }
+            ClusterError::Setup(_) => ApiError::internal("listing the tables for the cluster", e),
+        }
+    }
+
     /// The answer to a search that could not run.
     pub fn from_search(e: &SearchError, context: &'static str) -> Self {
         match e {

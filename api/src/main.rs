@@ -1,5 +1,6 @@
-//! The `medlake` binary: serve, ingest, sql, generate, optimize, fhirpath, views.
+//! The `medlake` binary: serve, ingest, sql, generate, optimize, fhirpath, views, ballista.
 
+mod cluster;
 mod config;
 mod error;
 mod ingest_cmd;
@@ -102,6 +103,64 @@ enum Command {
         #[command(subcommand)]
         command: views_cmd::ViewsCommand,
     },
+    /// Run a Ballista scheduler or executor with medlake's functions, for
+    /// `medlake sql --engine ballista://host:port` and `serve --sql-engine`.
+    ///
+    /// Example: medlake ballista scheduler --listen 0.0.0.0:50050
+    Ballista {
+        #[command(subcommand)]
+        command: BallistaCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BallistaCommand {
+    /// Ballista's scheduler: plans the queries and hands their tasks to executors.
+    ///
+    /// Example: medlake ballista scheduler --listen 0.0.0.0:50050
+    Scheduler(SchedulerArgs),
+    /// A Ballista executor: runs tasks, reading the lake's files from local disk or
+    /// object storage (credentials from the usual AWS_*, AZURE_*, GOOGLE_* variables).
+    ///
+    /// Example: medlake ballista executor --scheduler sched-host:50050 --external-host this-host
+    Executor(ExecutorArgs),
+}
+
+#[derive(Args, Debug)]
+struct SchedulerArgs {
+    /// Address to listen on for clients and executors.
+    #[arg(long, default_value = "127.0.0.1:50050")]
+    listen: SocketAddr,
+    /// The host name executors and clients reach this scheduler by [default: the listen
+    /// address's IP]
+    #[arg(long)]
+    external_host: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct ExecutorArgs {
+    /// The scheduler, as host:port (or ballista://host:port).
+    #[arg(long, default_value = "127.0.0.1:50050")]
+    scheduler: String,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_host: String,
+    /// The host name the scheduler and clients reach this executor by (they fetch
+    /// answers from it) [default: the address the scheduler sees it connect from]
+    #[arg(long)]
+    external_host: Option<String>,
+    /// Port of the Arrow Flight service that serves the tasks' results.
+    #[arg(long, default_value_t = 50061)]
+    port: u16,
+    /// Port of the gRPC service the scheduler pushes tasks to.
+    #[arg(long, default_value_t = 50062)]
+    grpc_port: u16,
+    /// Folder for the tasks' intermediate files [default: a temporary folder]
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Tasks run at once; 0 for one per core.
+    #[arg(long, default_value_t = 0)]
+    concurrent_tasks: usize,
 }
 
 #[derive(Args, Debug)]
@@ -151,6 +210,11 @@ struct ServeArgs {
     /// for object storage [default: 4096]
     #[arg(long, env = "MEDLAKE_MAX_WAL_MIB")]
     max_wal_mib: Option<u64>,
+    /// Where `POST /sql` runs: `local`, or a Ballista cluster's scheduler,
+    /// `ballista://host:port`, which reads only what is committed to Delta
+    /// [default: local]
+    #[arg(long, env = "MEDLAKE_SQL_ENGINE")]
+    sql_engine: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -188,6 +252,11 @@ struct SqlArgs {
     /// Write to this file instead of standard output (required for parquet on a terminal).
     #[arg(long, short)]
     output: Option<PathBuf>,
+    /// Where the query runs: `local`, or a Ballista cluster's scheduler,
+    /// `ballista://host:port` (see `medlake ballista`). Either reads what is committed
+    /// to Delta [default: local]
+    #[arg(long, env = "MEDLAKE_SQL_ENGINE")]
+    engine: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -270,6 +339,9 @@ fn main() -> std::process::ExitCode {
     // Delta kernel alone logs dozens of `info` lines per table at start.
     let default_filter = match cli.command {
         Command::Serve(_) => "warn,medlake=info,medlake_lake=info,medlake_query=info",
+        Command::Ballista { .. } => {
+            "warn,medlake=info,ballista_scheduler=info,ballista_executor=info"
+        }
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MEDLAKE_LOG")
@@ -318,11 +390,33 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Sql(a) => {
+            let engine = cluster::SqlEngine::parse(
+                a.engine
+                    .as_deref()
+                    .or(settings.file.sql_engine.as_deref())
+                    .unwrap_or("local"),
+            )?;
             let lake = Lake::open(settings.lake_options(false)).await?;
-            let engine = medlake_query::QueryEngine::new(lake)?;
-            let answer = engine.query(&a.query).await?;
+            let answer = match engine {
+                cluster::SqlEngine::Local => {
+                    medlake_query::QueryEngine::new(lake)?
+                        .query(&a.query)
+                        .await?
+                }
+                cluster::SqlEngine::Ballista { host, port } => {
+                    // `medlake sql` keeps no tail: either engine answers from Delta.
+                    let (answer, notice) = cluster::BallistaEngine::new(lake, &host, port)
+                        .query(&a.query)
+                        .await?;
+                    if let Some(n) = notice {
+                        eprintln!("note: {n}");
+                    }
+                    answer
+                }
+            };
             output::write_cli(&answer.batches, a.format, a.output.as_deref())
         }
+        Command::Ballista { command } => run_ballista(command).await,
         Command::Optimize(a) => {
             // A server that owns the workspace keeps serving meanwhile: optimize then runs
             // without the WAL (whose tail is the server's to flush), and the server follows
@@ -400,12 +494,59 @@ async fn run(cli: Cli) -> Result<()> {
             if a.demo {
                 load_demo(&lake, a.demo_patients).await?;
             }
+            let sql_engine = cluster::SqlEngine::parse(
+                a.sql_engine
+                    .as_deref()
+                    .or(settings.file.sql_engine.as_deref())
+                    .unwrap_or("local"),
+            )?;
             let background = server::Background {
                 flush_interval: Duration::from_secs(flush),
                 compact_interval: (compact > 0).then(|| Duration::from_secs(compact)),
                 refresh_interval: (refresh > 0).then(|| Duration::from_secs(refresh)),
             };
-            server::serve(lake, addr, pg, flight, background).await
+            server::serve(lake, addr, pg, flight, background, sql_engine).await
+        }
+    }
+}
+
+/// `medlake ballista scheduler | executor`: run until stopped.
+async fn run_ballista(command: BallistaCommand) -> Result<()> {
+    match command {
+        BallistaCommand::Scheduler(a) => cluster::run_scheduler(a.listen, a.external_host).await,
+        BallistaCommand::Executor(a) => {
+            let address = a
+                .scheduler
+                .strip_prefix("ballista://")
+                .unwrap_or(&a.scheduler);
+            let (host, port) = address
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+                .with_context(|| {
+                    format!(
+                        "--scheduler {} is not host:port, like 127.0.0.1:50050",
+                        a.scheduler
+                    )
+                })?;
+            let work_dir = a
+                .work_dir
+                .map(|d| {
+                    d.to_str()
+                        .map(str::to_string)
+                        .with_context(|| format!("--work-dir {} is not valid UTF-8", d.display()))
+                })
+                .transpose()?;
+            cluster::run_executor(cluster::ExecutorSettings {
+                scheduler_host: host,
+                scheduler_port: port,
+                bind_host: a.bind_host,
+                external_host: a.external_host,
+                port: a.port,
+                grpc_port: a.grpc_port,
+                work_dir,
+                concurrent_tasks: a.concurrent_tasks,
+            })
+            .await
         }
     }
 }

@@ -282,8 +282,10 @@ fn spread(mut files: Vec<PartitionedFile>, n: usize) -> Vec<FileGroup> {
 }
 
 /// Rank the versions of `history` (rows of a resource table): the newest `version_id`
-/// per `id`, without delete markers, in the columns of `fhir.<type>`.
-pub(crate) fn newest_versions(history: LogicalPlanBuilder) -> Result<LogicalPlan> {
+/// per `id`, without delete markers, in the columns of `fhir.<type>`. Any provider of a
+/// resource table's rows will do: the lake's own, or a plain Parquet listing of its
+/// committed files where another engine runs the plan.
+pub fn newest_versions(history: LogicalPlanBuilder) -> Result<LogicalPlan> {
     let newest_first = row_number()
         .partition_by(vec![col("id")])
         .order_by(vec![col("version_id").sort(false, false)])

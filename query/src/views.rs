@@ -48,7 +48,9 @@ use datafusion::catalog::TableFunctionImpl;
 use datafusion::common::{ScalarValue, plan_err};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
-use medlake_lake::matview::{EMPTY_COLUMN, RESOURCE_ID_COLUMN, VERSION_ID_COLUMN};
+use medlake_lake::matview::{
+    EMPTY_COLUMN, MaterializedView, RESOURCE_ID_COLUMN, VERSION_ID_COLUMN,
+};
 use medlake_lake::{Lake, TableKind, ViewAsOf};
 
 use crate::provider::{LakeHandle, external, scan_delta_and_tail, sql_schema};
@@ -137,6 +139,13 @@ fn view_rows(lake: Lake, name: &str, as_of: Option<ViewAsOf>) -> Result<Option<V
         schema: sql_schema(&view.schema()),
         as_of,
     });
+    current_rows(&view, stored).map(Some)
+}
+
+/// The current rows of `view` over `stored`, any provider of its table as stored
+/// (bookkeeping columns included): the lake's own scan here, a plain Parquet listing
+/// where another engine runs the plan (`medlake sql --engine ballista://...`).
+pub fn current_rows(view: &MaterializedView, stored: Arc<dyn TableProvider>) -> Result<ViewTable> {
     let table = format!("views.{}", view.name());
     let newest = LogicalPlanBuilder::scan(
         format!("{table}__newest"),
@@ -171,7 +180,7 @@ fn view_rows(lake: Lake, name: &str, as_of: Option<ViewAsOf>) -> Result<Option<V
         )?
         .project(columns)?
         .build()?;
-    Ok(Some(ViewTable::new(plan, None)))
+    Ok(ViewTable::new(plan, None))
 }
 
 /// The `views` schema.

@@ -27,6 +27,8 @@ pub struct AppState {
     /// Held by conditional writes between their search and their write, so that two
     /// conditional creates of the same resource cannot both create it.
     pub conditional: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The Ballista cluster `POST /sql` runs on (`--sql-engine`), if not in-process.
+    pub cluster: Option<crate::cluster::BallistaEngine>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -93,6 +95,7 @@ pub async fn serve(
     pg: Option<SocketAddr>,
     flight_addr: Option<SocketAddr>,
     background: Background,
+    sql_engine: crate::cluster::SqlEngine,
 ) -> Result<()> {
     let engine = QueryEngine::new(lake.clone())?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
@@ -120,6 +123,12 @@ pub async fn serve(
         engine: engine.clone(),
         fhir_base: format!("{base}/fhir"),
         conditional: Default::default(),
+        cluster: match &sql_engine {
+            crate::cluster::SqlEngine::Local => None,
+            crate::cluster::SqlEngine::Ballista { host, port } => Some(
+                crate::cluster::BallistaEngine::new(lake.clone(), host, *port),
+            ),
+        },
     };
     // Take over SIGINT and SIGTERM before saying "listening": a signal that came between
     // the two would otherwise end the process without flushing (the default action).
@@ -148,6 +157,12 @@ pub async fn serve(
         );
     }
     println!("  load data:      curl -X POST {base}/ingest --data-binary @Patient.ndjson");
+    if state.cluster.is_some() {
+        println!(
+            "  POST /sql runs on the Ballista cluster at {sql_engine} (committed data only; \
+             Flight SQL and Postgres run here)"
+        );
+    }
     let pg_server = match pg_listener {
         Some(l) => {
             let pg_local = l.local_addr()?;

@@ -4,6 +4,10 @@
 //! client reads one error shape: 400 for a body or SQL that cannot be read, 422 for SQL
 //! that parses but cannot run (an unknown table or column, a failed cast), and the
 //! server's own failures as 500 or 503 ([`crate::error`] decides which).
+//!
+//! With `--sql-engine ballista://...` the query runs on that cluster over the committed
+//! tables ([`crate::cluster`]); when a queried table has acknowledged rows not yet
+//! flushed, the answer carries a `Warning: 199` header that names them.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -53,12 +57,21 @@ pub async fn post_sql(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let query = query_text(&headers, &body)?;
-    // Planned and run on the query runtime, off the request threads.
-    let answer = state
-        .engine
-        .query(&query)
-        .await
-        .map_err(|e| ApiError::from_query(&e, "the query"))?;
+    let (answer, notice) = match &state.cluster {
+        // Planned and run on the query runtime, off the request threads.
+        None => (
+            state
+                .engine
+                .query(&query)
+                .await
+                .map_err(|e| ApiError::from_query(&e, "the query"))?,
+            None,
+        ),
+        Some(cluster) => cluster
+            .query(&query)
+            .await
+            .map_err(|e| ApiError::from_cluster(&e))?,
+    };
     let (schema, batches) = (answer.schema, answer.batches);
     let accept = headers
         .get(header::ACCEPT)
@@ -77,5 +90,15 @@ pub async fn post_sql(
             &crate::error_chain(e.as_ref()),
         )
     })?;
-    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+    let mut response = ([(header::CONTENT_TYPE, content_type)], bytes).into_response();
+    if let Some(notice) = notice {
+        tracing::info!("POST /sql on Ballista: {notice}");
+        // RFC 9111's miscellaneous warning: the answer is right, but not complete as of
+        // now. Quotes would end the header's text early.
+        let text = format!("199 medlake \"{}\"", notice.to_string().replace('"', "'"));
+        if let Ok(value) = axum::http::HeaderValue::from_str(&text) {
+            response.headers_mut().insert(header::WARNING, value);
+        }
+    }
+    Ok(response)
 }

@@ -276,6 +276,17 @@ impl Lake {
         })
     }
 
+    /// What an engine that reads only Delta sees of one type: its committed snapshot (if
+    /// the table exists yet), and how many of the type's rows are still only in the
+    /// tail, acknowledged but not flushed. Cheap: nothing is copied but the table handle.
+    pub fn committed(&self, resource_type: &str) -> (Option<DeltaTable>, usize) {
+        let types = self.shared.types.lock();
+        match types.get(resource_type) {
+            None => (None, 0),
+            Some(s) => (s.delta.clone(), s.buffer.len()),
+        }
+    }
+
     /// A consistent view of the current versions of one type: [`Lake::table_view`] plus
     /// which of its rows a newer version replaced or a delete removed, as the id index
     /// knows them ([`IdIndex::hidden_rows`]). Taken under the same lock as the writes
