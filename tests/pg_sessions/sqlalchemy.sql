@@ -5,7 +5,7 @@
 # get_view_names(schema=...)) against `medlake serve --pg-listen` with
 # MEDLAKE_LOG=medlake::server::pgwire=debug NO_COLOR=1, turned into this file by
 # tests/python/pg_record.py. The statement of inspector.get_columns() is left out: DataFusion
-# cannot plan it yet (a correlated subquery in a CASE whose condition is a subquery).
+# cannot plan it yet (its identity subquery selects a column of the outer row).
 # Format: '@@ simple' (one Query message), '@@ extended {types, params}' (Parse/Bind/Execute).
 @@ simple
 BEGIN
