@@ -120,6 +120,8 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
     changed.then_some(rewritten)
 }
 
+/// A condition with a subquery of its own stays where it is: moved, it would be a
+/// subquery inside a subquery's guard, no simpler to plan.
 fn has_subquery(e: &Expr) -> bool {
     let mut e = e.clone();
     visit_expressions_mut(&mut e, |x| match x {
