@@ -483,7 +483,11 @@ fn recorded_client_sessions_replay() {
         // SQLAlchemy's get_columns, get_pk_constraint and get_indexes (its fixture says
         // why, and the README).
         let gaps = out["known_gaps"].as_array().unwrap().len();
-        assert_eq!(gaps, if name == "sqlalchemy" { 3 } else { 0 }, "{name}: {out}");
+        assert_eq!(
+            gaps,
+            if name == "sqlalchemy" { 3 } else { 0 },
+            "{name}: {out}"
+        );
         let values: BTreeSet<&str> = out["values"]
             .as_array()
             .unwrap()
@@ -568,10 +572,17 @@ fn get<'a>(row: &'a std::collections::BTreeMap<String, Option<String>>, column: 
 /// schemas, tables, views and columns of its `GetSchema`, which Power BI lists.
 fn npgsql_answers(results: &Value, schemas: &BTreeSet<String>) {
     let load = answer(results, "load_types");
-    assert_eq!(load.len(), 4, "version, types, composite fields, enum labels");
+    assert_eq!(
+        load.len(),
+        4,
+        "version, types, composite fields, enum labels"
+    );
     let version = &load[0].1[0][0];
     assert!(
-        version.as_deref().unwrap_or("").starts_with("PostgreSQL 16"),
+        version
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("PostgreSQL 16"),
         "{version:?}"
     );
     let types = records(&load[1]);
@@ -635,19 +646,31 @@ fn npgsql_answers(results: &Value, schemas: &BTreeSet<String>) {
         .iter()
         .find(|d| get(d, "datname") == "medlake")
         .unwrap_or_else(|| panic!("GetSchema(Databases) lacks medlake: {databases:?}"));
-    assert_ne!(get(medlake, "usename"), "NULL", "the owner's name: {medlake:?}");
+    assert_ne!(
+        get(medlake, "usename"),
+        "NULL",
+        "the owner's name: {medlake:?}"
+    );
 
     let schemata: BTreeSet<String> = records(&answer(results, "schemata")[0])
         .iter()
         .map(|s| get(s, "nspname").to_string())
         .collect();
     for s in schemas.iter().chain(&["views".to_string()]) {
-        assert!(schemata.contains(s), "GetSchema(Schemata) lacks {s}: {schemata:?}");
+        assert!(
+            schemata.contains(s),
+            "GetSchema(Schemata) lacks {s}: {schemata:?}"
+        );
     }
     let listed = |name: &str| -> BTreeSet<(String, String)> {
         records(&answer(results, name)[0])
             .iter()
-            .map(|t| (get(t, "table_schema").to_string(), get(t, "table_name").to_string()))
+            .map(|t| {
+                (
+                    get(t, "table_schema").to_string(),
+                    get(t, "table_name").to_string(),
+                )
+            })
             .collect()
     };
     let tables = listed("tables");

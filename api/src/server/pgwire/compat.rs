@@ -241,8 +241,7 @@ fn hoist_outer_conditions(select: &mut Select) -> Option<String> {
     let selection = select.selection.take()?;
     let mut all = Vec::new();
     conjuncts(selection, &mut all);
-    let (outer, inner): (Vec<Expr>, Vec<Expr>) =
-        all.into_iter().partition(|c| outer_only(c, &own));
+    let (outer, inner): (Vec<Expr>, Vec<Expr>) = all.into_iter().partition(|c| outer_only(c, &own));
     select.selection = inner.into_iter().reduce(|a, b| Expr::BinaryOp {
         left: Box::new(a),
         op: BinaryOperator::And,
@@ -463,4 +462,3 @@ mod tests {
         }
     }
 }
-
