@@ -680,7 +680,7 @@ fn npgsql_answers(results: &Value, schemas: &BTreeSet<String>) {
         ("medlake", "ingest_errors"),
     ] {
         assert!(
-            tables.contains(&(schema.into(), table.into())),
+            tables.contains(&(schema.to_string(), table.to_string())),
             "GetSchema(Tables) lacks {schema}.{table}: {tables:?}"
         );
     }
@@ -695,7 +695,7 @@ fn npgsql_answers(results: &Value, schemas: &BTreeSet<String>) {
         ("views", "observation"),
     ] {
         assert!(
-            views.contains(&(schema.into(), table.into())),
+            views.contains(&(schema.to_string(), table.to_string())),
             "GetSchema(Views) lacks {schema}.{table}: {views:?}"
         );
     }

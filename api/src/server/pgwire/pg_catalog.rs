@@ -145,7 +145,8 @@ fn with_regproc_oids(batch: &RecordBatch, table: &str, procs: &ProcOids) -> Resu
     let regproc: &[&str] = REGPROC_COLUMNS
         .iter()
         .find(|(t, _)| *t == table)
-        .map_or(&[], |(_, c)| c);
+        .map(|(_, c)| *c)
+        .unwrap_or(&[]);
     let schema = batch.schema();
     let mut fields = Vec::with_capacity(schema.fields().len());
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
