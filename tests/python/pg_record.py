@@ -40,14 +40,14 @@ def main():
     header = open(sys.argv[1], encoding="utf-8").read()
     out = [header.rstrip("\n") + "\n"]
     parsed = {}  # (conn, statement name) -> (types, sql, bound?)
-    order = []
 
-    def flush_unbound():
-        for key in order:
-            types, sql, bound = parsed[key]
-            if not bound:
+    def flush_unbound(conn=None):
+        # A Parse the client did not bind is written where it was sent: before the
+        # connection's next statement (or at the end).
+        for key, (types, sql, bound) in list(parsed.items()):
+            if not bound and (conn is None or key[0] == conn):
                 out.append("@@ parse " + json.dumps({"types": types}) + "\n" + sql + "\n")
-        order.clear()
+                parsed[key] = (types, sql, True)
 
     for line in sys.stdin:
         m = LINE.search(line.rstrip("\n"))
@@ -57,14 +57,12 @@ def main():
         value = json.loads(value)
         key = (conn, json.loads(name) if name else "")
         if protocol == "simple":
+            flush_unbound(conn)
             out.append("@@ simple\n" + value + "\n")
         elif protocol == "parse":
+            flush_unbound(conn)
             types = [int(t) for t in types.split(",") if t.strip()] if types else []
-            if key in parsed and not parsed[key][2]:
-                t, s, _ = parsed[key]
-                out.append("@@ parse " + json.dumps({"types": t}) + "\n" + s + "\n")
             parsed[key] = (types, value, False)
-            order.append(key)
         elif protocol == "bind":
             if key not in parsed:
                 continue

@@ -7,7 +7,9 @@ binary as recorded), a statement that was only parsed and described as Parse/Des
 libpq (through psycopg's `pq` layer) does the protocol, nothing rewrites the SQL.
 
 Prints one JSON object: how many statements ran, the errors (statement and message),
-and every value and column name the answers held, for the caller to check. An entry
+and every value and column name the answers held, for the caller to check; the answers
+of an entry given a `name` are reported whole under `results` (one set of columns and
+rows, as text, per statement it holds), for a check of what each statement answered. An entry
 marked `known_gap` (a statement that fails today for the reason it gives) reports its
 errors under `known_gaps` instead, or itself under `gaps_now_pass` once it works.
 
@@ -58,6 +60,7 @@ def main():
         print(json.dumps({"connect_error": conn.get_error_message().decode()}))
         sys.exit(1)
     errors, values, columns = [], set(), set()
+    results = {}
     known_gaps, gaps_now_pass = [], []
     entries = read_fixture(fixture)
     # A recording names tables by the oids of the session it came from (psql looks a table
@@ -75,7 +78,7 @@ def main():
         for kind, meta, sql in entries
     ]
 
-    def drain(sql):
+    def drain(sql, answer=None):
         while True:
             r = conn.get_result()
             if r is None:
@@ -89,6 +92,16 @@ def main():
             for c in range(r.nfields):
                 columns.add((r.fname(c) or b"").decode())
             if r.status == pq.ExecStatus.TUPLES_OK:
+                if answer is not None:
+                    answer.append({
+                        "columns": [(r.fname(c) or b"").decode() for c in range(r.nfields)],
+                        "rows": [
+                            [None if r.get_value(i, c) is None or r.fformat(c) != 0
+                             else r.get_value(i, c).decode("utf-8", errors="replace")
+                             for c in range(r.nfields)]
+                            for i in range(r.ntuples)
+                        ],
+                    })
                 for i in range(r.ntuples):
                     for c in range(r.nfields):
                         v = r.get_value(i, c)
@@ -97,7 +110,10 @@ def main():
 
     for kind, meta, sql in entries:
         before = len(errors)
-        run_entry(conn, kind, meta, sql, drain)
+        answer = None
+        if meta.get("name"):
+            answer = results.setdefault(meta["name"], [])
+        run_entry(conn, kind, meta, sql, lambda sql: drain(sql, answer))
         if meta.get("known_gap"):
             if len(errors) > before:
                 known_gaps.append({"gap": meta["known_gap"], "errors": errors[before:]})
@@ -112,6 +128,7 @@ def main():
         "gaps_now_pass": gaps_now_pass,
         "values": sorted(values),
         "columns": sorted(columns),
+        "results": results,
     }))
 
 

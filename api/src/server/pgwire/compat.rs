@@ -12,9 +12,17 @@
 //!   WHERE ...)`). The value becomes `first_value(value)`, which is the same answer
 //!   whenever Postgres gives one (zero rows: NULL; one row: its value) and the first
 //!   row where Postgres would fail on several.
-//! - `CASE WHEN c THEN (SELECT v FROM t WHERE w) [ELSE NULL] END`: DataFusion cannot
-//!   plan a correlated subquery inside `CASE`; it is the same as
-//!   `(SELECT v FROM t WHERE (w) AND (c))`, which it can.
+//! - a correlated subquery whose WHERE has a condition on the outer row alone
+//!   (`(SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE pg_attribute.atthasdef
+//!   AND adrelid = pg_attribute.attrelid ...)`, as SQLAlchemy sends): DataFusion cannot
+//!   turn it into a join. When the subquery's value on no rows is NULL, it is the same
+//!   as `CASE WHEN <that condition> THEN (SELECT ... WHERE <the rest>) END`, which it can.
+//!   A column counts as the outer row's when a table the subquery does not have
+//!   qualifies it; an unqualified one stays inside.
+//!
+//! datafusion-pg-catalog's own rewrites run first; one of them replaces a correlated
+//! subquery that is a whole select item with NULL (a subquery inside an expression, as
+//! `CASE` puts it, is kept), which no hook can undo.
 
 use std::ops::ControlFlow;
 
@@ -24,7 +32,8 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
-    Expr, GroupByExpr, SelectItem, SetExpr, Statement, Value, visit_expressions_mut,
+    BinaryOperator, Expr, GroupByExpr, Select, SelectItem, SetExpr, Statement, TableFactor, Value,
+    visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -45,33 +54,6 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
     let mut rewritten = statement.clone();
     let mut changed = false;
     let _ = visit_expressions_mut(&mut rewritten, |expr| {
-        if let Expr::Case {
-            operand: None,
-            conditions,
-            else_result,
-            ..
-        } = expr
-            && conditions.len() == 1
-            && else_result.as_deref().is_none_or(is_null)
-            && !has_subquery(&conditions[0].condition)
-            && let Expr::Subquery(query) = &conditions[0].result
-            && let SetExpr::Select(select) = query.body.as_ref()
-        {
-            let condition = conditions[0].condition.clone();
-            let mut select = select.clone();
-            select.selection = Some(match select.selection.take() {
-                Some(w) => Expr::BinaryOp {
-                    left: Box::new(Expr::Nested(Box::new(w))),
-                    op: datafusion::sql::sqlparser::ast::BinaryOperator::And,
-                    right: Box::new(Expr::Nested(Box::new(condition))),
-                },
-                None => condition,
-            });
-            let mut query = query.clone();
-            query.body = Box::new(SetExpr::Select(select));
-            *expr = Expr::Subquery(query);
-            changed = true;
-        }
         if let Expr::Subquery(query) = expr
             && let SetExpr::Select(select) = query.body.as_mut()
             && select.projection.len() == 1
@@ -82,13 +64,30 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
                 SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
                 _ => None,
             };
-            if let Some(e) = item
-                && !is_aggregate(e)
-                && let Ok(wrapped) = Parser::new(&PostgreSqlDialect {})
-                    .try_with_sql(&format!("first_value({e})"))
+            let mut null_when_empty = false;
+            if let Some(e) = item {
+                if !is_aggregate(e)
+                    && let Ok(wrapped) = Parser::new(&PostgreSqlDialect {})
+                        .try_with_sql(&format!("first_value({e})"))
+                        .and_then(|mut p| p.parse_expr())
+                {
+                    *e = wrapped;
+                    changed = true;
+                }
+                null_when_empty = is_null_on_no_rows(e);
+            }
+            // Conditions on the outer row alone move out, in front of the subquery.
+            let guard = if null_when_empty {
+                hoist_outer_conditions(select)
+            } else {
+                None
+            };
+            if let Some(guard) = guard
+                && let Ok(case) = Parser::new(&PostgreSqlDialect {})
+                    .try_with_sql(&format!("CASE WHEN {guard} THEN ({query}) END"))
                     .and_then(|mut p| p.parse_expr())
             {
-                *e = wrapped;
+                *expr = case;
                 changed = true;
             }
         }
@@ -121,8 +120,8 @@ pub fn rewrite(statement: &Statement) -> Option<Statement> {
     changed.then_some(rewritten)
 }
 
-/// A condition with a subquery of its own cannot move into another subquery: DataFusion
-/// does not plan a subquery that refers to a query two levels out.
+/// A condition with a subquery of its own stays where it is: moved, it would be a
+/// subquery inside a subquery's guard, no simpler to plan.
 fn has_subquery(e: &Expr) -> bool {
     let mut e = e.clone();
     visit_expressions_mut(&mut e, |x| match x {
@@ -132,8 +131,132 @@ fn has_subquery(e: &Expr) -> bool {
     .is_break()
 }
 
-fn is_null(e: &Expr) -> bool {
-    matches!(e, Expr::Value(v) if v.value == Value::Null)
+/// The subquery's value when no row matches is NULL: `first_value`, `max`, ... of no
+/// rows (a `count` would be 0, so a condition cannot move out of one).
+fn is_null_on_no_rows(e: &Expr) -> bool {
+    match e {
+        Expr::Function(f) => {
+            let name = f.name.to_string().to_ascii_lowercase();
+            let name = name.rsplit('.').next().unwrap_or(&name).to_string();
+            matches!(
+                name.as_str(),
+                "first_value" | "last_value" | "max" | "min" | "sum" | "avg"
+            )
+        }
+        Expr::Nested(inner) | Expr::Cast { expr: inner, .. } => is_null_on_no_rows(inner),
+        _ => false,
+    }
+}
+
+/// The conjuncts of `e` (`a AND (b AND c)`: a, b, c).
+fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            conjuncts(*left, out);
+            conjuncts(*right, out);
+        }
+        Expr::Nested(inner)
+            if matches!(
+                inner.as_ref(),
+                Expr::BinaryOp {
+                    op: BinaryOperator::And,
+                    ..
+                }
+            ) =>
+        {
+            conjuncts(*inner, out)
+        }
+        other => out.push(other),
+    }
+}
+
+/// The names a subquery's own tables go by: aliases, and table names bare and
+/// qualified, lower-cased.
+fn own_names(select: &Select) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut add = |factor: &TableFactor| match factor {
+        TableFactor::Table { name, alias, .. } => {
+            names.push(name.to_string().to_ascii_lowercase());
+            if let Some(last) = name.0.last() {
+                names.push(last.to_string().to_ascii_lowercase());
+            }
+            if let Some(a) = alias {
+                names.push(a.name.value.to_ascii_lowercase());
+            }
+        }
+        other => {
+            if let TableFactor::Derived { alias: Some(a), .. } = other {
+                names.push(a.name.value.to_ascii_lowercase());
+            }
+        }
+    };
+    for t in &select.from {
+        add(&t.relation);
+        for j in &t.joins {
+            add(&j.relation);
+        }
+    }
+    names
+}
+
+/// Whether `e` reads columns of the outer query only: every column it names is
+/// qualified by a table the subquery does not have. An unqualified column might be
+/// the subquery's own, so it keeps the condition inside.
+fn outer_only(e: &Expr, own: &[String]) -> bool {
+    if has_subquery(e) {
+        return false;
+    }
+    let mut e = e.clone();
+    let mut columns = 0;
+    let inner = visit_expressions_mut(&mut e, |x| match x {
+        Expr::Identifier(_) => ControlFlow::Break(()),
+        Expr::CompoundIdentifier(parts) => {
+            columns += 1;
+            let qualifier = parts[..parts.len().saturating_sub(1)]
+                .iter()
+                .map(|p| p.value.to_ascii_lowercase())
+                .collect::<Vec<_>>();
+            let full = qualifier.join(".");
+            let last = qualifier.last().cloned().unwrap_or_default();
+            if own.contains(&full) || own.contains(&last) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        }
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break();
+    !inner && columns > 0
+}
+
+/// Take out of `select`'s WHERE the conditions on the outer row alone, and return
+/// them joined with AND, if there are any.
+fn hoist_outer_conditions(select: &mut Select) -> Option<String> {
+    let own = own_names(select);
+    let selection = select.selection.take()?;
+    let mut all = Vec::new();
+    conjuncts(selection, &mut all);
+    let (outer, inner): (Vec<Expr>, Vec<Expr>) = all.into_iter().partition(|c| outer_only(c, &own));
+    select.selection = inner.into_iter().reduce(|a, b| Expr::BinaryOp {
+        left: Box::new(a),
+        op: BinaryOperator::And,
+        right: Box::new(b),
+    });
+    if outer.is_empty() {
+        return None;
+    }
+    Some(
+        outer
+            .iter()
+            .map(|c| format!("({c})"))
+            .collect::<Vec<_>>()
+            .join(" AND "),
+    )
 }
 
 /// An aggregate call already (`count(*)`, `max(x)`, ...), or a constant.
@@ -282,13 +405,27 @@ mod tests {
             "unchanged"
         );
         assert_eq!(rewritten("SELECT (SELECT 1) FROM a"), "unchanged");
+        // A condition on the outer row moves in front of the subquery; one that names
+        // the subquery's table, or an unqualified column, stays.
         let r = rewritten(
-            "SELECT CASE WHEN a.c THEN (SELECT b.x FROM b WHERE b.id = a.id) ELSE NULL END FROM a",
+            "SELECT CASE WHEN a.c THEN (SELECT b.x FROM pg_catalog.b WHERE a.flag AND b.id = a.id AND y > 0) END FROM a",
         );
         assert!(
-            r.contains("(SELECT first_value(b.x) FROM b WHERE (b.id = a.id) AND (a.c))"),
+            r.contains(
+                "CASE WHEN (a.flag) THEN (SELECT first_value(b.x) FROM pg_catalog.b WHERE b.id = a.id AND y > 0) END"
+            ),
             "{r}"
         );
+        let r = rewritten(
+            "SELECT (SELECT max(t.x) FROM b AS t WHERE pg_catalog.a.f = 1 AND t.id = a.id) FROM a",
+        );
+        assert!(
+            r.contains("CASE WHEN (pg_catalog.a.f = 1) THEN (SELECT max(t.x) FROM b AS t WHERE t.id = a.id) END"),
+            "{r}"
+        );
+        // count() of no rows is 0, not NULL: the condition stays.
+        let r = rewritten("SELECT (SELECT count(*) FROM b WHERE a.f AND b.id = a.id) FROM a");
+        assert_eq!(r, "unchanged");
     }
 
     #[tokio::test]

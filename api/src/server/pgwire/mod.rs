@@ -12,6 +12,8 @@
 //!   other's; here each connection has its own context, settings and `pg_catalog`;
 //! - `information_schema` with Postgres's columns (`information_schema`), which
 //!   clients select by name, in place of DataFusion's;
+//! - `pg_catalog` tables where datafusion-pg-catalog departs from Postgres in ways
+//!   clients trip on (`pg_catalog`: `pg_type`'s function columns as oids, `pg_user`);
 //! - rewrites of the Postgres SQL that DataFusion would refuse (`compat`);
 //! - read-only (`read_only`): writes are refused with SQLSTATE 25006 before planning;
 //! - the settings clients read at connect time (`SHOW`, `current_setting()`,
@@ -25,6 +27,7 @@
 
 mod compat;
 mod information_schema;
+mod pg_catalog;
 mod read_only;
 mod session;
 

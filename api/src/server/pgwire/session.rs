@@ -178,6 +178,16 @@ pub fn context(
     let catalog = ctx.catalog(CATALOG).ok_or_else(|| {
         QueryError::DataFusion(DataFusionError::Internal(format!("no catalog {CATALOG}")))
     })?;
+    // datafusion-pg-catalog's pg_catalog, with the tables it gets wrong for clients
+    // (pg_type's function oids, pg_user) corrected.
+    if let Some(inner) = catalog.schema(super::pg_catalog::NAME) {
+        catalog
+            .register_schema(
+                super::pg_catalog::NAME,
+                Arc::new(super::pg_catalog::PgCatalog::new(inner)),
+            )
+            .map_err(QueryError::DataFusion)?;
+    }
     // Postgres's information_schema in place of DataFusion's, whose columns differ.
     ctx.state_ref()
         .write()

@@ -1,0 +1,355 @@
+//! `pg_catalog` as datafusion-pg-catalog builds it, with the few tables where it departs
+//! from Postgres in a way clients notice corrected.
+//!
+//! datafusion-pg-catalog ships Postgres's own catalog rows (exported from a real server)
+//! and builds the tables that describe the session's objects (`pg_class`, `pg_attribute`,
+//! ...). Two things in it break clients that join the catalog the way Postgres allows:
+//!
+//! - the `regproc` columns of `pg_type` (`typinput`, `typreceive`, ...) and `pg_range`
+//!   hold the function's name, where Postgres stores the function's oid (and only
+//!   *displays* the name). Npgsql loads its types at connect with
+//!   `LEFT JOIN pg_proc ON pg_proc.oid = pg_type.typreceive` to tell arrays apart, which
+//!   cannot join a name to an oid. Here they hold the oid, resolved against the same
+//!   `pg_proc` rows, `-` (no function) being 0 as in Postgres; a
+//!   `'array_in'::regproc` cast resolves to the oid (datafusion-pg-catalog's rewrite), so
+//!   comparing a column with one works too. What is lost is the display: selecting
+//!   `typinput` shows the number, where Postgres shows the name.
+//! - there is no `pg_user` (Npgsql's `GetSchema("Databases")` joins `pg_database` to
+//!   it). Postgres defines it as the roles of `pg_authid` that can log in, with the
+//!   password hidden; so it is here, over the same `pg_authid` rows.
+//!
+//! Every other table is datafusion-pg-catalog's, unchanged. The corrected tables are built
+//! once per process: they come from the catalog rows compiled into that crate, not from
+//! the lake.
+
+use std::sync::{Arc, LazyLock};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Int32Array, RecordBatch, StringArray, new_null_array,
+};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::datasource::MemTable;
+use datafusion::error::{DataFusionError, Result};
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::oid_field::{kind, oid_field};
+
+pub const NAME: &str = "pg_catalog";
+
+/// The tables this module answers in place of (or beside) datafusion-pg-catalog's.
+const PG_TYPE: &str = "pg_type";
+const PG_RANGE: &str = "pg_range";
+const PG_USER: &str = "pg_user";
+
+/// The `regproc` columns, by table: function names in the shipped rows, oids here.
+const REGPROC_COLUMNS: &[(&str, &[&str])] = &[
+    (
+        PG_TYPE,
+        &[
+            "typsubscript",
+            "typinput",
+            "typoutput",
+            "typreceive",
+            "typsend",
+            "typmodin",
+            "typmodout",
+            "typanalyze",
+        ],
+    ),
+    (PG_RANGE, &["rngcanonical", "rngsubdiff"]),
+];
+
+/// The corrected tables, built from the rows compiled into datafusion-pg-catalog.
+struct Corrected {
+    pg_type: RecordBatch,
+    pg_range: RecordBatch,
+    pg_user: RecordBatch,
+}
+
+static CORRECTED: LazyLock<std::result::Result<Corrected, String>> = LazyLock::new(|| {
+    let tables = PgCatalogStaticTables::try_new().map_err(|e| e.to_string())?;
+    let build = || -> Result<Corrected> {
+        let procs = ProcOids::new(&concat(tables.pg_proc.schema(), tables.pg_proc.data())?)?;
+        Ok(Corrected {
+            pg_type: with_regproc_oids(
+                &concat(tables.pg_type.schema(), tables.pg_type.data())?,
+                PG_TYPE,
+                &procs,
+            )?,
+            pg_range: with_regproc_oids(
+                &concat(tables.pg_range.schema(), tables.pg_range.data())?,
+                PG_RANGE,
+                &procs,
+            )?,
+            pg_user: pg_user(&concat(tables.pg_authid.schema(), tables.pg_authid.data())?)?,
+        })
+    };
+    build().map_err(|e| e.to_string())
+});
+
+fn concat(schema: SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch> {
+    Ok(datafusion::arrow::compute::concat_batches(
+        &schema, batches,
+    )?)
+}
+
+fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| {
+            DataFusionError::Internal(format!(
+                "datafusion-pg-catalog's rows lack the column {name} of the expected type"
+            ))
+        })
+}
+
+/// `pg_proc`'s oids by function name. A `regproc` value names a function without its
+/// arguments, which Postgres only does for a name no other function has, so a name
+/// maps to one oid.
+struct ProcOids(std::collections::HashMap<String, i32>);
+
+impl ProcOids {
+    fn new(pg_proc: &RecordBatch) -> Result<ProcOids> {
+        let oids = column::<Int32Array>(pg_proc, "oid")?;
+        let names = column::<StringArray>(pg_proc, "proname")?;
+        let mut by_name = std::collections::HashMap::new();
+        for i in 0..pg_proc.num_rows() {
+            if oids.is_valid(i) && names.is_valid(i) {
+                by_name
+                    .entry(names.value(i).to_string())
+                    .and_modify(|o: &mut i32| *o = (*o).min(oids.value(i)))
+                    .or_insert(oids.value(i));
+            }
+        }
+        Ok(ProcOids(by_name))
+    }
+
+    /// The oid of a `regproc` as Postgres prints it: `-` is no function (0); a name may
+    /// be schema-qualified.
+    fn resolve(&self, name: &str) -> Option<i32> {
+        if name == "-" {
+            return Some(0);
+        }
+        let bare = name.rsplit('.').next().unwrap_or(name).trim_matches('"');
+        self.0.get(bare).copied()
+    }
+}
+
+/// `batch` with its `regproc` columns as oids (`Int32` marked `regproc`, as
+/// datafusion-pg-catalog marks its oid columns). A name that names no function in
+/// `pg_proc` becomes NULL rather than a made-up oid.
+fn with_regproc_oids(batch: &RecordBatch, table: &str, procs: &ProcOids) -> Result<RecordBatch> {
+    let regproc: &[&str] = REGPROC_COLUMNS
+        .iter()
+        .find(|(t, _)| *t == table)
+        .map(|(_, c)| *c)
+        .unwrap_or(&[]);
+    let schema = batch.schema();
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for (field, array) in schema.fields().iter().zip(batch.columns()) {
+        if regproc.contains(&field.name().as_str())
+            && let Some(names) = array.as_any().downcast_ref::<StringArray>()
+        {
+            let oids: Int32Array = names
+                .iter()
+                .map(|n| n.and_then(|n| procs.resolve(n)))
+                .collect();
+            fields.push(oid_field(field.name(), kind::REGPROC, true));
+            columns.push(Arc::new(oids));
+        } else {
+            fields.push(field.as_ref().clone());
+            columns.push(array.clone());
+        }
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
+/// Postgres's `pg_user` view: the roles that can log in, password hidden.
+fn pg_user(pg_authid: &RecordBatch) -> Result<RecordBatch> {
+    let login = column::<BooleanArray>(pg_authid, "rolcanlogin")?;
+    let roles = filter_record_batch(pg_authid, login)?;
+    let n = roles.num_rows();
+    let by_name = |name: &str| {
+        roles
+            .column_by_name(name)
+            .cloned()
+            .ok_or_else(|| DataFusionError::Internal(format!("pg_authid lacks {name}")))
+    };
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("usename", DataType::Utf8, true),
+        oid_field("usesysid", kind::OID, true),
+        Field::new("usecreatedb", DataType::Boolean, true),
+        Field::new("usesuper", DataType::Boolean, true),
+        Field::new("userepl", DataType::Boolean, true),
+        Field::new("usebypassrls", DataType::Boolean, true),
+        Field::new("passwd", DataType::Utf8, true),
+        Field::new(
+            "valuntil",
+            by_name("rolvaliduntil")?.data_type().clone(),
+            true,
+        ),
+        Field::new(
+            "useconfig",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            true,
+        ),
+    ]));
+    let hidden: StringArray = (0..n).map(|_| Some("********")).collect();
+    let columns: Vec<ArrayRef> = vec![
+        by_name("rolname")?,
+        by_name("oid")?,
+        by_name("rolcreatedb")?,
+        by_name("rolsuper")?,
+        by_name("rolreplication")?,
+        by_name("rolbypassrls")?,
+        Arc::new(hidden),
+        by_name("rolvaliduntil")?,
+        new_null_array(schema.field(8).data_type(), n),
+    ];
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// `pg_catalog`: datafusion-pg-catalog's schema with the corrected tables in front.
+#[derive(Debug)]
+pub struct PgCatalog {
+    inner: Arc<dyn SchemaProvider>,
+}
+
+impl PgCatalog {
+    pub fn new(inner: Arc<dyn SchemaProvider>) -> Self {
+        PgCatalog { inner }
+    }
+
+    fn corrected(name: &str) -> Result<Option<RecordBatch>> {
+        let corrected = CORRECTED.as_ref().map_err(|e| {
+            DataFusionError::Internal(format!("could not build pg_catalog's tables: {e}"))
+        })?;
+        Ok(match name {
+            PG_TYPE => Some(corrected.pg_type.clone()),
+            PG_RANGE => Some(corrected.pg_range.clone()),
+            PG_USER => Some(corrected.pg_user.clone()),
+            _ => None,
+        })
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for PgCatalog {
+    fn table_names(&self) -> Vec<String> {
+        let mut names = self.inner.table_names();
+        if !names.iter().any(|n| n == PG_USER) {
+            names.push(PG_USER.to_string());
+        }
+        names
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        match Self::corrected(&name.to_ascii_lowercase())? {
+            Some(batch) => Ok(Some(Arc::new(MemTable::try_new(
+                batch.schema(),
+                vec![vec![batch]],
+            )?))),
+            None => self.inner.table(name).await,
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        name.eq_ignore_ascii_case(PG_USER) || self.inner.table_exist(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::SessionContext;
+    use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+    use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+
+    async fn session() -> SessionContext {
+        let ctx = SessionContext::new();
+        setup_pg_catalog(&ctx, "datafusion", EmptyContextProvider).unwrap();
+        let catalog = ctx.catalog("datafusion").unwrap();
+        let inner = catalog.schema(NAME).unwrap();
+        catalog
+            .register_schema(NAME, Arc::new(PgCatalog::new(inner)))
+            .unwrap();
+        ctx
+    }
+
+    async fn strings(ctx: &SessionContext, sql: &str) -> Vec<String> {
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        let mut out = Vec::new();
+        for b in batches {
+            let c = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8).unwrap();
+            let c = c.as_any().downcast_ref::<StringArray>().unwrap();
+            out.extend(c.iter().map(|v| v.unwrap_or("NULL").to_string()));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn regproc_columns_join_pg_proc_by_oid() {
+        let ctx = session().await;
+        // Arrays are the types whose receive function is array_recv, as Npgsql finds them.
+        let arrays = strings(
+            &ctx,
+            "SELECT t.typname FROM pg_catalog.pg_type t \
+             JOIN pg_catalog.pg_proc p ON p.oid = t.typreceive \
+             WHERE p.proname = 'array_recv' AND t.typname IN ('_text', '_int4', 'text') \
+             ORDER BY 1",
+        )
+        .await;
+        assert_eq!(arrays, ["_int4", "_text"]);
+        let text_recv = strings(
+            &ctx,
+            "SELECT p.proname FROM pg_catalog.pg_type t \
+             JOIN pg_catalog.pg_proc p ON p.oid = t.typreceive WHERE t.typname = 'text'",
+        )
+        .await;
+        assert_eq!(text_recv, ["textrecv"]);
+        // No subscript function is 0, as in Postgres.
+        let none = strings(
+            &ctx,
+            "SELECT typsubscript FROM pg_catalog.pg_type WHERE typname = 'int4'",
+        )
+        .await;
+        assert_eq!(none, ["0"]);
+        let range = strings(
+            &ctx,
+            "SELECT p.proname FROM pg_catalog.pg_range r \
+             JOIN pg_catalog.pg_proc p ON p.oid = r.rngsubdiff WHERE r.rngtypid = 3904",
+        )
+        .await;
+        assert_eq!(range, ["int4range_subdiff"]);
+    }
+
+    #[tokio::test]
+    async fn pg_user_lists_the_login_roles_of_pg_authid_without_passwords() {
+        let ctx = session().await;
+        let users = strings(&ctx, "SELECT usename FROM pg_catalog.pg_user").await;
+        let login = strings(
+            &ctx,
+            "SELECT rolname FROM pg_catalog.pg_authid WHERE rolcanlogin",
+        )
+        .await;
+        assert!(!users.is_empty());
+        assert_eq!(users, login);
+        let passwords = strings(&ctx, "SELECT DISTINCT passwd FROM pg_catalog.pg_user").await;
+        assert_eq!(passwords, ["********"]);
+        // pg_database's owner is one of them, as Npgsql's GetSchema("Databases") joins.
+        let owners = strings(
+            &ctx,
+            "SELECT u.usename FROM pg_catalog.pg_database d \
+             JOIN pg_catalog.pg_user u ON d.datdba = u.usesysid",
+        )
+        .await;
+        assert!(!owners.is_empty());
+    }
+}
