@@ -18,7 +18,21 @@ from nbclient.exceptions import CellExecutionError
 
 
 def echo(cell_index, cell):
+    outputs = []
+    # The kernel flushes a stream on a timer, so one printed line can arrive as two stream
+    # outputs: consecutive ones are joined before the text is split into lines.
     for output in cell.get("outputs", []):
+        previous = outputs[-1] if outputs else None
+        if (
+            output.get("output_type") == "stream"
+            and previous is not None
+            and previous.get("output_type") == "stream"
+            and previous.get("name") == output.get("name")
+        ):
+            outputs[-1] = {**previous, "text": previous["text"] + output.get("text", "")}
+        else:
+            outputs.append(output)
+    for output in outputs:
         kind = output.get("output_type")
         if kind == "stream":
             text = output.get("text", "")
