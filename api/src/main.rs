@@ -1,7 +1,8 @@
-//! The `medlake` binary: serve, ingest, sql, generate, optimize, fhirpath, views.
+//! The `medlake` binary: serve, ingest, sql, generate, optimize, fhirpath, views, features.
 
 mod config;
 mod error;
+mod features_cmd;
 mod ingest_cmd;
 mod output;
 mod server;
@@ -102,6 +103,12 @@ enum Command {
         #[command(subcommand)]
         command: views_cmd::ViewsCommand,
     },
+    /// Extract point-in-time ML features from a spec (TOML or JSON): one row per patient
+    /// with demographics, Observation statistics, Condition flags, medication and
+    /// encounter counts as known at the index time, a label and a train/test split.
+    ///
+    /// Example: medlake features examples/features/diabetes.toml -o features.parquet
+    Features(features_cmd::FeaturesArgs),
 }
 
 #[derive(Args, Debug)]
@@ -304,6 +311,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Generate(a) => generate(a),
         Command::Fhirpath(a) => fhirpath(a),
         Command::Views { command } => views_cmd::run(command, &settings).await,
+        Command::Features(a) => features_cmd::run(a, &settings).await,
         Command::Ingest(a) => {
             if let Some(server) = &a.server {
                 let summary = ingest_cmd::run_remote(server, &a.paths, !a.quiet).await?;

@@ -83,3 +83,39 @@ fn the_delta_direct_notebook_derives_what_medlakes_sql_answers() {
         "{line} is not {top}"
     );
 }
+
+#[test]
+fn the_ml_features_notebook_trains_a_model_and_reports_a_test_auc() {
+    let dir = tempfile::tempdir().unwrap();
+    let generated = dir.path().join("gen");
+    let lake = dir.path().join("lake");
+    medlake_e2e::medlake(
+        &lake,
+        &[
+            "generate",
+            "--patients",
+            "250",
+            "--seed",
+            "5",
+            "--out",
+            generated.to_str().unwrap(),
+            "-q",
+        ],
+    );
+    medlake_e2e::medlake(&lake, &["ingest", "-q", generated.to_str().unwrap()]);
+    let server = medlake_e2e::Server::start(&lake, &["--flight-listen", "off"]);
+    let url = PathBuf::from(&server.base);
+    let stdout = run_notebook("ml_features.ipynb", &[("MEDLAKE_URL", &url)]);
+
+    let adults = sql_count(
+        &lake,
+        "SELECT count(*) AS n FROM fhir.patient WHERE json_get_str(resource, 'birthDate') < '2007-01-01'",
+    );
+    assert_eq!(printed(&stdout, "rows:"), adults.to_string());
+    assert!(printed(&stdout, "columns:").contains("cond_diabetes"));
+    let auc: f64 = printed(&stdout, "test AUC:")
+        .parse()
+        .unwrap_or_else(|_| panic!("the AUC is not a number:\n{stdout}"));
+    assert!((0.0..=1.0).contains(&auc), "AUC {auc}");
+    server.stop();
+}
