@@ -171,14 +171,14 @@ pub(crate) fn build(spec: &FeatureSpec, r: &Resolved) -> String {
             any.push(format!("m{i}"));
         }
         let facts = format!(
-            "SELECT patient_id, index_time, id, value, at, {flags} FROM (\
+            "SELECT patient_id, index_time, id, num, clinical_at, {flags} FROM (\
                SELECT patient_id, index_time, id, \
                  json_get_json(resource, 'code') AS code, \
-                 json_get_float(resource, 'valueQuantity', 'value') AS value, \
+                 json_get_float(resource, 'valueQuantity', 'value') AS num, \
                  fhir_instant(coalesce(json_get_str(resource, 'effectiveDateTime'), \
                    json_get_str(resource, 'effectiveInstant'), \
                    json_get_str(resource, 'effectivePeriod', 'start'), \
-                   json_get_str(resource, 'issued'))) AS at \
+                   json_get_str(resource, 'issued'))) AS clinical_at \
                FROM {known} o \
                WHERE coalesce(json_get_str(resource, 'status'), '') NOT IN {VOID_STATUS}) f",
             flags = flags.join(", "),
@@ -189,21 +189,21 @@ pub(crate) fn build(spec: &FeatureSpec, r: &Resolved) -> String {
             for w in &o.lookbacks {
                 let Ok(w) = parse_window(w, "") else { continue };
                 let cond = format!(
-                    "m{i} AND value IS NOT NULL AND {}",
-                    in_lookback("at", Some(&w))
+                    "m{i} AND num IS NOT NULL AND {}",
+                    in_lookback("clinical_at", Some(&w))
                 );
                 for s in spec.observation_stats(o) {
                     let col = observation_column(o, s, &w);
                     let agg = match s {
                         Stat::Count => format!("count(CASE WHEN {cond} THEN 1 END)"),
-                        Stat::Min => format!("min(CASE WHEN {cond} THEN value END)"),
-                        Stat::Max => format!("max(CASE WHEN {cond} THEN value END)"),
-                        Stat::Mean => format!("avg(CASE WHEN {cond} THEN value END)"),
+                        Stat::Min => format!("min(CASE WHEN {cond} THEN num END)"),
+                        Stat::Max => format!("max(CASE WHEN {cond} THEN num END)"),
+                        Stat::Mean => format!("avg(CASE WHEN {cond} THEN num END)"),
                         // Rows outside the feature sort first (a null key), so the last
                         // row is the newest match when there is one; ties by id.
                         Stat::Last => format!(
-                            "last_value(CASE WHEN {cond} THEN value END \
-                             ORDER BY CASE WHEN {cond} THEN at END ASC NULLS FIRST, \
+                            "last_value(CASE WHEN {cond} THEN num END \
+                             ORDER BY CASE WHEN {cond} THEN clinical_at END ASC NULLS FIRST, \
                              CASE WHEN {cond} THEN id END ASC NULLS FIRST)"
                         ),
                     };
@@ -232,7 +232,7 @@ pub(crate) fn build(spec: &FeatureSpec, r: &Resolved) -> String {
             "SELECT patient_id, index_time, json_get_json(resource, 'code') AS code, \
                fhir_instant(coalesce(json_get_str(resource, 'onsetDateTime'), \
                  json_get_str(resource, 'onsetPeriod', 'start'), \
-                 json_get_str(resource, 'recordedDate'))) AS at \
+                 json_get_str(resource, 'recordedDate'))) AS clinical_at \
              FROM {known} k \
              WHERE coalesce(json_get_str(resource, 'verificationStatus', 'coding', 0, 'code'), '') \
                NOT IN ('entered-in-error', 'refuted')"
@@ -252,7 +252,7 @@ pub(crate) fn build(spec: &FeatureSpec, r: &Resolved) -> String {
                 "max(CASE WHEN fhir_has_code(code, {}, {}) AND {} THEN 1 ELSE 0 END) AS {col}",
                 literal(SNOMED),
                 codes_list(&codes),
-                in_lookback("at", window.as_ref())
+                in_lookback("clinical_at", window.as_ref())
             ));
             columns.push(format!("coalesce(cond.{col}, 0) AS {col}"));
         }
@@ -274,7 +274,7 @@ pub(crate) fn build(spec: &FeatureSpec, r: &Resolved) -> String {
             let col = format!("med_count_{}", w.label);
             aggs.push(format!(
                 "count(CASE WHEN {} THEN 1 END) AS {col}",
-                in_lookback("at", Some(&w))
+                in_lookback("clinical_at", Some(&w))
             ));
             columns.push(format!("coalesce(med.{col}, 0) AS {col}"));
         }
@@ -284,7 +284,7 @@ pub(crate) fn build(spec: &FeatureSpec, r: &Resolved) -> String {
             format!(
                 "SELECT patient_id, index_time, {} FROM (\
                    SELECT patient_id, index_time, \
-                     fhir_instant(json_get_str(resource, 'authoredOn')) AS at \
+                     fhir_instant(json_get_str(resource, 'authoredOn')) AS clinical_at \
                    FROM {} k \
                    WHERE coalesce(json_get_str(resource, 'status'), '') NOT IN {VOID_STATUS}) f \
                  GROUP BY patient_id, index_time",
@@ -301,15 +301,15 @@ pub(crate) fn build(spec: &FeatureSpec, r: &Resolved) -> String {
             let col = format!("enc_count_{}", w.label);
             aggs.push(format!(
                 "count(CASE WHEN {} THEN 1 END) AS {col}",
-                in_lookback("at", Some(&w))
+                in_lookback("clinical_at", Some(&w))
             ));
             columns.push(format!("coalesce(enc.{col}, 0) AS {col}"));
             for class in &e.classes {
                 let col = format!("enc_{}_count_{}", column_stem(class), w.label);
                 aggs.push(format!(
-                    "count(CASE WHEN class = {} AND {} THEN 1 END) AS {col}",
+                    "count(CASE WHEN enc_class = {} AND {} THEN 1 END) AS {col}",
                     literal(class),
-                    in_lookback("at", Some(&w))
+                    in_lookback("clinical_at", Some(&w))
                 ));
                 columns.push(format!("coalesce(enc.{col}, 0) AS {col}"));
             }
@@ -341,14 +341,14 @@ pub(crate) fn build(spec: &FeatureSpec, r: &Resolved) -> String {
                    AND {} THEN 1 ELSE 0 END) AS y FROM ({}) f GROUP BY patient_id, index_time",
                 literal(SNOMED),
                 codes_list(codes),
-                ahead("at"),
+                ahead("clinical_at"),
                 condition_facts(current_versions("condition", &r.tables))
             ),
             (_, Some(class), _) => format!(
-                "SELECT patient_id, index_time, max(CASE WHEN class = {} AND {} THEN 1 ELSE 0 END) \
+                "SELECT patient_id, index_time, max(CASE WHEN enc_class = {} AND {} THEN 1 ELSE 0 END) \
                  AS y FROM ({}) f GROUP BY patient_id, index_time",
                 literal(class),
-                ahead("at"),
+                ahead("clinical_at"),
                 encounter_facts(current_versions("encounter", &r.tables))
             ),
             _ => String::new(),
@@ -372,8 +372,8 @@ pub(crate) fn build(spec: &FeatureSpec, r: &Resolved) -> String {
 
 fn encounter_facts(known: String) -> String {
     format!(
-        "SELECT patient_id, index_time, json_get_str(resource, 'class', 'code') AS class, \
-           fhir_instant(json_get_str(resource, 'period', 'start')) AS at \
+        "SELECT patient_id, index_time, json_get_str(resource, 'class', 'code') AS enc_class, \
+           fhir_instant(json_get_str(resource, 'period', 'start')) AS clinical_at \
          FROM {known} k \
          WHERE coalesce(json_get_str(resource, 'status'), '') NOT IN {VOID_STATUS}"
     )
