@@ -159,29 +159,27 @@ pub(crate) fn build(spec: &FeatureSpec, r: &Resolved) -> String {
     }
 
     if !spec.observations.is_empty() {
-        // One pass: the matches of each code as columns, then conditional aggregates.
-        let mut flags = Vec::new();
+        // One pass: each feature's value (of the Observation or of its component) as a
+        // column, then conditional aggregates.
+        let mut values = Vec::new();
         let mut any = Vec::new();
         for (i, o) in spec.observations.iter().enumerate() {
-            flags.push(format!(
-                "fhir_has_code(code, {}, {}) AS m{i}",
+            values.push(format!(
+                "fhir_value_of(resource, {}, {}) AS v{i}",
                 literal(LOINC),
                 literal(&o.loinc)
             ));
-            any.push(format!("m{i}"));
+            any.push(format!("v{i} IS NOT NULL"));
         }
         let facts = format!(
-            "SELECT patient_id, index_time, id, num, clinical_at, {flags} FROM (\
-               SELECT patient_id, index_time, id, \
-                 json_get_json(resource, 'code') AS code, \
-                 json_get_float(resource, 'valueQuantity', 'value') AS num, \
-                 fhir_instant(coalesce(json_get_str(resource, 'effectiveDateTime'), \
-                   json_get_str(resource, 'effectiveInstant'), \
-                   json_get_str(resource, 'effectivePeriod', 'start'), \
-                   json_get_str(resource, 'issued'))) AS clinical_at \
-               FROM {known} o \
-               WHERE coalesce(json_get_str(resource, 'status'), '') NOT IN {VOID_STATUS}) f",
-            flags = flags.join(", "),
+            "SELECT patient_id, index_time, id, {values}, \
+               fhir_instant(coalesce(json_get_str(resource, 'effectiveDateTime'), \
+                 json_get_str(resource, 'effectiveInstant'), \
+                 json_get_str(resource, 'effectivePeriod', 'start'), \
+                 json_get_str(resource, 'issued'))) AS clinical_at \
+             FROM {known} o \
+             WHERE coalesce(json_get_str(resource, 'status'), '') NOT IN {VOID_STATUS}",
+            values = values.join(", "),
             known = known_versions("observation", mode, &r.tables),
         );
         let mut aggs = Vec::new();
@@ -189,20 +187,20 @@ pub(crate) fn build(spec: &FeatureSpec, r: &Resolved) -> String {
             for w in &o.lookbacks {
                 let Ok(w) = parse_window(w, "") else { continue };
                 let cond = format!(
-                    "m{i} AND num IS NOT NULL AND {}",
+                    "v{i} IS NOT NULL AND {}",
                     in_lookback("clinical_at", Some(&w))
                 );
                 for s in spec.observation_stats(o) {
                     let col = observation_column(o, s, &w);
                     let agg = match s {
                         Stat::Count => format!("count(CASE WHEN {cond} THEN 1 END)"),
-                        Stat::Min => format!("min(CASE WHEN {cond} THEN num END)"),
-                        Stat::Max => format!("max(CASE WHEN {cond} THEN num END)"),
-                        Stat::Mean => format!("avg(CASE WHEN {cond} THEN num END)"),
+                        Stat::Min => format!("min(CASE WHEN {cond} THEN v{i} END)"),
+                        Stat::Max => format!("max(CASE WHEN {cond} THEN v{i} END)"),
+                        Stat::Mean => format!("avg(CASE WHEN {cond} THEN v{i} END)"),
                         // Rows outside the feature sort first (a null key), so the last
                         // row is the newest match when there is one; ties by id.
                         Stat::Last => format!(
-                            "last_value(CASE WHEN {cond} THEN num END \
+                            "last_value(CASE WHEN {cond} THEN v{i} END \
                              ORDER BY CASE WHEN {cond} THEN clinical_at END ASC NULLS FIRST, \
                              CASE WHEN {cond} THEN id END ASC NULLS FIRST)"
                         ),

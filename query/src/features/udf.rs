@@ -1,4 +1,4 @@
-//! The three SQL functions the generated plan needs, registered on the extraction's own
+//! The four SQL functions the generated plan needs, registered on the extraction's own
 //! session only:
 //!
 //! - `fhir_instant(text | timestamp)`: a FHIR `date`, `dateTime` or `instant` as a UTC
@@ -9,6 +9,9 @@
 //! - `fhir_has_code(concept_json, system, 'c1,c2,...')`: whether a CodeableConcept (or
 //!   a Coding) has a coding of `system` with one of the codes. The JSON functions reach
 //!   one array element by its position, not "any element".
+//! - `fhir_value_of(observation_json, system, code)`: the numeric `valueQuantity` of an
+//!   Observation coded so, or else of its `component` coded so (a blood pressure panel
+//!   carries systolic and diastolic as components); null if neither has one.
 //! - `fhir_age_years(birth_date, at)`: whole years from a FHIR birth date to a time.
 
 use std::collections::HashSet;
@@ -16,8 +19,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanBuilder, Int64Builder, TimestampMicrosecondArray,
-    TimestampMicrosecondBuilder,
+    Array, ArrayRef, AsArray, BooleanBuilder, Float64Builder, Int64Builder,
+    TimestampMicrosecondArray, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
@@ -196,6 +199,66 @@ impl ScalarUDFImpl for FhirHasCode {
     }
 }
 
+/// The numeric value of an Observation, or of its component, coded `system|code`.
+fn value_of(observation: &Value, system: &str, code: &HashSet<&str>) -> Option<f64> {
+    let quantity = |v: &Value| {
+        v.get("valueQuantity")
+            .and_then(|q| q.get("value"))
+            .and_then(Value::as_f64)
+    };
+    if observation
+        .get("code")
+        .is_some_and(|c| has_code(c, system, code))
+    {
+        if let Some(v) = quantity(observation) {
+            return Some(v);
+        }
+    }
+    observation
+        .get("component")
+        .and_then(Value::as_array)?
+        .iter()
+        .filter(|c| c.get("code").is_some_and(|cc| has_code(cc, system, code)))
+        .find_map(quantity)
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct FhirValueOf {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for FhirValueOf {
+    fn name(&self) -> &str {
+        "fhir_value_of"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Float64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let system = scalar_string(&args.args[1], "fhir_value_of", "the system")?;
+        let code = scalar_string(&args.args[2], "fhir_value_of", "the code")?;
+        let codes: HashSet<&str> = code.split(',').map(str::trim).collect();
+        let a = strings(&args.args[0], rows)?;
+        let s = a.as_string::<i32>();
+        let mut b = Float64Builder::with_capacity(rows);
+        for i in 0..rows {
+            let v = if s.is_null(i) {
+                None
+            } else {
+                serde_json::from_str::<Value>(s.value(i))
+                    .ok()
+                    .and_then(|v| value_of(&v, &system, &codes))
+            };
+            b.append_option(v);
+        }
+        Ok(ColumnarValue::Array(Arc::new(b.finish())))
+    }
+}
+
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct FhirAgeYears {
     signature: Signature,
@@ -242,6 +305,9 @@ pub fn functions() -> Vec<ScalarUDF> {
         ScalarUDF::from(FhirAgeYears {
             signature: Signature::any(2, Volatility::Immutable),
         }),
+        ScalarUDF::from(FhirValueOf {
+            signature: Signature::any(3, Volatility::Immutable),
+        }),
     ]
 }
 
@@ -270,6 +336,29 @@ mod tests {
         assert_eq!(age_years("1980-06-15", at), Some(40));
         assert_eq!(age_years("1980-06-16", at), Some(39));
         assert_eq!(age_years("2021-01-01", at), None);
+    }
+
+    #[test]
+    fn values_of_the_observation_or_its_component() {
+        let panel: Value = serde_json::from_str(
+            r#"{"code":{"coding":[{"system":"http://loinc.org","code":"85354-9"}]},
+                "component":[
+                  {"code":{"coding":[{"system":"http://loinc.org","code":"8480-6"}]},"valueQuantity":{"value":128}},
+                  {"code":{"coding":[{"system":"http://loinc.org","code":"8462-4"}]},"valueQuantity":{"value":81.5}}]}"#,
+        )
+        .unwrap();
+        let of = |c: &str| value_of(&panel, "http://loinc.org", &[c].into());
+        assert_eq!(of("8480-6"), Some(128.0));
+        assert_eq!(of("8462-4"), Some(81.5));
+        assert_eq!(of("85354-9"), None);
+        let a1c: Value = serde_json::from_str(
+            r#"{"code":{"coding":[{"system":"http://loinc.org","code":"4548-4"}]},"valueQuantity":{"value":6.1}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            value_of(&a1c, "http://loinc.org", &["4548-4"].into()),
+            Some(6.1)
+        );
     }
 
     #[test]
