@@ -4,7 +4,7 @@
 //! A [`FeatureSpec`] (TOML or JSON) names a cohort (a SQL query or a FHIR search of
 //! Patients), an index time per patient (fixed, or a column of the cohort query), the
 //! features (demographics; per LOINC code the last, min, max, mean and count of numeric
-//! Observations over lookback windows; Condition flags from SNOMED CT code sets with
+//! Observation values, their own or a component's, over lookback windows; Condition flags from SNOMED CT code sets with
 //! their descendants; counts of MedicationRequests and Encounters), a label and a
 //! train/test split. [`extract`] answers one row per cohort row: `patient_id`,
 //! `index_time`, the features under stable names (`age`, `gender`,
@@ -57,7 +57,7 @@
 //! operators rather than with code here, and it can be printed and read
 //! (`medlake features --print-sql`). No crate extracts point-in-time features from FHIR
 //! versions; feature stores (Feast and the like) join on event timestamps of their own
-//! tables and know nothing of FHIR's versions or code systems. Three small SQL functions
+//! tables and know nothing of FHIR's versions or code systems. Four small SQL functions
 //! do what the JSON functions cannot ([`udf`]).
 
 mod spec;
