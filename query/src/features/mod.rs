@@ -4,9 +4,9 @@
 //! A [`FeatureSpec`] (TOML or JSON) names a cohort (a SQL query or a FHIR search of
 //! Patients), an index time per patient (fixed, or a column of the cohort query), the
 //! features (demographics; per LOINC code the last, min, max, mean and count of numeric
-//! Observation values, their own or a component's, over lookback windows; Condition flags from SNOMED CT code sets with
-//! their descendants; counts of MedicationRequests and Encounters), a label and a
-//! train/test split. [`extract`] answers one row per cohort row: `patient_id`,
+//! Observation values, their own or a component's, over lookback windows; Condition
+//! flags from SNOMED CT code sets with their descendants; counts of MedicationRequests
+//! and Encounters), a label and a train/test split. [`extract`] answers one row per cohort row: `patient_id`,
 //! `index_time`, the features under stable names (`age`, `gender`,
 //! `obs_<name>_<stat>_<window>`, `cond_<name>`, `med_count_<window>`,
 //! `enc_count_<window>`, `enc_<class>_count_<window>`), `label` and `split`.
