@@ -46,9 +46,9 @@
 //! # Split
 //!
 //! `split` is `train` or `test` by patient, from a 64-bit FNV-1a hash of the seed and the
-//! patient id (finished with MurmurHash3's `fmix64`), so every row of a patient falls on the same side, the same seed gives the
-//! same split on any machine and any data, and another seed another split. The hash and
-//! its use must not change between releases.
+//! patient id (finished with MurmurHash3's `fmix64`), so every row of a patient falls on
+//! the same side, the same seed gives the same split on any machine and any data, and
+//! another seed another split. The hash and its use must not change between releases.
 //!
 //! # Why generated SQL
 //!
