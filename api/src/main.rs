@@ -1,8 +1,13 @@
+<<<<<<< HEAD
 //! The `medlake` binary: serve, ingest, sql, generate, optimize, fhirpath, views, ballista.
+=======
+//! The `medlake` binary: serve, ingest, sql, generate, optimize, fhirpath, views, features.
+>>>>>>> features
 
 mod cluster;
 mod config;
 mod error;
+mod features_cmd;
 mod ingest_cmd;
 mod output;
 mod server;
@@ -103,6 +108,7 @@ enum Command {
         #[command(subcommand)]
         command: views_cmd::ViewsCommand,
     },
+<<<<<<< HEAD
     /// Run a Ballista scheduler or executor with medlake's functions, for
     /// `medlake sql --engine ballista://host:port` and `serve --sql-engine`.
     ///
@@ -161,6 +167,14 @@ struct ExecutorArgs {
     /// Tasks run at once; 0 for one per core.
     #[arg(long, default_value_t = 0)]
     concurrent_tasks: usize,
+=======
+    /// Extract point-in-time ML features from a spec (TOML or JSON): one row per patient
+    /// with demographics, Observation statistics, Condition flags, medication and
+    /// encounter counts as known at the index time, a label and a train/test split.
+    ///
+    /// Example: medlake features examples/features/diabetes.toml -o features.parquet
+    Features(features_cmd::FeaturesArgs),
+>>>>>>> features
 }
 
 #[derive(Args, Debug)]
@@ -376,6 +390,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Generate(a) => generate(a),
         Command::Fhirpath(a) => fhirpath(a),
         Command::Views { command } => views_cmd::run(command, &settings).await,
+        Command::Features(a) => features_cmd::run(a, &settings).await,
         Command::Ingest(a) => {
             if let Some(server) = &a.server {
                 let summary = ingest_cmd::run_remote(server, &a.paths, !a.quiet).await?;

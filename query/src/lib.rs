@@ -5,6 +5,8 @@
 //! - [`current`]: `fhir.<type>`, the current versions, a scan that skips replaced rows.
 //! - [`time_travel`]: `fhir_as_of(type, time | delta_version)`.
 //! - [`kind_table`]: the tables of the lake's other kinds, one schema per namespace.
+//! - [`features`]: point-in-time feature extraction for machine learning (a spec to
+//!   one row per patient: features, label, train/test split).
 //! - [`engine`]: [`QueryEngine`], read-only SQL with the JSON functions.
 //! - [`cpu`]: the runtime that query plans run on, apart from the request threads.
 //! - [`search`]: FHIR search on the lake's search index.
@@ -18,6 +20,7 @@ pub mod catalog;
 pub mod cpu;
 pub mod current;
 pub mod engine;
+pub mod features;
 pub mod kind_table;
 pub mod provider;
 pub mod search;

@@ -414,5 +414,41 @@ fn the_cohort_notebook_finds_what_medlakes_sql_does_and_draws_its_plots() {
             .unwrap_or_else(|e| panic!("the notebook did not save {plot}.png: {e}"));
         assert!(png.starts_with(b"\x89PNG"), "{plot}.png is not a PNG");
     }
+
+#[test]
+fn the_ml_features_notebook_trains_a_model_and_reports_a_test_auc() {
+    let dir = tempfile::tempdir().unwrap();
+    let generated = dir.path().join("gen");
+    let lake = dir.path().join("lake");
+    medlake(
+        &lake,
+        &[
+            "generate",
+            "--patients",
+            "250",
+            "--seed",
+            "5",
+            "--out",
+            generated.to_str().unwrap(),
+            "-q",
+        ],
+    );
+    medlake(&lake, &["ingest", "-q", generated.to_str().unwrap()]);
+    let server = Server::start(&lake, &["--flight-listen", "off"]);
+    let stdout = run_notebook(
+        "ml_features.ipynb",
+        &[("MEDLAKE_URL", OsStr::new(&server.base))],
+    );
+
+    let adults = sql_count(
+        &lake,
+        "SELECT count(*) AS n FROM fhir.patient WHERE json_get_str(resource, 'birthDate') < '2007-01-01'",
+    );
+    assert_eq!(printed(&stdout, "rows:"), adults.to_string());
+    assert!(printed(&stdout, "columns:").contains("cond_diabetes"));
+    let auc: f64 = printed(&stdout, "test AUC:")
+        .parse()
+        .unwrap_or_else(|_| panic!("the AUC is not a number:\n{stdout}"));
+    assert!((0.0..=1.0).contains(&auc), "AUC {auc}");
     server.stop();
 }

@@ -1,7 +1,8 @@
-//! The HTTP server: `/sql`, `/ingest`, and the FHIR API under `/fhir`; beside it, in the
+//! The HTTP server: `/sql`, `/ingest`, `/features`, and the FHIR API under `/fhir`; beside it, in the
 //! same process and on the same lake, Arrow Flight SQL (`flight`) and the Postgres wire
 //! protocol (`pgwire`).
 
+mod features;
 mod fhir;
 mod flight;
 mod ingest;
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(index))
         .route("/sql", post(sql::post_sql))
         .route("/ingest", post(ingest::post_ingest))
+        .route("/features", post(features::post_features))
         .nest("/fhir", fhir::routes())
         .with_state(state)
 }
@@ -49,6 +51,7 @@ async fn index(
         "fhir": s.fhir_base,
         "sql": "POST /sql with the query as text or {\"query\": ...}",
         "ingest": "POST /ingest with NDJSON, a Bundle or one resource",
+        "features": "POST /features with a feature spec (TOML or JSON)",
         "workspace": s.lake.workspace_url().to_string(),
     }))
 }

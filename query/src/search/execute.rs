@@ -154,6 +154,54 @@ pub async fn run(lake: &Lake, search: &Search, base: &str) -> Result<SearchPage,
     })
 }
 
+/// The ids of every resource a search matches, in slot order, without reading a page:
+/// for a caller that needs the whole set (the cohort of a feature extraction). Sorting,
+/// paging and `_include` do not apply; composite conditions are checked as in [`run`].
+pub async fn matching_ids(
+    lake: &Lake,
+    search: &Search,
+    base: &str,
+) -> Result<Vec<(String, String)>, SearchError> {
+    let (mut hits, composite_checks) = {
+        let guard = lake.search_index().ok_or_else(|| {
+            SearchError::NotSupported("this lake was opened without a search index".into())
+        })?;
+        let index = &*guard;
+        let mut hits: Vec<Hit> = Vec::new();
+        let mut composite_checks = Vec::new();
+        for (pos, ty) in search.types.iter().enumerate() {
+            let Some(t) = index.of_type(ty) else {
+                continue;
+            };
+            let (slots, composites) = matching_slots(index, ty, t, &search.filters, base)?;
+            if !composites.is_empty() {
+                composite_checks.push((pos, composites));
+            }
+            hits.extend(slots.iter().map(|slot| Hit {
+                keys: Vec::new(),
+                type_pos: pos,
+                slot,
+            }));
+        }
+        (hits, composite_checks)
+    };
+    if !composite_checks.is_empty() {
+        hits = check_composites(lake, search, hits, &composite_checks).await?;
+    }
+    let guard = lake.search_index();
+    let Some(index) = guard.as_deref() else {
+        return Ok(Vec::new());
+    };
+    Ok(hits
+        .iter()
+        .filter_map(|h| {
+            let ty = &search.types[h.type_pos];
+            let t = index.of_type(ty)?;
+            Some((ty.clone(), t.id(h.slot).to_string()))
+        })
+        .collect())
+}
+
 /// Read resources by `(type, id)`, each type's together, in the order given; what is
 /// gone (deleted since the index was read) is left out.
 async fn read_many(

@@ -24,7 +24,7 @@ mod compare;
 mod execute;
 mod parse;
 
-pub use execute::{MAX_INCLUDED, SearchPage, run};
+pub use execute::{MAX_INCLUDED, SearchPage, matching_ids, run};
 pub use parse::{DEFAULT_COUNT, Filter, Include, MAX_COUNT, Modifier, Search, SortKey, Total};
 
 /// Why a search cannot run. All are the client's to fix, except [`SearchError::Lake`].
