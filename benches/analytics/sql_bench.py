@@ -133,10 +133,12 @@ TRANSFER = [
 ]
 
 
-def duckdb_connection(lake, workspace):
+def duckdb_connection(lake, workspace, memory_limit):
     con = duckdb.connect()
     con.execute("SET threads=2")
     con.execute("SET TimeZone='UTC'")
+    # The medlake server of the run holds its search index in memory beside it.
+    con.execute(f"SET memory_limit='{memory_limit}'")
     root = f"{lake}/{workspace}"
     for name, folder in [("obs", "fhir/observation"), ("pat", "fhir/patient"), ("cond", "fhir/condition")]:
         files = DeltaTable(f"{root}/{folder}").file_uris()
@@ -234,6 +236,7 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated query prefixes (q1,q5)")
     ap.add_argument("--sides", default="inproc,flight,pg,duckdb")
     ap.add_argument("--no-transfer", action="store_true")
+    ap.add_argument("--duckdb-memory", default="4GB")
     a = ap.parse_args()
 
     queries = [q for q in QUERIES if not a.only or q[0].split()[0] in a.only.split(",")]
@@ -246,7 +249,7 @@ def main():
     if "pg" in sides:
         runners["pg"] = Pg(a.pg)
     if "duckdb" in sides:
-        runners["duckdb"] = Duck(duckdb_connection(a.lake, a.workspace))
+        runners["duckdb"] = Duck(duckdb_connection(a.lake, a.workspace, a.duckdb_memory))
 
     times = {(q[0], s): [] for q in queries for s in runners}
     answers = {}
