@@ -1,8 +1,4 @@
-<<<<<<< HEAD
-//! The `medlake` binary: serve, ingest, sql, generate, optimize, fhirpath, views, ballista.
-=======
-//! The `medlake` binary: serve, ingest, sql, generate, optimize, fhirpath, views, features.
->>>>>>> features
+//! The `medlake` binary: serve, ingest, sql, generate, optimize, fhirpath, views, features, ballista.
 
 mod cluster;
 mod config;
@@ -108,7 +104,12 @@ enum Command {
         #[command(subcommand)]
         command: views_cmd::ViewsCommand,
     },
-<<<<<<< HEAD
+    /// Extract point-in-time ML features from a spec (TOML or JSON): one row per patient
+    /// with demographics, Observation statistics, Condition flags, medication and
+    /// encounter counts as known at the index time, a label and a train/test split.
+    ///
+    /// Example: medlake features examples/features/diabetes.toml -o features.parquet
+    Features(features_cmd::FeaturesArgs),
     /// Run a Ballista scheduler or executor with medlake's functions, for
     /// `medlake sql --engine ballista://host:port` and `serve --sql-engine`.
     ///
@@ -167,14 +168,6 @@ struct ExecutorArgs {
     /// Tasks run at once; 0 for one per core.
     #[arg(long, default_value_t = 0)]
     concurrent_tasks: usize,
-=======
-    /// Extract point-in-time ML features from a spec (TOML or JSON): one row per patient
-    /// with demographics, Observation statistics, Condition flags, medication and
-    /// encounter counts as known at the index time, a label and a train/test split.
-    ///
-    /// Example: medlake features examples/features/diabetes.toml -o features.parquet
-    Features(features_cmd::FeaturesArgs),
->>>>>>> features
 }
 
 #[derive(Args, Debug)]

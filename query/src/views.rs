@@ -34,8 +34,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableFunctionImpl;
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::common::JoinType;
+use datafusion::common::{ScalarValue, plan_err};
 use datafusion::datasource::TableType;
 use datafusion::datasource::provider_as_source;
 use datafusion::datasource::view::ViewTable;
@@ -44,8 +46,6 @@ use datafusion::functions_aggregate::expr_fn::max;
 use datafusion::logical_expr::{
     Expr, LogicalPlanBuilder, TableProviderFilterPushDown, col, ident, not,
 };
-use datafusion::catalog::TableFunctionImpl;
-use datafusion::common::{ScalarValue, plan_err};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use medlake_lake::matview::{

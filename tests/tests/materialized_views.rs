@@ -346,8 +346,10 @@ fn a_view_definition_stored_with_the_medlake_tag_becomes_a_view_that_follows_it(
     // An untagged ViewDefinition is only stored.
     agent
         .put(&server.url("/fhir/ViewDefinition/plain"))
-        .send_json(json!({"resourceType": "ViewDefinition", "name": "plain_view",
-            "resource": "Patient", "select": [{"column": [{"name": "id", "path": "id"}]}]}))
+        .send_json(
+            json!({"resourceType": "ViewDefinition", "name": "plain_view",
+            "resource": "Patient", "select": [{"column": [{"name": "id", "path": "id"}]}]}),
+        )
         .unwrap();
 
     // The CLI does not drop a view that a resource keeps, and says what does.
@@ -415,7 +417,10 @@ fn eventually_ok(
                 return rows;
             }
         } else if Instant::now() > deadline {
-            panic!("{query} still fails: {}", r.body_mut().read_to_string().unwrap());
+            panic!(
+                "{query} still fails: {}",
+                r.body_mut().read_to_string().unwrap()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }

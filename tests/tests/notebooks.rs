@@ -414,6 +414,8 @@ fn the_cohort_notebook_finds_what_medlakes_sql_does_and_draws_its_plots() {
             .unwrap_or_else(|e| panic!("the notebook did not save {plot}.png: {e}"));
         assert!(png.starts_with(b"\x89PNG"), "{plot}.png is not a PNG");
     }
+    server.stop();
+}
 
 #[test]
 fn the_ml_features_notebook_trains_a_model_and_reports_a_test_auc() {

@@ -626,7 +626,10 @@ impl Lake {
                 continue;
             };
             if !wanted.get(owner).is_some_and(|j| view.same_definition(j)) {
-                tracing::info!("view {}: ViewDefinition/{owner} changed; dropping it", view.name());
+                tracing::info!(
+                    "view {}: ViewDefinition/{owner} changed; dropping it",
+                    view.name()
+                );
                 self.remove_view(&view).await?;
             }
         }
@@ -638,7 +641,10 @@ impl Lake {
                     continue;
                 }
             };
-            if self.view_snapshot(view.name()).is_some_and(|s| s.view.source_id() == Some(&id)) {
+            if self
+                .view_snapshot(view.name())
+                .is_some_and(|s| s.view.source_id() == Some(&id))
+            {
                 continue;
             }
             match self.add_view(&view).await {
@@ -652,7 +658,11 @@ impl Lake {
     /// A view's table as it was at a Delta version of it, or at the newest commit made at
     /// or before a time (the commit files' times, as other engines' `TIMESTAMP AS OF`
     /// reads them). `None` when the view had no table then.
-    pub async fn view_table_as_of(&self, name: &str, as_of: ViewAsOf) -> Result<Option<DeltaTable>> {
+    pub async fn view_table_as_of(
+        &self,
+        name: &str,
+        as_of: ViewAsOf,
+    ) -> Result<Option<DeltaTable>> {
         let view = self
             .view_snapshot(name)
             .ok_or_else(|| unknown_view(name))?
