@@ -261,9 +261,9 @@ fn views_are_created_listed_refreshed_and_dropped_by_the_cli() {
 }
 
 /// A ViewDefinition as the FHIR API stores it, asking to be materialized.
-fn tagged_view(name: &str, threshold: f64) -> Value {
+fn tagged_view(id: &str, name: &str, threshold: f64) -> Value {
     json!({
-        "resourceType": "ViewDefinition", "name": name, "resource": "Observation",
+        "resourceType": "ViewDefinition", "id": id, "name": name, "resource": "Observation",
         "meta": {"tag": [{"system": "https://medlake.dev/tags", "code": "medlake"}]},
         "select": [
             {"column": [{"name": "id", "path": "getResourceKey()", "type": "id"}]},
@@ -287,7 +287,7 @@ fn a_view_definition_stored_with_the_medlake_tag_becomes_a_view_that_follows_it(
     }
     let r = agent
         .put(&server.url("/fhir/ViewDefinition/high"))
-        .send_json(tagged_view("high_systolic", 130.0))
+        .send_json(tagged_view("high", "high_systolic", 130.0))
         .unwrap();
     assert!(r.status().is_success());
     let query = "SELECT id, systolic FROM views.high_systolic ORDER BY id";
@@ -311,7 +311,7 @@ fn a_view_definition_stored_with_the_medlake_tag_becomes_a_view_that_follows_it(
     // A new version of the definition rebuilds the view.
     agent
         .put(&server.url("/fhir/ViewDefinition/high"))
-        .send_json(tagged_view("high_systolic", 155.0))
+        .send_json(tagged_view("high", "high_systolic", 155.0))
         .unwrap();
     let rows = eventually_ok(&agent, &server, query, within, |r| r.len() == 1);
     assert_eq!(rows, [json!({"id": "o3", "systolic": 160.0})]);
@@ -322,7 +322,7 @@ fn a_view_definition_stored_with_the_medlake_tag_becomes_a_view_that_follows_it(
         .config()
         .http_status_as_error(false)
         .build()
-        .send_json(tagged_view("observation", 1.0))
+        .send_json(tagged_view("clash", "observation", 1.0))
         .unwrap();
     assert_eq!(r.status(), 400);
     let outcome: Value = r.body_mut().read_json().unwrap();
@@ -332,7 +332,7 @@ fn a_view_definition_stored_with_the_medlake_tag_becomes_a_view_that_follows_it(
         .config()
         .http_status_as_error(false)
         .build()
-        .send_json(tagged_view("high_systolic", 1.0))
+        .send_json(tagged_view("other", "high_systolic", 1.0))
         .unwrap();
     assert_eq!(r.status(), 400, "another resource's view name");
     let r = agent
