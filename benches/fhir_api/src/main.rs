@@ -196,7 +196,15 @@ impl Drop for Server {
 
 fn start_server(args: &Args, lake: &Path, extra: &[String]) -> Result<Server> {
     let mut child = Command::new(&args.medlake)
-        .args(["serve", "--listen", "127.0.0.1:0", "--pg-listen", "off", "--flight-listen", "off"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--pg-listen",
+            "off",
+            "--flight-listen",
+            "off",
+        ])
         .args(extra)
         .env("MEDLAKE_DATA", lake)
         .stdout(Stdio::piped())
