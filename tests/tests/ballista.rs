@@ -23,10 +23,16 @@ impl Drop for Running {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    free_ports::<1>()[0]
+}
+
+/// `N` different free ports: the listeners are held until all are chosen, since a port
+/// just released is often the next one handed out.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("a bound port").port())
 }
 
 fn start(args: &[&str]) -> Running {
@@ -45,9 +51,11 @@ fn start(args: &[&str]) -> Running {
 
 /// A scheduler and one executor on free ports; the engine address for `--engine`.
 fn cluster(work: &Path) -> (Running, Running, String) {
-    let scheduler_port = free_port();
+    let [scheduler_port, flight_port, grpc_port] = free_ports::<3>();
     let scheduler_addr = format!("127.0.0.1:{scheduler_port}");
     let scheduler = start(&["ballista", "scheduler", "--listen", &scheduler_addr]);
+    // An executor that finds no scheduler stops at once (Ballista does not retry).
+    wait_for_port(scheduler_port, "the scheduler");
     let executor = start(&[
         "ballista",
         "executor",
@@ -56,15 +64,28 @@ fn cluster(work: &Path) -> (Running, Running, String) {
         "--external-host",
         "127.0.0.1",
         "--port",
-        &free_port().to_string(),
+        &flight_port.to_string(),
         "--grpc-port",
-        &free_port().to_string(),
+        &grpc_port.to_string(),
         "--work-dir",
         work.to_str().unwrap(),
         "--concurrent-tasks",
         "2",
     ]);
+    // The executor registers with the scheduler before its own services listen; a task
+    // pushed to it in that moment is lost, and the scheduler then waits minutes for the
+    // executor to register again. A cluster is ready once both ports answer.
+    wait_for_port(flight_port, "the executor's Flight service");
+    wait_for_port(grpc_port, "the executor's gRPC service");
     (scheduler, executor, format!("ballista://{scheduler_addr}"))
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} never listened on {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// `medlake sql --format json` on the cluster, retried while the executor registers.
