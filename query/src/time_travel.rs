@@ -40,7 +40,6 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_expr::create_physical_expr;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::empty::EmptyExec;
 
 use crate::catalog::resource_type_for;
 use crate::current::newest_versions;
@@ -220,16 +219,9 @@ impl TableProvider for HistoryAtVersion {
             .table_at_version(&self.resource_type, self.version)
             .await
             .map_err(external)?;
-        let Some(table) = table else {
-            let schema = query_resource_schema();
-            let wanted = projection
-                .cloned()
-                .unwrap_or_else(|| (0..schema.fields().len()).collect());
-            return Ok(Arc::new(EmptyExec::new(Arc::new(schema.project(&wanted)?))));
-        };
         scan_delta_and_tail(
             state,
-            Some(&table),
+            table.as_ref(),
             &[],
             &query_resource_schema(),
             projection,

@@ -47,7 +47,6 @@ use datafusion::logical_expr::{
     Expr, LogicalPlanBuilder, TableProviderFilterPushDown, col, ident, not,
 };
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::empty::EmptyExec;
 use medlake_lake::matview::{
     EMPTY_COLUMN, MaterializedView, RESOURCE_ID_COLUMN, VERSION_ID_COLUMN,
 };
@@ -101,14 +100,6 @@ impl TableProvider for StoredView {
                 .await
                 .map_err(external)?,
         };
-        if delta.is_none() && self.as_of.is_some() {
-            let wanted = projection
-                .cloned()
-                .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
-            return Ok(Arc::new(EmptyExec::new(Arc::new(
-                self.schema.project(&wanted)?,
-            ))));
-        }
         scan_delta_and_tail(
             state,
             delta.as_ref(),
