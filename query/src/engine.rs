@@ -66,9 +66,20 @@ impl QueryEngine {
     /// A session with the `fhir`, `fhir_history`, `views` and `medlake` schemas and the JSON
     /// functions (`json_get_str(resource, 'gender')`, `resource->'name'`, ...).
     pub fn new(lake: Lake) -> Result<Self, QueryError> {
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, "fhir")
             .with_information_schema(true);
+        // A partitioned hash join that pushes its build side down as a dynamic filter
+        // waits for every partition to report. When a parent join drops a partition
+        // early, the others can wait forever with no thread busy: the hang of
+        // apache/datafusion#21625, which DataFusion 55.2 still shows on our plans. The
+        // feature extraction's joins of a cohort against several tables hung this way in
+        // about half of the runs (the leak test in `tests/features.rs`). A query that
+        // never answers is worse than one that prunes less.
+        config
+            .options_mut()
+            .optimizer
+            .enable_join_dynamic_filter_pushdown = false;
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
