@@ -174,3 +174,55 @@ fn sql_on_fhir_cases_pass() {
     );
     assert_eq!(passed, total, "some SQL-on-FHIR cases fail");
 }
+
+/// Views of plain paths are evaluated over the resource's text without parsing it into a
+/// tree ([`ViewDefinition::evaluate_text`]); on every case of the suite, that must give
+/// exactly what the interpreter gives on the parsed resource: the same rows, values and
+/// order, or the same error.
+#[test]
+fn reading_the_text_directly_gives_the_interpreters_answers() {
+    let dir = suite_dir();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e} (set MEDLAKE_SHARED)", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let (mut views, mut direct, mut compared) = (0, 0, 0);
+    for file in &files {
+        let text =
+            std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let suite: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let resources = suite["resources"].as_array().cloned().unwrap_or_default();
+        for case in suite["tests"].as_array().into_iter().flatten() {
+            let Ok(view) = ViewDefinition::from_json(&case["view"]) else {
+                continue;
+            };
+            views += 1;
+            if !view.reads_text_directly() {
+                continue;
+            }
+            direct += 1;
+            for r in &resources {
+                let tree = view.evaluate(r).map_err(|e| e.to_string());
+                let text = view
+                    .evaluate_text(&r.to_string())
+                    .map_err(|e| e.to_string());
+                assert_eq!(
+                    text,
+                    tree,
+                    "{} / {}: the text plan differs on {r}",
+                    file.display(),
+                    case["title"]
+                );
+                compared += 1;
+            }
+        }
+    }
+    println!(
+        "{direct} of {views} views read the text directly; {compared} evaluations agree with the interpreter"
+    );
+    // The suite is mostly about what plain paths cannot do, but its basic cases are plain.
+    assert!(direct >= 20, "only {direct} views compiled to text lookups");
+}

@@ -203,7 +203,7 @@ const SYSTEM_TYPES: [&str; 8] = [
 ];
 
 /// The FHIR parent of a type, for `is`/`as`/`ofType`.
-fn fhir_parent(model: &Validator, name: &str) -> Option<&'static str> {
+pub(crate) fn fhir_parent(model: &Validator, name: &str) -> Option<&'static str> {
     Some(match name {
         "code" | "id" | "markdown" => "string",
         "url" | "canonical" | "uuid" | "oid" => "uri",

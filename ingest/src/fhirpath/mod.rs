@@ -56,7 +56,8 @@
 //! typed choice name (`valueQuantity`) is an error in either mode.
 
 mod eval;
-mod parser;
+pub(crate) mod parser;
+pub(crate) use eval::fhir_parent;
 pub mod patch;
 #[cfg(test)]
 mod tests;
@@ -310,6 +311,12 @@ impl Expression {
     }
 
     /// The expression as written.
+    /// The syntax tree, for the view compiler that turns plain paths into lookups over
+    /// JSON text ([`crate::view`]).
+    pub(crate) fn ast(&self) -> &parser::Expr {
+        &self.ast
+    }
+
     pub fn text(&self) -> &str {
         &self.text
     }

@@ -74,6 +74,16 @@ impl Validator {
         })
     }
 
+    /// The JSON keys allowed on an object of shape `shape` (`valueQuantity`, `_status`), in
+    /// no particular order.
+    pub fn keys(&self, shape: ShapeId) -> impl Iterator<Item = &str> {
+        self.defs
+            .shapes
+            .get(shape.0 as usize)
+            .into_iter()
+            .flat_map(|s| s.keys.keys().map(|k| &**k))
+    }
+
     /// The definition of the JSON key `key` on an object of shape `shape`.
     pub fn field(&self, shape: ShapeId, key: &str) -> Option<Field<'_>> {
         let s = self.defs.shapes.get(shape.0 as usize)?;

@@ -76,7 +76,7 @@ fn error(message: impl Into<String>) -> EvalError {
 /// The type and id a literal reference points to: `Patient/123`,
 /// `Patient/123/_history/2`, or an absolute URL ending so. Contained (`#x`) and
 /// `urn:` references have none.
-fn reference_key(reference: &str) -> Option<(&str, &str)> {
+pub(super) fn reference_key(reference: &str) -> Option<(&str, &str)> {
     if reference.starts_with('#') || reference.starts_with("urn:") {
         return None;
     }

@@ -96,6 +96,7 @@
 
 mod keys;
 mod run;
+mod text_plan;
 
 use std::sync::Arc;
 
@@ -122,6 +123,9 @@ pub enum ViewError {
         resource: String,
         message: String,
     },
+    /// The resource given as text ([`ViewDefinition::evaluate_text`]) is not JSON.
+    #[error("the resource is not valid JSON: {0}")]
+    NotJson(String),
 }
 
 impl ViewError {
@@ -170,6 +174,8 @@ pub struct ViewDefinition {
     filters: Vec<Compiled>,
     root: Selection,
     functions: Arc<ResourceKeys>,
+    /// The view as lookups over JSON text, when all of it is plain paths.
+    text_plan: Option<Arc<text_plan::TextPlan>>,
 }
 
 /// A FHIRPath expression with where it was written, for messages.
@@ -372,6 +378,8 @@ impl ViewDefinition {
             width,
             row_index_columns: Vec::new(),
         };
+        let text_plan =
+            text_plan::TextPlan::compile(&resource_type, !filters.is_empty(), &root).map(Arc::new);
         Ok(ViewDefinition {
             name,
             resource_type,
@@ -381,6 +389,7 @@ impl ViewDefinition {
             filters,
             root,
             functions: Arc::new(ResourceKeys),
+            text_plan,
         })
     }
 
@@ -411,6 +420,28 @@ impl ViewDefinition {
     /// or one the `where` filters exclude, gives no rows.
     pub fn evaluate(&self, resource: &Value) -> Result<Vec<Vec<Value>>, ViewError> {
         run::evaluate(self, resource)
+    }
+
+    /// The rows of a resource given as JSON text: the same as [`ViewDefinition::evaluate`]
+    /// on its parsed value, but, for a view of plain paths
+    /// ([`ViewDefinition::reads_text_directly`]), without building the resource's tree.
+    pub fn evaluate_text(&self, resource: &str) -> Result<Vec<Vec<Value>>, ViewError> {
+        if let Some(plan) = &self.text_plan
+            && let Ok(rows) = plan.evaluate(resource)
+        {
+            return rows;
+        }
+        let value: Value =
+            serde_json::from_str(resource).map_err(|e| ViewError::NotJson(e.to_string()))?;
+        self.evaluate(&value)
+    }
+
+    /// Whether [`ViewDefinition::evaluate_text`] reads the text directly: every
+    /// expression of the view is in the compiled subset (member paths, `ofType` on a
+    /// choice, `first()`, `exists()`, `count()`, unions under `first()`, the key
+    /// functions, literals).
+    pub fn reads_text_directly(&self) -> bool {
+        self.text_plan.is_some()
     }
 }
 

@@ -10,7 +10,7 @@ use crate::fhirpath::{Environment, Item, NodeType};
 const MAX_REPEAT_ITEMS: usize = 1_000_000;
 
 /// A row of one select: its run of the output columns.
-type Row = Vec<Value>;
+pub(super) type Row = Vec<Value>;
 
 struct Run<'a, 'v> {
     view: &'v ViewDefinition,
@@ -141,13 +141,7 @@ impl<'a> Run<'a, '_> {
                         [] => Value::Null,
                         [one] => cell(one),
                         many => {
-                            return Err(self.error(
-                                &col.expr,
-                                format!(
-                                    "gave {} values for a column that is not declared \"collection\": true; add that, or select one value (first(), where(...))",
-                                    many.len()
-                                ),
-                            ));
+                            return Err(self.error(&col.expr, too_many_values(many.len())));
                         }
                     }
                 });
@@ -202,8 +196,15 @@ impl<'a> Run<'a, '_> {
     }
 }
 
+/// Why a column not declared `collection` cannot hold `n` values.
+pub(super) fn too_many_values(n: usize) -> String {
+    format!(
+        "gave {n} values for a column that is not declared \"collection\": true; add that, or select one value (first(), where(...))"
+    )
+}
+
 /// Every row of `left` joined with every row of `right`.
-fn cross(left: Vec<Row>, right: &[Row]) -> Vec<Row> {
+pub(super) fn cross(left: Vec<Row>, right: &[Row]) -> Vec<Row> {
     if right.len() == 1 {
         return left
             .into_iter()

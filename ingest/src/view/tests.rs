@@ -170,3 +170,97 @@ fn repeat_rejects_a_path_that_never_ends() {
     let e = view.evaluate(&qr).unwrap_err().to_string();
     assert!(e.contains("repeat reached more than"), "{e}");
 }
+
+/// The text plan hands a resource to the interpreter wherever their answers could
+/// differ; these resources each have such a part, and both must still agree.
+#[test]
+fn text_plan_and_interpreter_agree_on_awkward_resources() {
+    let view = ViewDefinition::from_json(&json!({
+        "resourceType": "ViewDefinition", "name": "obs", "resource": "Observation",
+        "select": [
+            {"column": [
+                {"name": "id", "path": "getResourceKey()"},
+                {"name": "patient", "path": "subject.getReferenceKey(Patient)"},
+                {"name": "any_ref", "path": "subject.getReferenceKey()"},
+                {"name": "status", "path": "status"},
+                {"name": "category", "path": "category.first().coding.first().code"},
+                {"name": "codes", "path": "code.coding.code", "collection": true},
+                {"name": "value", "path": "(value.ofType(Quantity).value | value.ofType(integer)).first()"},
+                {"name": "has_string", "path": "value.ofType(string).exists()"},
+                {"name": "notes", "path": "note.count()"},
+                {"name": "kind", "path": "'obs'"}
+            ]},
+            {"forEachOrNull": "component", "column": [
+                {"name": "component_code", "path": "code.coding.first().code"},
+                {"name": "component_value", "path": "value.ofType(Quantity).value"}
+            ]}
+        ]
+    }))
+    .unwrap();
+    assert!(view.reads_text_directly());
+    let resources = [
+        // Plain.
+        r#"{"resourceType":"Observation","id":"a","status":"final","subject":{"reference":"Patient/p1"},
+            "code":{"coding":[{"code":"x"},{"code":"y"}]},"valueQuantity":{"value":1.50,"unit":"mg"},
+            "component":[{"code":{"coding":[{"code":"c1"}]},"valueQuantity":{"value":2}},{"code":{"coding":[{"code":"c2"}]}}]}"#,
+        // Another type, a reference to another type, an absolute and a versioned one.
+        r#"{"resourceType":"Patient","id":"p"}"#,
+        r#"{"resourceType":"Observation","id":"b","subject":{"reference":"Group/g1"},"valueInteger":7}"#,
+        r#"{"resourceType":"Observation","id":"c","subject":{"reference":"https://h/fhir/Patient/p9/_history/2"}}"#,
+        // A primitive with extensions (the interpreter sees an item without a value).
+        r#"{"resourceType":"Observation","id":"d","_status":{"extension":[{"url":"u","valueString":"s"}]}}"#,
+        // Nulls, a key twice, a bare choice name, a value of the wrong shape.
+        r#"{"resourceType":"Observation","id":"e","status":null}"#,
+        r#"{"resourceType":"Observation","id":"f","code":{"coding":[null,{"code":"z"}]}}"#,
+        r#"{"resourceType":"Observation","id":"g","status":"final","status":"amended"}"#,
+        r#"{"resourceType":"Observation","id":"h","value":5}"#,
+        r#"{"resourceType":"Observation","id":"i","code":"not-an-object"}"#,
+        // Several values where one is expected: the same error.
+        r#"{"resourceType":"Observation","id":"j","category":[{"coding":[{"code":"a"}]}],"subject":{"reference":"Patient/1"},
+            "component":[{"valueQuantity":{"value":1}}],"valueString":"s","note":[{"text":"n"},{"text":"m"}]}"#,
+        r#"{"resourceType":"Observation","id":"k","component":[{"code":{"coding":[{"code":"a"}]},"valueQuantity":[{"value":1},{"value":2}]}]}"#,
+        // Strings with escapes, numbers in exponent form, no id.
+        r#"{"resourceType":"Observation","status":"fin\u0061l \"q\"","valueQuantity":{"value":1.5e2}}"#,
+    ];
+    let plan = view.text_plan.as_ref().unwrap();
+    for (i, text) in resources.iter().enumerate() {
+        // The resources with a companion, a null, a key twice, a bare choice name or a
+        // value of the wrong shape (d to i) go to the interpreter; the others not.
+        let handed_over = (4..=9).contains(&i);
+        assert_eq!(plan.evaluate(text).is_err(), handed_over, "{text}");
+        let tree: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            view.evaluate_text(text).map_err(|e| e.to_string()),
+            view.evaluate(&tree).map_err(|e| e.to_string()),
+            "{text}"
+        );
+    }
+    // Not JSON: an error, not rows.
+    for bad in [
+        r#"{"resourceType":"Observation","#,
+        r#"{"resourceType":"Observation"} x"#,
+    ] {
+        assert!(matches!(
+            view.evaluate_text(bad),
+            Err(ViewError::NotJson(_))
+        ));
+    }
+}
+
+#[test]
+fn views_beyond_plain_paths_are_left_to_the_interpreter() {
+    for path in [
+        "name.where(use = 'official').family",
+        "%rowIndex",
+        "name.family.join(',')",
+        "Patient.gender",
+        "deceased",
+    ] {
+        let view = ViewDefinition::from_json(&json!({
+            "resourceType": "ViewDefinition", "resource": "Patient",
+            "select": [{"column": [{"name": "c", "path": path, "collection": true}]}]
+        }))
+        .unwrap();
+        assert!(!view.reads_text_directly(), "{path}");
+    }
+}

@@ -54,6 +54,10 @@ pub struct ViewStatus {
 }
 
 /// The `txn` of a view's table, or [`SEEN_NOTHING`].
+/// Below this many resource rows, a batch is evaluated on one thread: splitting it
+/// would cost more than it saves.
+const EVALUATE_SLICE_MIN_ROWS: usize = 256;
+
 async fn view_txn(table: &DeltaTable) -> Result<i64> {
     if table.version().is_none() {
         return Ok(SEEN_NOTHING);
@@ -320,15 +324,41 @@ impl Lake {
         self.commit_view(view, out, false, target).await
     }
 
-    /// Evaluate a view on a batch of resource rows, off the async threads.
+    /// Evaluate a view on a batch of resource rows, off the async threads and on every
+    /// core: the batch is cut into one slice per core (resources are independent), and
+    /// the slices' rows are put back together in order.
     async fn evaluate(
         &self,
         view: &Arc<MaterializedView>,
         batch: RecordBatch,
         keep: Option<Vec<bool>>,
     ) -> Result<RecordBatch> {
+        use rayon::prelude::*;
+
         let view = view.clone();
-        crate::blocking::run(move || view.evaluate_batch(&batch, keep.as_deref())).await?
+        if batch.num_rows() < EVALUATE_SLICE_MIN_ROWS {
+            return crate::blocking::run(move || view.evaluate_batch(&batch, keep.as_deref()))
+                .await?;
+        }
+        crate::blocking::run_on_every_core(move || {
+            let rows = batch.num_rows();
+            let slice = rows.div_ceil(rayon::current_num_threads().max(1));
+            let parts = (0..rows)
+                .step_by(slice)
+                .collect::<Vec<_>>()
+                .into_par_iter()
+                .map(|start| {
+                    let len = slice.min(rows - start);
+                    let keep = keep.as_deref().map(|k| &k[start..start + len]);
+                    view.evaluate_batch(&batch.slice(start, len), keep)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(arrow::compute::concat_batches(
+                &kind::TableKind::schema(view.as_ref()),
+                &parts,
+            )?)
+        })
+        .await?
     }
 
     /// Build a view from the resource table `table` and replace its table's content: the

@@ -46,6 +46,15 @@
 //! Only a process that owns the workspace (opened with the WAL: the server, `medlake
 //! ingest`, the `medlake views` commands) writes views; `medlake sql` reads them.
 //!
+//! # Evaluation
+//!
+//! Resources are independent, so a batch of the resource table is cut into one slice per
+//! core and the slices are evaluated at once ([`MaterializedView::evaluate_batch`] on
+//! each). Each stored resource goes through
+//! [`medlake_ingest::view::ViewDefinition::evaluate_text`]: a view made only of plain
+//! paths (every built-in view) reads the keys it needs from the resource's JSON text and
+//! skips the rest; any other view parses the resource and runs the FHIRPath interpreter.
+//!
 //! # Definitions
 //!
 //! The built-in views ([`builtin`]) are ViewDefinition JSON files shipped in
@@ -308,10 +317,9 @@ impl MaterializedView {
 
     /// The rows of one stored resource, each checked against the fixed schema.
     fn evaluate_one(&self, resource: &str) -> std::result::Result<Vec<Vec<Value>>, String> {
-        let value: Value = serde_json::from_str(resource).map_err(|e| e.to_string())?;
         let rows = self
             .definition
-            .evaluate(&value)
+            .evaluate_text(resource)
             .map_err(|e| e.to_string())?;
         for r in &rows {
             check_fixed_row(&self.definition, r).map_err(|e| e.to_string())?;
