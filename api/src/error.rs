@@ -212,6 +212,8 @@ impl ApiError {
                 "processing",
                 e.to_string(),
             ),
+            // Only stored resources are read as text, and the lake keeps JSON.
+            ViewRunError::View(ViewError::NotJson(_)) => ApiError::internal(context, e),
             ViewRunError::NotInCompartment { .. } => {
                 ApiError::bad_request("not-supported", e.to_string())
             }

@@ -188,29 +188,29 @@ pub fn fixed_schema(view: &ViewDefinition) -> Schema {
 pub fn check_fixed_row(view: &ViewDefinition, row: &[Value]) -> Result<(), ViewBatchError> {
     let columns = view.columns();
     if row.len() != columns.len() {
-        return Err(ViewBatchError::Value {
-            column: String::new(),
-            message: format!(
-                "a row has {} values for {} columns",
-                row.len(),
-                columns.len()
-            ),
-        });
+        return Err(wrong_width(row.len(), columns.len()));
     }
     for (col, value) in columns.iter().zip(row) {
         let kind = fixed_kind(col);
         match value {
             Value::Array(items) if col.collection => {
                 for item in items {
-                    fixed_value(col, kind, item)?;
+                    fixed_cell(col, kind, item)?;
                 }
             }
             other => {
-                fixed_value(col, kind, other)?;
+                fixed_cell(col, kind, other)?;
             }
         }
     }
     Ok(())
+}
+
+fn wrong_width(got: usize, want: usize) -> ViewBatchError {
+    ViewBatchError::Value {
+        column: String::new(),
+        message: format!("a row has {got} values for {want} columns"),
+    }
 }
 
 /// One batch of `rows` in [`fixed_schema`].
@@ -218,67 +218,75 @@ pub fn rows_to_fixed_batch(
     view: &ViewDefinition,
     rows: &[Vec<Value>],
 ) -> Result<RecordBatch, ViewBatchError> {
+    let width = view.columns().len();
+    if let Some(bad) = rows.iter().find(|r| r.len() != width) {
+        return Err(wrong_width(bad.len(), width));
+    }
     let schema = Arc::new(fixed_schema(view));
-    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(view.columns().len());
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(width);
     for (i, col) in view.columns().iter().enumerate() {
         let kind = fixed_kind(col);
-        if let Some(bad) = rows.iter().find(|r| r.len() != view.columns().len()) {
-            return Err(ViewBatchError::Value {
-                column: String::new(),
-                message: format!(
-                    "a row has {} values for {} columns",
-                    bad.len(),
-                    view.columns().len()
-                ),
-            });
-        }
         if col.collection {
             let mut lengths = Vec::with_capacity(rows.len());
             let mut valid = Vec::with_capacity(rows.len());
-            let mut items = Vec::new();
+            let mut items = CellBuilder::new(kind, rows.len());
             for r in rows {
                 valid.push(!r[i].is_null());
                 match &r[i] {
                     Value::Array(a) => {
                         lengths.push(a.len());
                         for v in a {
-                            items.push(fixed_value(col, kind, v)?);
+                            items.append(fixed_cell(col, kind, v)?);
                         }
                     }
                     Value::Null => lengths.push(0),
                     other => {
                         lengths.push(1);
-                        items.push(fixed_value(col, kind, other)?);
+                        items.append(fixed_cell(col, kind, other)?);
                     }
                 }
             }
-            let refs: Vec<&Value> = items.iter().collect();
-            let inner = build(col, kind, &refs)?;
             let nulls = valid.contains(&false).then(|| NullBuffer::from(valid));
             let item_field = Arc::new(Field::new("item", kind.data_type(), true));
             arrays.push(Arc::new(ListArray::try_new(
                 item_field,
                 OffsetBuffer::from_lengths(lengths),
-                inner,
+                items.finish(),
                 nulls,
             )?));
         } else {
-            let values = rows
-                .iter()
-                .map(|r| fixed_value(col, kind, &r[i]))
-                .collect::<Result<Vec<Value>, _>>()?;
-            let refs: Vec<&Value> = values.iter().collect();
-            arrays.push(build(col, kind, &refs)?);
+            let mut values = CellBuilder::new(kind, rows.len());
+            for r in rows {
+                values.append(fixed_cell(col, kind, &r[i])?);
+            }
+            arrays.push(values.finish());
         }
     }
     let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
     Ok(RecordBatch::try_new_with_options(schema, arrays, &options)?)
 }
 
-/// A value as [`build`] takes it for a column of `kind` in a fixed schema: partial
-/// dates and dateTimes become the start of their period; anything else must already
-/// fit (which `build` checks again, cheaply).
-fn fixed_value(col: &ViewColumn, kind: Kind, v: &Value) -> Result<Value, ViewBatchError> {
+/// One value as a column of a fixed schema stores it, borrowed from the row: what
+/// [`fixed_cell`] makes and [`CellBuilder`] appends, so that checking a row and building
+/// a batch copy nothing but into the Arrow buffers.
+#[derive(Debug, Clone, Copy)]
+enum Cell<'v> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// Days since 1970-01-01.
+    Days(i32),
+    /// Microseconds since the epoch, UTC.
+    Micros(i64),
+    Text(&'v str),
+    /// Anything else in a text column, stored as its JSON text.
+    Json(&'v Value),
+}
+
+/// `v` as a column of `kind` in a fixed schema holds it: partial dates and dateTimes
+/// become the start of their period; anything else must already fit.
+fn fixed_cell<'v>(col: &ViewColumn, kind: Kind, v: &'v Value) -> Result<Cell<'v>, ViewBatchError> {
     let mismatch = || ViewBatchError::Value {
         column: col.name.clone(),
         message: format!(
@@ -287,23 +295,87 @@ fn fixed_value(col: &ViewColumn, kind: Kind, v: &Value) -> Result<Value, ViewBat
         ),
     };
     Ok(match (kind, v) {
-        (_, Value::Null) => Value::Null,
+        (_, Value::Null) => Cell::Null,
         (Kind::Date32, Value::String(s)) => {
             let date = period_start(s).ok_or_else(mismatch)?.date_naive();
-            Value::String(date.format("%Y-%m-%d").to_string())
+            let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).ok_or_else(mismatch)?;
+            Cell::Days(i32::try_from((date - epoch).num_days()).map_err(|_| mismatch())?)
         }
         (Kind::Timestamp, Value::String(s)) => {
-            let at = period_start(s).ok_or_else(mismatch)?;
-            Value::String(at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+            Cell::Micros(period_start(s).ok_or_else(mismatch)?.timestamp_micros())
         }
-        (Kind::Boolean, Value::Bool(_)) => v.clone(),
-        (Kind::Int32, _) if v.as_i64().is_some_and(|x| i32::try_from(x).is_ok()) => v.clone(),
-        (Kind::Int64, Value::Number(_)) if v.is_i64() => v.clone(),
-        (Kind::Int64, Value::String(s)) if s.parse::<i64>().is_ok() => v.clone(),
-        (Kind::Float64, Value::Number(_)) => v.clone(),
-        (Kind::Utf8, _) => v.clone(),
+        (Kind::Boolean, Value::Bool(b)) => Cell::Bool(*b),
+        (Kind::Int32, _) => match v.as_i64() {
+            Some(x) if i32::try_from(x).is_ok() => Cell::Int(x),
+            _ => return Err(mismatch()),
+        },
+        (Kind::Int64, Value::Number(n)) => Cell::Int(n.as_i64().ok_or_else(mismatch)?),
+        (Kind::Int64, Value::String(s)) => Cell::Int(s.parse().map_err(|_| mismatch())?),
+        (Kind::Float64, Value::Number(n)) => Cell::Float(n.as_f64().ok_or_else(mismatch)?),
+        (Kind::Utf8, Value::String(s)) => Cell::Text(s),
+        (Kind::Utf8, other) => Cell::Json(other),
         _ => return Err(mismatch()),
     })
+}
+
+/// The Arrow builder of one column of a fixed schema. [`fixed_cell`] has made each cell
+/// fit the column's kind, so appending cannot fail.
+enum CellBuilder {
+    Boolean(BooleanBuilder),
+    Int32(Int32Builder),
+    Int64(Int64Builder),
+    Float64(Float64Builder),
+    Date32(Date32Builder),
+    Timestamp(TimestampMicrosecondBuilder),
+    Utf8(StringBuilder),
+}
+
+impl CellBuilder {
+    fn new(kind: Kind, capacity: usize) -> CellBuilder {
+        match kind {
+            Kind::Boolean => CellBuilder::Boolean(BooleanBuilder::with_capacity(capacity)),
+            Kind::Int32 => CellBuilder::Int32(Int32Builder::with_capacity(capacity)),
+            Kind::Int64 => CellBuilder::Int64(Int64Builder::with_capacity(capacity)),
+            Kind::Float64 => CellBuilder::Float64(Float64Builder::with_capacity(capacity)),
+            Kind::Date32 => CellBuilder::Date32(Date32Builder::with_capacity(capacity)),
+            Kind::Timestamp => CellBuilder::Timestamp(
+                TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"),
+            ),
+            Kind::Utf8 => CellBuilder::Utf8(StringBuilder::with_capacity(capacity, capacity * 16)),
+        }
+    }
+
+    fn append(&mut self, cell: Cell<'_>) {
+        match (self, cell) {
+            (CellBuilder::Boolean(b), Cell::Bool(x)) => b.append_value(x),
+            (CellBuilder::Int32(b), Cell::Int(x)) => b.append_value(x as i32),
+            (CellBuilder::Int64(b), Cell::Int(x)) => b.append_value(x),
+            (CellBuilder::Float64(b), Cell::Float(x)) => b.append_value(x),
+            (CellBuilder::Date32(b), Cell::Days(x)) => b.append_value(x),
+            (CellBuilder::Timestamp(b), Cell::Micros(x)) => b.append_value(x),
+            (CellBuilder::Utf8(b), Cell::Text(s)) => b.append_value(s),
+            (CellBuilder::Utf8(b), Cell::Json(v)) => b.append_value(v.to_string()),
+            (CellBuilder::Boolean(b), _) => b.append_null(),
+            (CellBuilder::Int32(b), _) => b.append_null(),
+            (CellBuilder::Int64(b), _) => b.append_null(),
+            (CellBuilder::Float64(b), _) => b.append_null(),
+            (CellBuilder::Date32(b), _) => b.append_null(),
+            (CellBuilder::Timestamp(b), _) => b.append_null(),
+            (CellBuilder::Utf8(b), _) => b.append_null(),
+        }
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            CellBuilder::Boolean(mut b) => Arc::new(b.finish()),
+            CellBuilder::Int32(mut b) => Arc::new(b.finish()),
+            CellBuilder::Int64(mut b) => Arc::new(b.finish()),
+            CellBuilder::Float64(mut b) => Arc::new(b.finish()),
+            CellBuilder::Date32(mut b) => Arc::new(b.finish()),
+            CellBuilder::Timestamp(mut b) => Arc::new(b.finish()),
+            CellBuilder::Utf8(mut b) => Arc::new(b.finish()),
+        }
+    }
 }
 
 /// The first instant of a FHIR date or dateTime, of any precision (`2020`, `2020-05`,

@@ -381,22 +381,48 @@ impl Lake {
         let mut pending_rows = 0;
         let mut first = true;
         let mut total = 0;
-        while let Some(item) = rx.recv().await {
-            let batch = item?.batch;
-            let keep = self.newest_in_delta(&resource_type, &batch)?;
-            let rows = self.evaluate(view, batch, Some(keep)).await?;
-            pending_rows += rows.num_rows();
-            total += rows.num_rows();
-            pending.push(rows);
-            if pending_rows >= BUILD_CHUNK_ROWS {
-                // Not the last commit: a crash after it must leave a view that the next
-                // open rebuilds, not one that looks complete.
-                let chunk = std::mem::take(&mut pending);
-                self.commit_view(view, chunk, first, SEEN_NOTHING).await?;
-                first = false;
-                pending_rows = 0;
+        // A chunk's commit (Parquet encoding, the upload, the log) runs while the next
+        // chunk is evaluated; commits stay one at a time and in order.
+        let mut committing: Option<tokio::task::JoinHandle<Result<()>>> = None;
+        let finish = |handle: tokio::task::JoinHandle<Result<()>>| async move {
+            handle
+                .await
+                .map_err(|e| LakeError::Internal(format!("a commit of a view build failed: {e}")))?
+        };
+        let scanned: Result<()> = async {
+            while let Some(item) = rx.recv().await {
+                let batch = item?.batch;
+                let keep = self.newest_in_delta(&resource_type, &batch)?;
+                let rows = self.evaluate(view, batch, Some(keep)).await?;
+                pending_rows += rows.num_rows();
+                total += rows.num_rows();
+                pending.push(rows);
+                if pending_rows >= BUILD_CHUNK_ROWS {
+                    // Not the last commit: a crash after it must leave a view that the next
+                    // open rebuilds, not one that looks complete.
+                    let chunk = std::mem::take(&mut pending);
+                    if let Some(previous) = committing.take() {
+                        finish(previous).await?;
+                    }
+                    let (lake, view, overwrite) = (self.clone(), view.clone(), first);
+                    committing = Some(tokio::spawn(async move {
+                        lake.commit_view(&view, chunk, overwrite, SEEN_NOTHING)
+                            .await
+                    }));
+                    first = false;
+                    pending_rows = 0;
+                }
             }
+            Ok(())
         }
+        .await;
+        // Whatever happened, no commit of this build may outlive it.
+        let committed = match committing.take() {
+            Some(previous) => finish(previous).await,
+            None => Ok(()),
+        };
+        scanned?;
+        committed?;
         if pending.is_empty() {
             pending.push(RecordBatch::new_empty(kind::TableKind::schema(
                 view.as_ref(),

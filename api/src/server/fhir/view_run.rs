@@ -518,7 +518,9 @@ async fn resolve_view(
                     None => issue,
                 }
             }
-            ViewError::Evaluation { .. } => Issue::error("invalid", e.to_string()),
+            ViewError::Evaluation { .. } | ViewError::NotJson(_) => {
+                Issue::error("invalid", e.to_string())
+            }
         };
         ApiError::with_issues(StatusCode::UNPROCESSABLE_ENTITY, vec![issue])
     })
