@@ -487,6 +487,8 @@ pub struct ExecutorSettings {
     pub grpc_port: u16,
     pub work_dir: Option<String>,
     pub concurrent_tasks: usize,
+    /// How long to wait for the scheduler to listen before giving up.
+    pub scheduler_wait: std::time::Duration,
 }
 
 /// `medlake ballista executor`: Ballista's executor with medlake's functions and object
@@ -494,6 +496,10 @@ pub struct ExecutorSettings {
 pub async fn run_executor(s: ExecutorSettings) -> Result<()> {
     use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
     let functions = Arc::new(cluster_functions()?);
+    for (port, flag) in [(s.port, "--port"), (s.grpc_port, "--grpc-port")] {
+        check_can_listen(&s.bind_host, port, flag)?;
+    }
+    wait_for_scheduler(&s.scheduler_host, s.scheduler_port, s.scheduler_wait).await?;
     let config = ExecutorProcessConfig {
         scheduler_host: s.scheduler_host,
         scheduler_port: s.scheduler_port,
@@ -512,9 +518,140 @@ pub async fn run_executor(s: ExecutorSettings) -> Result<()> {
         .context("the Ballista executor stopped")
 }
 
+/// Whether this process can listen on `host:port`, as the executor will. Ballista's
+/// executor binds its Flight port only after it has registered with the scheduler, and
+/// when that bind fails it logs the error and exits with status 0; checking first gives
+/// an error that names the port, and a failed exit, before anything is registered.
+/// (The port can still be taken between this check and Ballista's bind.)
+fn check_can_listen(host: &str, port: u16, flag: &str) -> Result<()> {
+    let addr: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .or_else(|_| {
+            std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or(())
+        })
+        .map_err(|()| anyhow::anyhow!("--bind-host {host} is not an address of this machine"))?;
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }?;
+    // As the executor's listeners do, so that connections closed a moment ago do not
+    // count as a use of the port.
+    socket.set_reuseaddr(true)?;
+    socket
+        .bind(addr)
+        .and_then(|()| socket.listen(1).map(drop))
+        .with_context(|| {
+            format!(
+                "the executor cannot listen on {addr} ({flag}): another process, or an open \
+             connection of this machine, uses that port; choose another with {flag}"
+            )
+        })
+}
+
+/// Wait until the scheduler at `host:port` accepts connections, trying every second for
+/// up to `wait`, so that a cluster's processes can be started in any order. Ballista's
+/// executor tries once and stops when no scheduler answers (its own retry option loops
+/// forever: its deadline is measured from an instant taken at each check).
+async fn wait_for_scheduler(host: &str, port: u16, wait: std::time::Duration) -> Result<()> {
+    use std::time::{Duration, Instant};
+    let started = Instant::now();
+    let mut attempt = 1u32;
+    loop {
+        let try_for = Duration::from_secs(2).min(wait.saturating_sub(started.elapsed()));
+        let error = match tokio::time::timeout(
+            try_for.max(Duration::from_millis(100)),
+            tokio::net::TcpStream::connect((host, port)),
+        )
+        .await
+        {
+            Ok(Ok(_)) => {
+                if attempt > 1 {
+                    tracing::info!(
+                        "the Ballista scheduler at {host}:{port} answers (attempt {attempt})"
+                    );
+                }
+                return Ok(());
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {} ms", try_for.as_millis()),
+        };
+        let waited = started.elapsed();
+        if waited >= wait {
+            bail!(
+                "no Ballista scheduler answered at {host}:{port} within {} s ({attempt} \
+                 attempts, the last: {error}); start it with `medlake ballista scheduler \
+                 --listen {host}:{port}`, check --scheduler, or wait longer with \
+                 --scheduler-wait-secs",
+                wait.as_secs()
+            );
+        }
+        tracing::warn!(
+            "the Ballista scheduler at {host}:{port} does not answer yet ({error}); attempt \
+             {attempt}, trying again in 1 s for up to {} s more",
+            wait.saturating_sub(waited).as_secs()
+        );
+        tokio::time::sleep(Duration::from_secs(1).min(wait.saturating_sub(waited))).await;
+        attempt += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_executor_refuses_a_port_in_use() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let e = check_can_listen("127.0.0.1", port, "--port")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("127.0.0.1:{port}")) && e.contains("--port"),
+            "{e}"
+        );
+        drop(taken);
+        check_can_listen("127.0.0.1", port, "--port").unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_executor_waits_for_its_scheduler_then_gives_up() {
+        // Nothing listens on a port just released: the wait ends with the error.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let started = std::time::Instant::now();
+        let e = wait_for_scheduler("127.0.0.1", port, std::time::Duration::from_secs(2))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            started.elapsed() >= std::time::Duration::from_secs(2),
+            "{e}"
+        );
+        assert!(e.contains("--scheduler-wait-secs"), "{e}");
+        assert!(e.contains("attempts"), "{e}");
+        // A scheduler that starts listening while the executor waits is found.
+        let late = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = late.local_addr().unwrap().port();
+        drop(late);
+        let waiting = tokio::spawn(wait_for_scheduler(
+            "127.0.0.1",
+            port,
+            std::time::Duration::from_secs(30),
+        ));
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        waiting.await.unwrap().unwrap();
+        drop(listener);
+    }
 
     #[test]
     fn an_engine_is_local_or_a_scheduler_address() {

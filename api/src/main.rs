@@ -168,6 +168,10 @@ struct ExecutorArgs {
     /// Tasks run at once; 0 for one per core.
     #[arg(long, default_value_t = 0)]
     concurrent_tasks: usize,
+    /// Seconds to wait for the scheduler to listen, trying every second, so that the
+    /// scheduler and executors can be started in any order.
+    #[arg(long, default_value_t = 60)]
+    scheduler_wait_secs: u64,
 }
 
 #[derive(Args, Debug)]
@@ -335,13 +339,20 @@ impl Settings {
 }
 
 fn main() -> std::process::ExitCode {
-    // `medlake sql ... | head` should end quietly when the reader goes away, as other
-    // command-line tools do, not panic on the broken pipe (Rust ignores SIGPIPE).
-    // SAFETY: called before any thread starts; resets one signal to its default action.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let cli = Cli::parse();
+    // `medlake sql ... | head` should end quietly when the reader goes away, as other
+    // command-line tools do, not panic on the broken pipe (Rust ignores SIGPIPE). Not in
+    // the servers: there a peer that closes its connection while a vectored write is
+    // under way (hyper's, tonic's: `writev` raises it where `send` is told not to) would
+    // kill the whole process. Ballista's executor died so under load, before its Flight
+    // port listened (tests/tests/ballista.rs was flaky for it).
+    if !matches!(cli.command, Command::Serve(_) | Command::Ballista { .. }) {
+        // SAFETY: called before any thread starts; resets one signal to its default
+        // action.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // medlake's own `info` when serving, and only warnings from the crates below it: the
     // Delta kernel alone logs dozens of `info` lines per table at start.
     let default_filter = match cli.command {
@@ -553,6 +564,7 @@ async fn run_ballista(command: BallistaCommand) -> Result<()> {
                 grpc_port: a.grpc_port,
                 work_dir,
                 concurrent_tasks: a.concurrent_tasks,
+                scheduler_wait: std::time::Duration::from_secs(a.scheduler_wait_secs),
             })
             .await
         }

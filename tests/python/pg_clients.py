@@ -111,28 +111,37 @@ def run_sqlalchemy(url, patient_id):
         for s in out["schemas"]
         if s not in ("pg_catalog", "information_schema")
     }
-    # Each reflection call answers, or names the error it got (the test knows which
-    # are not supported yet, and fails if one starts working unnoticed).
-    def reflect(key, call):
-        try:
-            out[key] = call()
-        except Exception as e:  # noqa: BLE001 - the test checks the message
-            out[key + "_error"] = str(e).splitlines()[0]
-
-    reflect("columns", lambda: {
-        t: [
-            {"name": c["name"], "type": str(c["type"]), "default": c["default"],
-             "comment": c.get("comment")}
-            for c in inspector.get_columns(t, schema="fhir")
+    reflected = [("fhir", "patient"), ("fhir", "observation"), ("fhir_history", "patient"),
+                 ("views", "patient")]
+    out["columns"] = {
+        f"{s}.{t}": [
+            {"name": c["name"], "type": str(c["type"]),
+             "timezone": getattr(c["type"], "timezone", None), "nullable": c["nullable"],
+             "default": c["default"], "comment": c.get("comment")}
+            for c in inspector.get_columns(t, schema=s)
         ]
-        for t in ("patient", "observation")
-    })
+        for s, t in reflected
+    }
     # medlake has no keys nor indexes: SQLAlchemy must find none.
-    reflect("foreign_keys", lambda: inspector.get_foreign_keys("patient", schema="fhir_history"))
-    reflect("check_constraints",
-            lambda: inspector.get_check_constraints("patient", schema="fhir_history"))
-    reflect("pk", lambda: inspector.get_pk_constraint("patient", schema="fhir_history"))
-    reflect("indexes", lambda: inspector.get_indexes("patient", schema="fhir_history"))
+    out["keys"] = {
+        f"{s}.{t}": {
+            "pk": inspector.get_pk_constraint(t, schema=s),
+            "foreign_keys": inspector.get_foreign_keys(t, schema=s),
+            "unique": inspector.get_unique_constraints(t, schema=s),
+            "check": inspector.get_check_constraints(t, schema=s),
+            "indexes": inspector.get_indexes(t, schema=s),
+        }
+        for s, t in reflected
+    }
+    # pandas reads a whole table by name through SQLAlchemy's reflection of it.
+    out["read_table"] = {}
+    for s, t in reflected:
+        df = pd.read_sql_table(t, engine, schema=s)
+        out["read_table"][f"{s}.{t}"] = {
+            "columns": list(df.columns),
+            "rows": len(df),
+            "ids": sorted(str(v) for v in df["id"]),
+        }
     print(json.dumps(out))
 
 

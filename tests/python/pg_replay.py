@@ -65,7 +65,7 @@ def main():
     entries = read_fixture(fixture)
     # A recording names tables by the oids of the session it came from (psql looks a table
     # up, then asks by oid). Oids follow the catalog's contents, so the fixture writes them
-    # as {{oid:schema.table}}, resolved here against this server.
+    # as {{oid:schema.table}} (in the SQL or a parameter), resolved here against this server.
     def oid_of(qualified):
         schema, table = qualified.split(".", 1)
         r = conn.exec_(
@@ -73,10 +73,13 @@ def main():
              f"ON n.oid = c.relnamespace WHERE n.nspname = '{schema}' AND c.relname = '{table}'").encode()
         )
         return r.get_value(0, 0).decode() if r.ntuples else "0"
-    entries = [
-        (kind, meta, re.sub(r"\{\{oid:([a-z_]+\.[a-z_]+)\}\}", lambda m: oid_of(m.group(1)), sql))
-        for kind, meta, sql in entries
-    ]
+    def resolve(text):
+        return re.sub(r"\{\{oid:([a-z_]+\.[a-z_]+)\}\}", lambda m: oid_of(m.group(1)), text)
+
+    for _, meta, _ in entries:
+        if "params" in meta:
+            meta["params"] = [resolve(p) if isinstance(p, str) else p for p in meta["params"]]
+    entries = [(kind, meta, resolve(sql)) for kind, meta, sql in entries]
 
     def drain(sql, answer=None):
         while True:

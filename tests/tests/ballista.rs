@@ -26,12 +26,37 @@ fn free_port() -> u16 {
     free_ports::<1>()[0]
 }
 
-/// `N` different free ports: the listeners are held until all are chosen, since a port
-/// just released is often the next one handed out.
+/// `N` different free ports below the kernel's ephemeral range. A port from that range
+/// (what binding port 0 gives) is released before the cluster binds it, seconds later,
+/// and meanwhile any outgoing connection on the machine may take it as its own local
+/// port: with other tests' clients busy beside this one, the executor's Flight service
+/// then failed to bind (`Address already in use`) and the test waited for it in vain.
+/// No connection takes a port below the range unless it asks for it. The listeners are
+/// held until all are chosen, so that the ports differ.
 fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
-        .collect();
+    let ephemeral_start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let low = 10_000u16.min(ephemeral_start / 2);
+    let span = u64::from(ephemeral_start - low);
+    let mut listeners = Vec::new();
+    let mut seed = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.finish()
+    };
+    while listeners.len() < N {
+        // xorshift: a different start in each test process, so that two don't race.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let port = low + (seed % span) as u16;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            listeners.push(l);
+        }
+    }
     std::array::from_fn(|i| listeners[i].local_addr().expect("a bound port").port())
 }
 
@@ -49,14 +74,12 @@ fn start(args: &[&str]) -> Running {
     )
 }
 
-/// A scheduler and one executor on free ports; the engine address for `--engine`.
+/// A scheduler and one executor on free ports; the engine address for `--engine`. The
+/// executor starts first, as an operator may start them: it waits for the scheduler.
 fn cluster(work: &Path) -> (Running, Running, String) {
     let [scheduler_port, flight_port, grpc_port] = free_ports::<3>();
     let scheduler_addr = format!("127.0.0.1:{scheduler_port}");
-    let scheduler = start(&["ballista", "scheduler", "--listen", &scheduler_addr]);
-    // An executor that finds no scheduler stops at once (Ballista does not retry).
-    wait_for_port(scheduler_port, "the scheduler");
-    let executor = start(&[
+    let mut executor = start(&[
         "ballista",
         "executor",
         "--scheduler",
@@ -71,18 +94,28 @@ fn cluster(work: &Path) -> (Running, Running, String) {
         work.to_str().unwrap(),
         "--concurrent-tasks",
         "2",
+        "--scheduler-wait-secs",
+        "120",
     ]);
+    std::thread::sleep(Duration::from_secs(1));
+    let mut scheduler = start(&["ballista", "scheduler", "--listen", &scheduler_addr]);
+    wait_for_port(scheduler_port, "the scheduler", &mut scheduler);
     // The executor registers with the scheduler before its own services listen; a task
     // pushed to it in that moment is lost, and the scheduler then waits minutes for the
     // executor to register again. A cluster is ready once both ports answer.
-    wait_for_port(flight_port, "the executor's Flight service");
-    wait_for_port(grpc_port, "the executor's gRPC service");
+    wait_for_port(flight_port, "the executor's Flight service", &mut executor);
+    wait_for_port(grpc_port, "the executor's gRPC service", &mut executor);
     (scheduler, executor, format!("ballista://{scheduler_addr}"))
 }
 
-fn wait_for_port(port: u16, what: &str) {
+/// Wait for `port` to listen, failing at once if `process`, which should listen there,
+/// has stopped (its error is above, on the test's standard error).
+fn wait_for_port(port: u16, what: &str, process: &mut Running) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = process.0.try_wait() {
+            panic!("{what} stopped ({status}) before it listened on {port}");
+        }
         assert!(Instant::now() < deadline, "{what} never listened on {port}");
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -323,50 +323,113 @@ fn pandas_and_sqlalchemy_read_and_inspect() {
         out["tables"]["medlake"],
         serde_json::json!(["ingest_errors"])
     );
-    // No keys: answered as Postgres answers for a table without them.
-    assert_eq!(out["foreign_keys"], serde_json::json!([]), "{out}");
-    assert_eq!(out["check_constraints"], serde_json::json!([]), "{out}");
-    // Not supported yet (README): get_columns, whose identity subquery selects a column
-    // of the outer row (DataFusion cannot decorrelate that); get_pk_constraint and
-    // get_indexes, which unnest pg_index.indkey (a string in datafusion-pg-catalog's
-    // rows) and call generate_subscripts. When one works, its answer must be right.
-    match out["columns"].as_object() {
-        Some(tables) => {
-            for (table, columns) in tables {
-                let names: Vec<&str> = columns
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|c| c["name"].as_str().unwrap())
-                    .collect();
-                assert_eq!(
-                    names,
-                    ["id", "version_id", "last_updated", "resource"],
-                    "{table}"
-                );
-            }
+    for (table, columns) in out["columns"].as_object().unwrap() {
+        let (schema, name) = table.split_once('.').unwrap();
+        let expected = sql_columns(&server, schema, name);
+        let got: Vec<(String, String, bool)> = columns
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let mut ty = c["type"].as_str().unwrap().to_string();
+                if c["timezone"] == true {
+                    ty.push_str(" WITH TIME ZONE");
+                }
+                (
+                    c["name"].as_str().unwrap().to_string(),
+                    ty,
+                    c["nullable"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, expected, "get_columns({table})");
+        for c in columns.as_array().unwrap() {
+            assert_eq!(c["default"], Value::Null, "{table}: {c}");
         }
-        None => assert!(
-            out["columns_error"]
-                .as_str()
-                .unwrap()
-                .contains("does not support logical expression ScalarSubquery"),
-            "{out}"
+        // What pandas read by the table's name: every column, every row.
+        let read = &out["read_table"][table];
+        let names: Vec<&str> = expected.iter().map(|(n, _, _)| n.as_str()).collect();
+        assert_eq!(
+            read["columns"],
+            serde_json::json!(names),
+            "read_sql_table({table})"
+        );
+        let ids = sql_ids(&server, table);
+        // A view is maintained at flush, and this server's writes are not flushed: its
+        // views are empty, as `/sql` answers too.
+        assert!(
+            table.starts_with("views.") || !ids.is_empty(),
+            "{table} has rows"
+        );
+        assert_eq!(
+            read["ids"],
+            serde_json::json!(ids),
+            "read_sql_table({table})"
+        );
+    }
+    // No keys, no indexes: answered as Postgres answers for a table without them.
+    for (table, keys) in out["keys"].as_object().unwrap() {
+        assert_eq!(
+            keys["pk"],
+            serde_json::json!({"constrained_columns": [], "name": null}),
+            "{table}"
+        );
+        for kind in ["foreign_keys", "unique", "check", "indexes"] {
+            assert_eq!(keys[kind], serde_json::json!([]), "{table}: {kind}");
+        }
+    }
+}
+
+/// `schema.table`'s columns as `/sql` has them, each with the SQLAlchemy type its Arrow
+/// type is on the Postgres wire, and whether it may be NULL.
+fn sql_columns(server: &Server, schema: &str, table: &str) -> Vec<(String, String, bool)> {
+    let rows = sql_rows(
+        server,
+        &format!(
+            "SELECT column_name, data_type, is_nullable FROM information_schema.columns \
+             WHERE table_schema = '{schema}' AND table_name = '{table}' ORDER BY ordinal_position"
         ),
-    }
-    for key in ["pk", "indexes"] {
-        match out.get(key) {
-            Some(Value::Object(pk)) => assert_eq!(pk["constrained_columns"], serde_json::json!([])),
-            Some(v) => assert_eq!(v, &serde_json::json!([]), "{key}"),
-            None => assert!(
-                out[format!("{key}_error")]
-                    .as_str()
-                    .unwrap()
-                    .contains("unnest() can only be applied to array"),
-                "{key}: {out}"
-            ),
-        }
-    }
+    );
+    assert!(!rows.is_empty(), "/sql has no columns for {schema}.{table}");
+    rows.iter()
+        .map(|r| {
+            let arrow = r["data_type"].as_str().unwrap();
+            let ty = match arrow {
+                "Utf8" | "Utf8View" | "LargeUtf8" => "TEXT",
+                "Int64" => "BIGINT",
+                "Int32" => "INTEGER",
+                "Float64" => "DOUBLE PRECISION",
+                "Boolean" => "BOOLEAN",
+                "Date32" => "DATE",
+                t if t.starts_with("Timestamp(") && t.contains("UTC") => "TIMESTAMP WITH TIME ZONE",
+                other => panic!("{schema}.{table}: no Postgres type known here for {other}"),
+            };
+            (
+                r["column_name"].as_str().unwrap().to_string(),
+                ty.to_string(),
+                r["is_nullable"] == "YES",
+            )
+        })
+        .collect()
+}
+
+fn sql_rows(server: &Server, query: &str) -> Vec<Value> {
+    let mut r = http().post(&server.url("/sql")).send(query).unwrap();
+    let rows: Value = r.body_mut().read_json().unwrap();
+    let rows = rows.get("rows").cloned().unwrap_or(rows);
+    rows.as_array()
+        .unwrap_or_else(|| panic!("no rows from {query}: {rows}"))
+        .clone()
+}
+
+/// The ids in `table` as `/sql` answers, sorted.
+fn sql_ids(server: &Server, table: &str) -> Vec<String> {
+    let mut ids: Vec<String> = sql_rows(server, &format!("SELECT id FROM {table}"))
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
 }
 
 /// The pgJDBC jar Maven fetched (scripts/test runs `mvn dependency:get`).
@@ -480,14 +543,7 @@ fn recorded_client_sessions_replay() {
             serde_json::json!([]),
             "{name}: a statement marked known_gap works now: remove the mark (and the README's line)"
         );
-        // SQLAlchemy's get_columns, get_pk_constraint and get_indexes (its fixture says
-        // why, and the README).
-        let gaps = out["known_gaps"].as_array().unwrap().len();
-        assert_eq!(
-            gaps,
-            if name == "sqlalchemy" { 3 } else { 0 },
-            "{name}: {out}"
-        );
+        assert_eq!(out["known_gaps"], serde_json::json!([]), "{name}: {out}");
         let values: BTreeSet<&str> = out["values"]
             .as_array()
             .unwrap()
@@ -512,12 +568,44 @@ fn recorded_client_sessions_replay() {
             npgsql_answers(&out["results"], &schemas);
         }
         if name == "sqlalchemy" {
-            // Its column listing is a known gap.
-            continue;
+            sqlalchemy_answers(&out["results"]);
         }
         for c in ["version_id", "last_updated", "resource"] {
             assert!(values.contains(c), "{name}: no answer lists column {c}");
         }
+    }
+}
+
+/// SQLAlchemy's reflection of `fhir.patient` (`get_columns`) lists its columns in order,
+/// each with its type and nullability, and of `fhir_history.patient` finds no primary key
+/// and no index (`get_pk_constraint`, `get_indexes`), as medlake has none.
+fn sqlalchemy_answers(results: &Value) {
+    let columns = answer(results, "columns");
+    let rows = records(&columns[0]);
+    let listed: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            let field = |k: &str| r[k].clone().unwrap_or_else(|| "NULL".into());
+            (field("name"), field("format_type"), field("not_null"))
+        })
+        .collect();
+    let expected = [
+        ("id", "text", "t"),
+        ("version_id", "bigint", "t"),
+        ("last_updated", "timestamp with time zone", "t"),
+        ("resource", "text", "t"),
+    ]
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
+    assert_eq!(listed, expected, "get_columns(fhir.patient): {rows:?}");
+    for r in &rows {
+        for k in ["default", "identity_options", "collation"] {
+            assert_eq!(r[k], None, "{k}: {r:?}");
+        }
+    }
+    for name in ["pk", "indexes"] {
+        let sets = answer(results, name);
+        assert_eq!(sets.len(), 1, "{name}: {sets:?}");
+        assert!(sets[0].1.is_empty(), "{name} finds something: {sets:?}");
     }
 }
 

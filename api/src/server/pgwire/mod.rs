@@ -13,7 +13,8 @@
 //! - `information_schema` with Postgres's columns (`information_schema`), which
 //!   clients select by name, in place of DataFusion's;
 //! - `pg_catalog` tables where datafusion-pg-catalog departs from Postgres in ways
-//!   clients trip on (`pg_catalog`: `pg_type`'s function columns as oids, `pg_user`);
+//!   clients trip on (`pg_catalog`: `pg_type`'s function columns as oids, `pg_index`'s
+//!   vectors as arrays, `pg_class`'s `relacl` and `reloptions`, `pg_user`);
 //! - rewrites of the Postgres SQL that DataFusion would refuse (`compat`);
 //! - read-only (`read_only`): writes are refused with SQLSTATE 25006 before planning;
 //! - the settings clients read at connect time (`SHOW`, `current_setting()`,

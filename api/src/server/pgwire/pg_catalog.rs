@@ -14,6 +14,16 @@
 //!   `'array_in'::regproc` cast resolves to the oid (datafusion-pg-catalog's rewrite), so
 //!   comparing a column with one works too. What is lost is the display: selecting
 //!   `typinput` shows the number, where Postgres shows the name.
+//! - `pg_index`'s vector columns (`indkey` and `indoption`, Postgres's `int2vector`;
+//!   `indclass` and `indcollation`, `oidvector`) hold their text form (`1 2`), which
+//!   nothing can `unnest`. SQLAlchemy's `get_pk_constraint()`, `get_indexes()` and
+//!   `get_unique_constraints()` unnest `indkey` and `indclass` to pair each indexed column
+//!   with its operator class. Here they are arrays of the numbers the text lists. Postgres
+//!   counts a vector's subscripts from 0, an array's from 1; Arrow lists have no lower
+//!   bound, so `generate_subscripts` over one counts from 1 (clients order by it).
+//! - `pg_class` lacks `relacl` and `reloptions`, which SQLAlchemy's `get_indexes()`
+//!   selects. Here they are there, NULL, as Postgres has them for a relation with the
+//!   default privileges and no storage options (which every relation here is).
 //! - there is no `pg_user` (Npgsql's `GetSchema("Databases")` joins `pg_database` to
 //!   it). Postgres defines it as the roles of `pg_authid` that can log in, with the
 //!   password hidden; so it is here, over the same `pg_authid` rows.
@@ -42,6 +52,27 @@ pub const NAME: &str = "pg_catalog";
 const PG_TYPE: &str = "pg_type";
 const PG_RANGE: &str = "pg_range";
 const PG_USER: &str = "pg_user";
+const PG_INDEX: &str = "pg_index";
+const PG_CLASS: &str = "pg_class";
+
+/// Postgres's `pg_class` columns that datafusion-pg-catalog's lacks (`aclitem[]` and
+/// `text[]`, both NULL here).
+const PG_CLASS_MISSING: &[&str] = &["relacl", "reloptions"];
+
+/// `pg_index`'s `int2vector` and `oidvector` columns: text in the shipped rows, arrays
+/// here.
+const PG_INDEX_VECTORS: &[(&str, VectorOf)] = &[
+    ("indkey", VectorOf::Int2),
+    ("indcollation", VectorOf::Oid),
+    ("indclass", VectorOf::Oid),
+    ("indoption", VectorOf::Int2),
+];
+
+#[derive(Clone, Copy)]
+enum VectorOf {
+    Int2,
+    Oid,
+}
 
 /// The `regproc` columns, by table: function names in the shipped rows, oids here.
 const REGPROC_COLUMNS: &[(&str, &[&str])] = &[
@@ -66,6 +97,7 @@ struct Corrected {
     pg_type: RecordBatch,
     pg_range: RecordBatch,
     pg_user: RecordBatch,
+    pg_index: RecordBatch,
 }
 
 static CORRECTED: LazyLock<std::result::Result<Corrected, String>> = LazyLock::new(|| {
@@ -84,6 +116,10 @@ static CORRECTED: LazyLock<std::result::Result<Corrected, String>> = LazyLock::n
                 &procs,
             )?,
             pg_user: pg_user(&concat(tables.pg_authid.schema(), tables.pg_authid.data())?)?,
+            pg_index: with_vector_arrays(&concat(
+                tables.pg_index.schema(),
+                tables.pg_index.data(),
+            )?)?,
         })
     };
     build().map_err(|e| e.to_string())
@@ -171,6 +207,88 @@ fn with_regproc_oids(batch: &RecordBatch, table: &str, procs: &ProcOids) -> Resu
     )?)
 }
 
+/// `pg_index` with its vector columns as arrays: `"1 2"` becomes `[1, 2]` (`Int16` for
+/// an `int2vector`, `Int32` for an `oidvector`, as the other oid columns are).
+fn with_vector_arrays(batch: &RecordBatch) -> Result<RecordBatch> {
+    let schema = batch.schema();
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for (field, array) in schema.fields().iter().zip(batch.columns()) {
+        let vector = PG_INDEX_VECTORS
+            .iter()
+            .find(|(name, _)| name == field.name())
+            .map(|(_, of)| *of);
+        match (vector, array.as_any().downcast_ref::<StringArray>()) {
+            (Some(of), Some(texts)) => {
+                let (item, list) = vector_array(texts, of, field.name())?;
+                fields.push(Field::new(
+                    field.name(),
+                    DataType::List(Arc::new(item)),
+                    true,
+                ));
+                columns.push(list);
+            }
+            _ => {
+                fields.push(field.as_ref().clone());
+                columns.push(array.clone());
+            }
+        }
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
+/// The arrays of the numbers each text lists, space-separated; NULL stays NULL.
+fn vector_array(texts: &StringArray, of: VectorOf, column: &str) -> Result<(Field, ArrayRef)> {
+    use datafusion::arrow::array::{Int16Builder, Int32Builder, ListBuilder};
+    let bad = |v: &str| {
+        DataFusionError::Internal(format!(
+            "pg_index.{column} holds {v:?}, not a list of numbers"
+        ))
+    };
+    match of {
+        VectorOf::Int2 => {
+            let mut list = ListBuilder::new(Int16Builder::new());
+            for text in texts.iter() {
+                match text {
+                    Some(text) => {
+                        for n in text.split_whitespace() {
+                            list.values()
+                                .append_value(n.parse().map_err(|_| bad(text))?);
+                        }
+                        list.append(true);
+                    }
+                    None => list.append(false),
+                }
+            }
+            let list = list.finish();
+            let item = Field::new("item", DataType::Int16, true);
+            Ok((item, Arc::new(list)))
+        }
+        VectorOf::Oid => {
+            let mut list = ListBuilder::new(Int32Builder::new());
+            for text in texts.iter() {
+                match text {
+                    Some(text) => {
+                        for n in text.split_whitespace() {
+                            // An oid is unsigned; the oid columns here are Int32.
+                            let oid: u32 = n.parse().map_err(|_| bad(text))?;
+                            list.values().append_value(oid as i32);
+                        }
+                        list.append(true);
+                    }
+                    None => list.append(false),
+                }
+            }
+            let list = list.finish();
+            let item = Field::new("item", DataType::Int32, true);
+            Ok((item, Arc::new(list)))
+        }
+    }
+}
+
 /// Postgres's `pg_user` view: the roles that can log in, password hidden.
 fn pg_user(pg_authid: &RecordBatch) -> Result<RecordBatch> {
     let login = column::<BooleanArray>(pg_authid, "rolcanlogin")?;
@@ -216,6 +334,32 @@ fn pg_user(pg_authid: &RecordBatch) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
+/// `inner` (a table built from the session's objects at each scan) with the text-array
+/// columns `missing` appended, NULL in every row.
+fn with_null_columns(
+    inner: Arc<dyn TableProvider>,
+    missing: &[&str],
+) -> Result<Arc<dyn TableProvider>> {
+    use datafusion::common::ScalarValue;
+    use datafusion::datasource::provider_as_source;
+    use datafusion::datasource::view::ViewTable;
+    use datafusion::logical_expr::{Expr, LogicalPlanBuilder, lit};
+    let scan = LogicalPlanBuilder::scan(PG_CLASS, provider_as_source(inner), None)?;
+    let mut columns: Vec<Expr> = scan
+        .schema()
+        .columns()
+        .into_iter()
+        .filter(|c| !missing.contains(&c.name.as_str()))
+        .map(Expr::Column)
+        .collect();
+    let text_array = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
+    for name in missing {
+        columns.push(lit(ScalarValue::try_from(&text_array)?).alias(*name));
+    }
+    let plan = scan.project(columns)?.build()?;
+    Ok(Arc::new(ViewTable::new(plan, None)))
+}
+
 /// `pg_catalog`: datafusion-pg-catalog's schema with the corrected tables in front.
 #[derive(Debug)]
 pub struct PgCatalog {
@@ -235,6 +379,7 @@ impl PgCatalog {
             PG_TYPE => Some(corrected.pg_type.clone()),
             PG_RANGE => Some(corrected.pg_range.clone()),
             PG_USER => Some(corrected.pg_user.clone()),
+            PG_INDEX => Some(corrected.pg_index.clone()),
             _ => None,
         })
     }
@@ -251,6 +396,12 @@ impl SchemaProvider for PgCatalog {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if name.eq_ignore_ascii_case(PG_CLASS) {
+            return match self.inner.table(name).await? {
+                Some(inner) => Ok(Some(with_null_columns(inner, PG_CLASS_MISSING)?)),
+                None => Ok(None),
+            };
+        }
         match Self::corrected(&name.to_ascii_lowercase())? {
             Some(batch) => Ok(Some(Arc::new(MemTable::try_new(
                 batch.schema(),
@@ -351,5 +502,45 @@ mod tests {
         )
         .await;
         assert!(!owners.is_empty());
+    }
+
+    #[tokio::test]
+    async fn pg_index_vectors_are_arrays_and_pg_class_has_postgres_columns() {
+        let ctx = session().await;
+        // The shipped rows' text `"1 2"` as the numbers, in order, which unnest.
+        let text = concat(
+            PgCatalogStaticTables::try_new().unwrap().pg_index.schema(),
+            PgCatalogStaticTables::try_new().unwrap().pg_index.data(),
+        )
+        .unwrap();
+        let keys = column::<StringArray>(&text, "indkey").unwrap();
+        let oids = column::<Int32Array>(&text, "indexrelid").unwrap();
+        let (oid, key) = (0..text.num_rows())
+            .find(|&i| keys.value(i).contains(' '))
+            .map(|i| (oids.value(i), keys.value(i).to_string()))
+            .expect("an index on several columns");
+        let unnested = strings(
+            &ctx,
+            &format!("SELECT unnest(indkey) FROM pg_catalog.pg_index WHERE indexrelid = {oid}"),
+        )
+        .await;
+        assert_eq!(unnested.join(" "), key);
+        let classes = strings(
+            &ctx,
+            &format!(
+                "SELECT CAST(unnest(indclass) AS BIGINT) FROM pg_catalog.pg_index \
+                 WHERE indexrelid = {oid}"
+            ),
+        )
+        .await;
+        assert_eq!(classes.len(), unnested.len());
+        // relacl and reloptions, NULL: default privileges, no options.
+        let options = strings(
+            &ctx,
+            "SELECT DISTINCT CAST(reloptions AS VARCHAR) || CAST(relacl AS VARCHAR) \
+             FROM pg_catalog.pg_class",
+        )
+        .await;
+        assert_eq!(options, ["NULL"]);
     }
 }

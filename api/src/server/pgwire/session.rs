@@ -211,17 +211,21 @@ pub fn context(
         JsonBuildObject::new(),
     ));
     // Answers that hold for every object medlake has: no column has a sequence (NULL,
-    // as Postgres answers then), and the collations are pg_catalog's, always visible.
-    for (name, arity, value) in [
-        ("pg_get_serial_sequence", 2, ScalarValue::Utf8(None)),
+    // as Postgres answers then), the collations are pg_catalog's, always visible, and no
+    // relation has an index, so no oid names one (NULL, as Postgres answers for an oid
+    // that is not an index's; `pg_index`'s rows are those of the Postgres that
+    // datafusion-pg-catalog's rows came from, under oids no `pg_class` row has here).
+    for (name, arities, value) in [
+        ("pg_get_serial_sequence", &[2][..], ScalarValue::Utf8(None)),
         (
             "pg_collation_is_visible",
-            1,
+            &[1],
             ScalarValue::Boolean(Some(true)),
         ),
+        ("pg_get_indexdef", &[1, 3], ScalarValue::Utf8(None)),
     ] {
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(Constant::new(
-            name, arity, value,
+            name, arities, value,
         )));
     }
     ctx.register_udf(current_schema_udf(settings.clone(), catalog));
@@ -354,11 +358,21 @@ struct Constant {
 }
 
 impl Constant {
-    fn new(name: &'static str, arity: usize, value: ScalarValue) -> Self {
+    /// `name` taking any arguments, as many as one of `arities`.
+    fn new(name: &'static str, arities: &[usize], value: ScalarValue) -> Self {
+        let signature = match arities {
+            [one] => datafusion::logical_expr::Signature::any(*one, Volatility::Stable),
+            many => datafusion::logical_expr::Signature::one_of(
+                many.iter()
+                    .map(|n| datafusion::logical_expr::TypeSignature::Any(*n))
+                    .collect(),
+                Volatility::Stable,
+            ),
+        };
         Constant {
             name,
             value,
-            signature: datafusion::logical_expr::Signature::any(arity, Volatility::Stable),
+            signature,
         }
     }
 }
