@@ -153,11 +153,14 @@ def duckdb_connection(lake, workspace, memory_limit):
         files = DeltaTable(f"{root}/views/{view}").file_uris()
         con.execute(f"CREATE VIEW h_{name} AS SELECT * FROM read_parquet({files!r})")
         # Each resource's rows of its newest version, without the bookkeeping rows, as
-        # the README tells other engines to read a view's table.
+        # the README tells other engines to read a view's table (and as `views.<name>`
+        # does): the newest version of the resources that have a version past the first.
         con.execute(
-            f"CREATE VIEW {name} AS SELECT h.* FROM h_{name} h SEMI JOIN "
-            f"(SELECT _resource_id, max(_version_id) AS v FROM h_{name} GROUP BY _resource_id) m "
-            f"ON h._resource_id = m._resource_id AND h._version_id = m.v WHERE NOT h._empty"
+            f"CREATE VIEW {name} AS SELECT h.* FROM h_{name} h LEFT JOIN "
+            f"(SELECT _resource_id, max(_version_id) AS v FROM h_{name} "
+            f"WHERE _version_id > 1 GROUP BY _resource_id) m "
+            f"ON h._resource_id = m._resource_id "
+            f"WHERE NOT h._empty AND (m.v IS NULL OR h._version_id = m.v)"
         )
     return con
 

@@ -5,21 +5,37 @@
 //! version in its bookkeeping columns, and stands for a version that gives no rows (a
 //! delete, a resource its `where` leaves out) by one `_empty` row. What SQL sees is,
 //! per `_resource_id`, the rows of the newest `_version_id` in the table, without the
-//! `_empty` rows and without the bookkeeping columns: a semi-join of the table with its
-//! own newest version per resource.
+//! `_empty` rows and without the bookkeeping columns.
 //!
-//! # Cost, and why not the id index
+//! # Cost: one scan, and a look at the resources that changed
 //!
-//! A scan reads the view's table once for its columns and once more for two of them
-//! (`_resource_id`, `_version_id`), and hash-aggregates the second read by resource: for
-//! a view of N resources, memory for N keys and time linear in the rows, on the query
-//! runtime's cores, which for millions of rows is a second or so. The alternative, asking
-//! the lake's id index whether each row's version is current, would save that read but
-//! would hide a resource from the moment a newer version is acknowledged until the flush
-//! that gives the view its rows; the table's own newest version keeps every view
-//! consistent as of its last commit (at most one flush behind the resources), in every
-//! process that reads it, `medlake sql` included. `views refresh` rewrites a view with
-//! only the current versions, which drops the rows that updates left behind.
+//! Only a resource with more than one version in the table can have rows a newer
+//! version replaced, and such a resource has a row past its first version: the lake
+//! numbers a resource's versions 1, 2, 3, ... So the plan is the view's rows, less those
+//! whose resource has a newer version among the rows with `_version_id > 1`: an anti
+//! join whose build side is the newest version of just those resources. The filter
+//! `_version_id > 1` reaches the Delta scan, which skips every file whose statistics
+//! (the `maxValues` of its `add` in the Delta log) say it holds first versions only.
+//! A view of a lake loaded once, or just built or refreshed from resources that were
+//! never updated, is therefore one scan of its table: the build side reads no file
+//! and the join passes every row through. Each file holding an update or a delete costs
+//! a read of two of its columns and one hash entry per resource it updated.
+//!
+//! Files that mix first and later versions (what a compaction or a `views refresh`
+//! writes once some resources were updated) are read by the build side whole, for their
+//! two bookkeeping columns, less the row groups whose statistics rule out a later
+//! version; only their rows past the first version enter the hash table. `views
+//! refresh` rewrites a view with only the current versions, which drops the rows that
+//! updates left behind.
+//!
+//! # Why not the id index
+//!
+//! Asking the lake's id index whether each row's version is current would hide a
+//! resource from the moment a newer version is acknowledged until the flush that gives
+//! the view its rows. The table's own newest version keeps every view consistent as of
+//! its last commit (at most one flush behind the resources), in every process that
+//! reads it, `medlake sql` and other engines included: the plan is plain SQL over the
+//! table (see the README for the query another engine runs).
 //!
 //! # Time travel
 //!
@@ -36,7 +52,7 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableFunctionImpl;
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
-use datafusion::common::JoinType;
+use datafusion::common::{Column, JoinType};
 use datafusion::common::{ScalarValue, plan_err};
 use datafusion::datasource::TableType;
 use datafusion::datasource::provider_as_source;
@@ -44,7 +60,7 @@ use datafusion::datasource::view::ViewTable;
 use datafusion::error::Result;
 use datafusion::functions_aggregate::expr_fn::max;
 use datafusion::logical_expr::{
-    Expr, LogicalPlanBuilder, TableProviderFilterPushDown, col, ident, not,
+    Expr, LogicalPlanBuilder, TableProviderFilterPushDown, col, ident, lit, not,
 };
 use datafusion::physical_plan::ExecutionPlan;
 use medlake_lake::matview::{
@@ -138,41 +154,53 @@ fn view_rows(lake: Lake, name: &str, as_of: Option<ViewAsOf>) -> Result<Option<V
 /// where another engine runs the plan (`medlake sql --engine ballista://...`).
 pub fn current_rows(view: &MaterializedView, stored: Arc<dyn TableProvider>) -> Result<ViewTable> {
     let table = format!("views.{}", view.name());
+    // The newest version of the resources that have more than one: only they can have
+    // rows a newer version replaced, and each has a row past the first version (the lake
+    // numbers a resource's versions 1, 2, ...). The filter goes to the Delta scan, which
+    // skips every file whose statistics say it holds first versions only.
     let newest = LogicalPlanBuilder::scan(
         format!("{table}__newest"),
         provider_as_source(stored.clone()),
         None,
     )?
+    .filter(col(VERSION_ID_COLUMN).gt(lit(FIRST_VERSION)))?
     .aggregate(
         vec![col(RESOURCE_ID_COLUMN)],
-        vec![max(col(VERSION_ID_COLUMN)).alias("__medlake_newest")],
+        vec![max(col(VERSION_ID_COLUMN)).alias(NEWEST)],
     )?
-    .project(vec![
-        col(RESOURCE_ID_COLUMN).alias("__medlake_rid"),
-        col("__medlake_newest"),
-    ])?
+    .project(vec![col(RESOURCE_ID_COLUMN).alias(NEWEST_RID), col(NEWEST)])?
     .build()?;
+    let rows = LogicalPlanBuilder::scan(table.as_str(), provider_as_source(stored), None)?
+        .filter(not(col(EMPTY_COLUMN)))?
+        .build()?;
     let columns: Vec<Expr> = view
         .columns()
         .fields()
         .iter()
         .map(|f| ident(f.name()))
         .collect();
-    let plan = LogicalPlanBuilder::scan(table, provider_as_source(stored), None)?
-        .filter(not(col(EMPTY_COLUMN)))?
+    // The few newest versions are the join's build side, the view's rows stream past
+    // them: a row stays unless its resource has a newer version. With nothing to build
+    // (a view of first versions), the join passes every row through.
+    let plan = LogicalPlanBuilder::from(newest)
         .join(
-            newest,
-            JoinType::LeftSemi,
-            (
-                vec![RESOURCE_ID_COLUMN, VERSION_ID_COLUMN],
-                vec!["__medlake_rid", "__medlake_newest"],
+            rows,
+            JoinType::RightAnti,
+            (vec![NEWEST_RID], vec![RESOURCE_ID_COLUMN]),
+            Some(
+                Expr::Column(Column::new(Some(table.as_str()), VERSION_ID_COLUMN)).lt(col(NEWEST)),
             ),
-            None,
         )?
         .project(columns)?
         .build()?;
     Ok(ViewTable::new(plan, None))
 }
+
+/// The first version the lake gives a resource.
+const FIRST_VERSION: i64 = 1;
+/// The newest-version side's columns, named apart from the view's own.
+const NEWEST_RID: &str = "__medlake_rid";
+const NEWEST: &str = "__medlake_newest";
 
 /// The `views` schema.
 #[derive(Debug)]
