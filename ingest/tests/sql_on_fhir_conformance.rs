@@ -31,6 +31,19 @@ fn report_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("test_report.json"))
 }
 
+/// The suite's test files, in name order.
+fn suite_files() -> Vec<PathBuf> {
+    let dir = suite_dir();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e} (set MEDLAKE_SHARED)", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no test files in {}", dir.display());
+    files
+}
+
 /// Every row of the view over the resources, as objects keyed by column name.
 fn run(view: &Value, resources: &[Value]) -> Result<(Vec<String>, Vec<Value>), ViewError> {
     let view = ViewDefinition::from_json(view)?;
@@ -122,14 +135,7 @@ fn check(case: &Value, resources: &[Value]) -> Option<String> {
 
 #[test]
 fn sql_on_fhir_cases_pass() {
-    let dir = suite_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e} (set MEDLAKE_SHARED)", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no test files in {}", dir.display());
+    let files = suite_files();
 
     let mut report = Map::new();
     let (mut passed, mut total) = (0, 0);
@@ -181,13 +187,7 @@ fn sql_on_fhir_cases_pass() {
 /// order, or the same error.
 #[test]
 fn reading_the_text_directly_gives_the_interpreters_answers() {
-    let dir = suite_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e} (set MEDLAKE_SHARED)", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
+    let files = suite_files();
     let (mut views, mut direct, mut compared) = (0, 0, 0);
     for file in &files {
         let text =
