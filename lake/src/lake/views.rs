@@ -53,11 +53,11 @@ pub struct ViewStatus {
     pub seen: Option<i64>,
 }
 
-/// The `txn` of a view's table, or [`SEEN_NOTHING`].
 /// Below this many resource rows, a batch is evaluated on one thread: splitting it
 /// would cost more than it saves.
 const EVALUATE_SLICE_MIN_ROWS: usize = 256;
 
+/// The `txn` of a view's table, or [`SEEN_NOTHING`].
 async fn view_txn(table: &DeltaTable) -> Result<i64> {
     if table.version().is_none() {
         return Ok(SEEN_NOTHING);
