@@ -215,18 +215,27 @@ pub fn http() -> ureq::Agent {
         .into()
 }
 
+/// The `tests/` folder of this checkout. Cargo and nextest set `CARGO_MANIFEST_DIR` when
+/// they run a test; the value compiled in is only a fallback, because a build cache shared
+/// between checkouts can hold test binaries compiled in another folder.
+pub fn tests_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// The shared test data folder (`MEDLAKE_SHARED`, default `../shared` beside the checkout).
 pub fn shared_dir() -> PathBuf {
     if let Ok(p) = std::env::var("MEDLAKE_SHARED") {
         return PathBuf::from(p);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+    tests_dir().join("../../shared")
 }
 
 /// `tests/.venv/bin/python`, which the test command fills from
 /// `tests/python/requirements.txt`.
 pub fn venv_python() -> PathBuf {
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let python = tests_dir().join(".venv/bin/python");
     assert!(
         python.exists(),
         "{} is missing: run the test command (scripts/test), which installs tests/python/requirements.txt",

@@ -48,7 +48,7 @@ impl Azurite {
 }
 
 fn tools() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    medlake_e2e::tests_dir()
 }
 
 fn start_azurite() -> Azurite {

@@ -14,7 +14,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 
 fn example_spec() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/features/admission_risk.toml")
+    medlake_e2e::tests_dir().join("../examples/features/admission_risk.toml")
 }
 
 fn generated_lake(root: &Path, patients: u64) -> PathBuf {

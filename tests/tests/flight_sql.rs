@@ -3,7 +3,6 @@
 //! The client checks every answer against `POST /sql`, fetches a million rows or more
 //! into both data frames, and watches the server's peak resident memory meanwhile.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use medlake_e2e::{Server, medlake, sql_count, venv_python};
@@ -37,7 +36,7 @@ fn an_adbc_client_queries_lists_and_streams_a_million_rows() {
         .flight
         .clone()
         .expect("the server announces Flight SQL");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/flight_client.py");
+    let script = medlake_e2e::tests_dir().join("python/flight_client.py");
     let out = Command::new(venv_python())
         .arg(script)
         .arg(&flight)

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 /// Run `notebooks/<name>` with these variables; panic with its output if a cell fails.
 fn run_notebook(name: &str, env: &[(&str, &OsStr)]) -> String {
-    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let tests = medlake_e2e::tests_dir();
     let python = venv_python();
     // The kernel is found on PATH by some kernel specs: the venv's bin comes first.
     let path = format!(

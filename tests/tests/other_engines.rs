@@ -3,7 +3,6 @@
 //! current-version SQL of the README. Both must give the rows, versions and resource
 //! checksums that medlake's SQL gives.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use medlake_e2e::{lake_with_history, medlake, venv_python};
@@ -36,7 +35,7 @@ fn deltalake_and_duckdb_read_what_medlakes_sql_reads() {
             "SELECT id, version_id, md5(resource) AS md5 FROM fhir.observation",
         ],
     );
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/other_engines.py");
+    let script = medlake_e2e::tests_dir().join("python/other_engines.py");
     let out = Command::new(venv_python())
         .arg(script)
         .arg(lake.join("default/fhir/observation"))

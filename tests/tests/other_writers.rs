@@ -196,7 +196,7 @@ fn medlake_ingest_streams_files_to_a_running_server() {
 }
 
 fn python() -> PathBuf {
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let python = medlake_e2e::tests_dir().join(".venv/bin/python");
     assert!(
         python.exists(),
         "{} is missing: run the test command (scripts/test), which installs tests/python/requirements.txt",
@@ -210,7 +210,7 @@ fn append_as_another_engine(table: &Path, rows: &Value) {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), rows.to_string()).unwrap();
     let out = Command::new(python())
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/append_delta.py"))
+        .arg(medlake_e2e::tests_dir().join("python/append_delta.py"))
         .arg(table)
         .arg(file.path())
         .output()

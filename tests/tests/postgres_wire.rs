@@ -83,7 +83,7 @@ fn lake_schemas(server: &Server) -> BTreeSet<String> {
 }
 
 fn tests_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    medlake_e2e::tests_dir()
 }
 
 fn python() -> PathBuf {

@@ -3,14 +3,13 @@
 //! (`$MEDLAKE_SHARED/fhir-r4/fhir.schema.json`). The test command installs the Python
 //! packages into `tests/.venv`.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use medlake_e2e::{Server, shared_dir};
 
 #[test]
 fn a_python_client_round_trip_validates_against_the_r4_schema() {
-    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let tests = medlake_e2e::tests_dir();
     let python = tests.join(".venv/bin/python");
     assert!(
         python.exists(),
