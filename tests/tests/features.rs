@@ -70,21 +70,26 @@ fn split_by_patient(batches: &[RecordBatch]) -> HashMap<String, String> {
         .collect()
 }
 
-#[test]
-fn the_example_spec_writes_parquet_with_sql_checked_counts_and_a_seeded_split() {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = generated_lake(dir.path(), 40);
-    let out = dir.path().join("features.parquet");
-    let spec = example_spec();
-    let run = medlake(
-        &lake,
+/// `medlake features <spec> -o <out>` on the lake, which must succeed.
+fn extract_features(lake: &Path, spec: &Path, out: &Path) -> std::process::Output {
+    medlake(
+        lake,
         &[
             "features",
             spec.to_str().unwrap(),
             "-o",
             out.to_str().unwrap(),
         ],
-    );
+    )
+}
+
+#[test]
+fn the_example_spec_writes_parquet_with_sql_checked_counts_and_a_seeded_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = generated_lake(dir.path(), 40);
+    let out = dir.path().join("features.parquet");
+    let spec = example_spec();
+    let run = extract_features(&lake, &spec, &out);
     let said = String::from_utf8_lossy(&run.stderr);
     assert!(said.contains("rows"), "no summary: {said}");
     let batches = read_parquet(&out);
@@ -187,15 +192,7 @@ fn the_example_spec_writes_parquet_with_sql_checked_counts_and_a_seeded_split() 
 
     // The same spec gives the same split; another seed another one.
     let again = dir.path().join("again.parquet");
-    medlake(
-        &lake,
-        &[
-            "features",
-            spec.to_str().unwrap(),
-            "-o",
-            again.to_str().unwrap(),
-        ],
-    );
+    extract_features(&lake, &spec, &again);
     let first = split_by_patient(&batches);
     assert_eq!(split_by_patient(&read_parquet(&again)), first);
     assert!(first.values().any(|s| s == "test") && first.values().any(|s| s == "train"));
@@ -211,15 +208,7 @@ fn the_example_spec_writes_parquet_with_sql_checked_counts_and_a_seeded_split() 
     )
     .unwrap();
     let other = dir.path().join("seed8.parquet");
-    medlake(
-        &lake,
-        &[
-            "features",
-            reseeded.to_str().unwrap(),
-            "-o",
-            other.to_str().unwrap(),
-        ],
-    );
+    extract_features(&lake, &reseeded, &other);
     let second = split_by_patient(&read_parquet(&other));
     assert_eq!(second.len(), first.len());
     assert_ne!(second, first, "seed 8 split the patients exactly as seed 7");

@@ -183,52 +183,59 @@ fn with_regproc_oids(batch: &RecordBatch, table: &str, procs: &ProcOids) -> Resu
         .find(|(t, _)| *t == table)
         .map(|(_, c)| *c)
         .unwrap_or(&[]);
-    let schema = batch.schema();
-    let mut fields = Vec::with_capacity(schema.fields().len());
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-    for (field, array) in schema.fields().iter().zip(batch.columns()) {
-        if regproc.contains(&field.name().as_str())
-            && let Some(names) = array.as_any().downcast_ref::<StringArray>()
-        {
-            let oids: Int32Array = names
-                .iter()
-                .map(|n| n.and_then(|n| procs.resolve(n)))
-                .collect();
-            fields.push(oid_field(field.name(), kind::REGPROC, true));
-            columns.push(Arc::new(oids));
-        } else {
-            fields.push(field.as_ref().clone());
-            columns.push(array.clone());
+    replace_columns(batch, |field, array| {
+        if !regproc.contains(&field.name().as_str()) {
+            return Ok(None);
         }
-    }
-    Ok(RecordBatch::try_new(
-        Arc::new(Schema::new(fields)),
-        columns,
-    )?)
+        let Some(names) = array.as_any().downcast_ref::<StringArray>() else {
+            return Ok(None);
+        };
+        let oids: Int32Array = names
+            .iter()
+            .map(|n| n.and_then(|n| procs.resolve(n)))
+            .collect();
+        Ok(Some((
+            oid_field(field.name(), kind::REGPROC, true),
+            Arc::new(oids) as ArrayRef,
+        )))
+    })
 }
 
 /// `pg_index` with its vector columns as arrays: `"1 2"` becomes `[1, 2]` (`Int16` for
 /// an `int2vector`, `Int32` for an `oidvector`, as the other oid columns are).
 fn with_vector_arrays(batch: &RecordBatch) -> Result<RecordBatch> {
-    let schema = batch.schema();
-    let mut fields = Vec::with_capacity(schema.fields().len());
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-    for (field, array) in schema.fields().iter().zip(batch.columns()) {
+    replace_columns(batch, |field, array| {
         let vector = PG_INDEX_VECTORS
             .iter()
             .find(|(name, _)| name == field.name())
             .map(|(_, of)| *of);
-        match (vector, array.as_any().downcast_ref::<StringArray>()) {
-            (Some(of), Some(texts)) => {
-                let (item, list) = vector_array(texts, of, field.name())?;
-                fields.push(Field::new(
-                    field.name(),
-                    DataType::List(Arc::new(item)),
-                    true,
-                ));
-                columns.push(list);
+        let (Some(of), Some(texts)) = (vector, array.as_any().downcast_ref::<StringArray>()) else {
+            return Ok(None);
+        };
+        let (item, list) = vector_array(texts, of, field.name())?;
+        Ok(Some((
+            Field::new(field.name(), DataType::List(Arc::new(item)), true),
+            list,
+        )))
+    })
+}
+
+/// `batch` with the columns that `replace` gives a new field and array for replaced, and
+/// the others kept.
+fn replace_columns(
+    batch: &RecordBatch,
+    mut replace: impl FnMut(&Field, &ArrayRef) -> Result<Option<(Field, ArrayRef)>>,
+) -> Result<RecordBatch> {
+    let schema = batch.schema();
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for (field, array) in schema.fields().iter().zip(batch.columns()) {
+        match replace(field, array)? {
+            Some((f, a)) => {
+                fields.push(f);
+                columns.push(a);
             }
-            _ => {
+            None => {
                 fields.push(field.as_ref().clone());
                 columns.push(array.clone());
             }
