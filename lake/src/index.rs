@@ -210,6 +210,31 @@ impl IdIndex {
         )
     }
 
+    /// The rows of one row group of a located data file that are not current (`None`
+    /// when it has none); `None` if the file is not located, so nothing is known.
+    pub fn hidden_in_row_group(
+        &self,
+        resource_type: &str,
+        file: &str,
+        row_group: u32,
+    ) -> Option<Option<&RoaringBitmap>> {
+        let (first, count) = *self.located.get(resource_type)?.get(file)?;
+        if row_group >= count {
+            return None;
+        }
+        Some(
+            self.hidden
+                .get(&(first + row_group))
+                .filter(|b| !b.is_empty()),
+        )
+    }
+
+    /// Whether a bulk load has versions whose files are not located yet: until they are,
+    /// the rows they replace are not hidden although they are no longer the newest.
+    pub fn has_unplaced_replacements(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
     /// Forget where rewritten versions of a type were: the files they left are no longer
     /// scanned.
     pub fn forget_moves(&mut self, resource_type: &str) {

@@ -218,52 +218,172 @@ pub fn rows_to_fixed_batch(
     view: &ViewDefinition,
     rows: &[Vec<Value>],
 ) -> Result<RecordBatch, ViewBatchError> {
-    let width = view.columns().len();
-    if let Some(bad) = rows.iter().find(|r| r.len() != width) {
-        return Err(wrong_width(bad.len(), width));
+    let mut batch = FixedBatchBuilder::new(view, rows.len());
+    batch.append_rows(rows)?;
+    batch.finish()
+}
+
+/// A batch in [`fixed_schema`], built a resource's rows at a time: the rows of one
+/// resource go in whole or not at all, so that a caller can set aside a resource whose
+/// values do not fit and keep the others, with each value checked and converted once.
+pub struct FixedBatchBuilder<'d> {
+    view: &'d ViewDefinition,
+    kinds: Vec<Kind>,
+    columns: Vec<ColumnBuilder>,
+    rows: usize,
+}
+
+/// One column's builder: its cells, or a list's items with each row's length.
+enum ColumnBuilder {
+    Single(CellBuilder),
+    List {
+        items: CellBuilder,
+        lengths: Vec<usize>,
+        valid: Vec<bool>,
+    },
+}
+
+/// A row's value in a collection column, before its items.
+const LIST_NULL: usize = usize::MAX;
+
+impl<'d> FixedBatchBuilder<'d> {
+    /// A builder with room for about `capacity` rows.
+    pub fn new(view: &'d ViewDefinition, capacity: usize) -> FixedBatchBuilder<'d> {
+        let kinds: Vec<Kind> = view.columns().iter().map(fixed_kind).collect();
+        let columns = view
+            .columns()
+            .iter()
+            .zip(&kinds)
+            .map(|(col, &kind)| {
+                if col.collection {
+                    ColumnBuilder::List {
+                        items: CellBuilder::new(kind, capacity),
+                        lengths: Vec::with_capacity(capacity),
+                        valid: Vec::with_capacity(capacity),
+                    }
+                } else {
+                    ColumnBuilder::Single(CellBuilder::new(kind, capacity))
+                }
+            })
+            .collect();
+        FixedBatchBuilder {
+            view,
+            kinds,
+            columns,
+            rows: 0,
+        }
     }
-    let schema = Arc::new(fixed_schema(view));
-    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(width);
-    for (i, col) in view.columns().iter().enumerate() {
-        let kind = fixed_kind(col);
-        if col.collection {
-            let mut lengths = Vec::with_capacity(rows.len());
-            let mut valid = Vec::with_capacity(rows.len());
-            let mut items = CellBuilder::new(kind, rows.len());
-            for r in rows {
-                valid.push(!r[i].is_null());
-                match &r[i] {
-                    Value::Array(a) => {
-                        lengths.push(a.len());
-                        for v in a {
-                            items.append(fixed_cell(col, kind, v)?);
+
+    /// How many rows the builder holds.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether the builder holds no row.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Append `rows`, all of them if every value fits its column, else none (the error
+    /// names the first column that did not fit).
+    pub fn append_rows(&mut self, rows: &[Vec<Value>]) -> Result<(), ViewBatchError> {
+        let columns = self.view.columns();
+        // Every cell of every row, in order; a collection's cells follow its length.
+        let mut cells: Vec<(usize, Cell<'_>)> = Vec::with_capacity(rows.len() * columns.len());
+        for row in rows {
+            if row.len() != columns.len() {
+                return Err(wrong_width(row.len(), columns.len()));
+            }
+            for (col, (kind, value)) in columns.iter().zip(self.kinds.iter().zip(row)) {
+                match value {
+                    Value::Array(items) if col.collection => {
+                        cells.push((items.len(), Cell::Null));
+                        for item in items {
+                            cells.push((0, fixed_cell(col, *kind, item)?));
                         }
                     }
-                    Value::Null => lengths.push(0),
-                    other => {
-                        lengths.push(1);
-                        items.append(fixed_cell(col, kind, other)?);
+                    Value::Null if col.collection => cells.push((LIST_NULL, Cell::Null)),
+                    other if col.collection => {
+                        cells.push((1, Cell::Null));
+                        cells.push((0, fixed_cell(col, *kind, other)?));
+                    }
+                    other => cells.push((0, fixed_cell(col, *kind, other)?)),
+                }
+            }
+        }
+        let mut cells = cells.into_iter();
+        for _ in rows {
+            for column in &mut self.columns {
+                match column {
+                    ColumnBuilder::Single(b) => {
+                        if let Some((_, cell)) = cells.next() {
+                            b.append(cell);
+                        }
+                    }
+                    ColumnBuilder::List {
+                        items,
+                        lengths,
+                        valid,
+                    } => {
+                        let Some((len, _)) = cells.next() else { break };
+                        valid.push(len != LIST_NULL);
+                        let len = if len == LIST_NULL { 0 } else { len };
+                        lengths.push(len);
+                        for (_, cell) in cells.by_ref().take(len) {
+                            items.append(cell);
+                        }
                     }
                 }
             }
-            let nulls = valid.contains(&false).then(|| NullBuffer::from(valid));
-            let item_field = Arc::new(Field::new("item", kind.data_type(), true));
-            arrays.push(Arc::new(ListArray::try_new(
-                item_field,
-                OffsetBuffer::from_lengths(lengths),
-                items.finish(),
-                nulls,
-            )?));
-        } else {
-            let mut values = CellBuilder::new(kind, rows.len());
-            for r in rows {
-                values.append(fixed_cell(col, kind, &r[i])?);
-            }
-            arrays.push(values.finish());
         }
+        self.rows += rows.len();
+        Ok(())
     }
-    let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
-    Ok(RecordBatch::try_new_with_options(schema, arrays, &options)?)
+
+    /// Append a row of nulls (a collection column's null is a null list).
+    pub fn append_null_row(&mut self) {
+        for column in &mut self.columns {
+            match column {
+                ColumnBuilder::Single(b) => b.append(Cell::Null),
+                ColumnBuilder::List { lengths, valid, .. } => {
+                    lengths.push(0);
+                    valid.push(false);
+                }
+            }
+        }
+        self.rows += 1;
+    }
+
+    /// The batch of every row appended.
+    pub fn finish(self) -> Result<RecordBatch, ViewBatchError> {
+        let schema = Arc::new(fixed_schema(self.view));
+        let arrays = self
+            .columns
+            .into_iter()
+            .zip(self.kinds)
+            .map(|(column, kind)| {
+                Ok(match column {
+                    ColumnBuilder::Single(b) => b.finish(),
+                    ColumnBuilder::List {
+                        items,
+                        lengths,
+                        valid,
+                    } => {
+                        let nulls = valid.contains(&false).then(|| NullBuffer::from(valid));
+                        let item_field = Arc::new(Field::new("item", kind.data_type(), true));
+                        Arc::new(ListArray::try_new(
+                            item_field,
+                            OffsetBuffer::from_lengths(lengths),
+                            items.finish(),
+                            nulls,
+                        )?) as ArrayRef
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, ArrowError>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(self.rows));
+        Ok(RecordBatch::try_new_with_options(schema, arrays, &options)?)
+    }
 }
 
 /// One value as a column of a fixed schema stores it, borrowed from the row: what
@@ -341,7 +461,9 @@ impl CellBuilder {
             Kind::Timestamp => CellBuilder::Timestamp(
                 TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"),
             ),
-            Kind::Utf8 => CellBuilder::Utf8(StringBuilder::with_capacity(capacity, capacity * 16)),
+            // Reserved, not touched: room for ids and codings without regrowing (and
+            // copying) the buffer a few times per batch.
+            Kind::Utf8 => CellBuilder::Utf8(StringBuilder::with_capacity(capacity, capacity * 48)),
         }
     }
 

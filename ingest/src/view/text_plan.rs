@@ -38,10 +38,12 @@
 //! needed, which this uses; none knows FHIR's choice types or FHIRPath's flattening of
 //! arrays, which is what deciding what to keep requires.
 
+use std::borrow::Cow;
 use std::str::FromStr;
 
 use jiter::{Jiter, Peek};
 use serde_json::{Number, Value};
+use smallvec::{SmallVec, smallvec};
 
 use super::keys::reference_key;
 use super::run::{Row, cross, too_many_values};
@@ -82,14 +84,20 @@ struct TrieNode {
     primitive: bool,
 }
 
-/// What was kept of a resource: only the keys of the trie.
+/// What was kept of a resource `'t`: only the keys of the trie.
 #[derive(Debug)]
-enum Parsed {
+enum Parsed<'t> {
     /// Each kept key as its trie node and value, in the text's order.
-    Object(Vec<(usize, Parsed)>),
-    Array(Vec<Parsed>),
+    Object(Vec<(usize, Parsed<'t>)>),
+    Array(Vec<Parsed<'t>>),
+    /// A string, borrowed from the text unless it had escapes.
+    Str(Cow<'t, str>),
+    /// A number or a boolean.
     Scalar(Value),
 }
+
+/// The items a path gives: most give one or none, so they stay off the heap.
+type Items<'p> = SmallVec<[Item<'p>; 2]>;
 
 #[derive(Debug)]
 struct Select {
@@ -155,13 +163,14 @@ enum End {
 /// One value during evaluation: a kept element, or one a function made.
 #[derive(Debug, Clone)]
 enum Item<'p> {
-    Element(&'p Parsed),
+    Element(&'p Parsed<'p>),
     Made(Value),
 }
 
 impl Item<'_> {
     fn to_json(&self) -> Value {
         match self {
+            Item::Element(Parsed::Str(s)) => Value::String(s.to_string()),
             Item::Element(Parsed::Scalar(v)) => v.clone(),
             // Compilation only lets a column end on primitives.
             Item::Element(_) => Value::Null,
@@ -218,21 +227,21 @@ impl TextPlan {
         if peek != Peek::Object {
             return Err(Fallback);
         }
-        let root = self.parse(&mut j, peek, 0)?;
+        let root = self.parse(text, &mut j, peek, 0)?;
         j.finish()?;
         let Parsed::Object(fields) = &root else {
             return Err(Fallback);
         };
-        let scalar = |node: usize| {
+        let string = |node: usize| {
             fields.iter().find_map(|(n, p)| match p {
-                Parsed::Scalar(v) if *n == node => Some(v),
+                Parsed::Str(s) if *n == node => Some(&**s),
                 _ => None,
             })
         };
-        if scalar(self.resource_type_node).and_then(Value::as_str) != Some(&self.resource_type) {
+        if string(self.resource_type_node) != Some(&self.resource_type) {
             return Ok(Ok(Vec::new()));
         }
-        let id = scalar(self.id_node).and_then(Value::as_str);
+        let id = string(self.id_node);
         let run = Run { plan: self, id };
         Ok(run.process(&self.root, &Item::Element(&root)))
     }
@@ -246,7 +255,13 @@ impl TextPlan {
     }
 
     /// The value at the reader's position, which is `peek`, kept as trie node `node`.
-    fn parse(&self, j: &mut Jiter<'_>, peek: Peek, node: usize) -> Result<Parsed, Fallback> {
+    fn parse<'t>(
+        &self,
+        text: &'t str,
+        j: &mut Jiter<'t>,
+        peek: Peek,
+        node: usize,
+    ) -> Result<Parsed<'t>, Fallback> {
         let primitive = self.trie[node].primitive;
         match peek {
             Peek::Array => {
@@ -257,13 +272,13 @@ impl TextPlan {
                     if p == Peek::Null || p == Peek::Array {
                         return Err(Fallback);
                     }
-                    items.push(self.parse(j, p, node)?);
+                    items.push(self.parse(text, j, p, node)?);
                     next = j.array_step()?;
                 }
                 Ok(Parsed::Array(items))
             }
             Peek::Object if !primitive => {
-                let mut fields: Vec<(usize, Parsed)> = Vec::new();
+                let mut fields: Vec<(usize, Parsed<'t>)> = Vec::new();
                 let mut key = j.known_object()?;
                 while let Some(k) = key {
                     let wanted = self.find(node, k);
@@ -281,7 +296,7 @@ impl TextPlan {
                                 return Err(Fallback);
                             }
                             let p = j.peek()?;
-                            fields.push((child, self.parse(j, p, child)?));
+                            fields.push((child, self.parse(text, j, p, child)?));
                         }
                         None => j.next_skip()?,
                     }
@@ -290,7 +305,18 @@ impl TextPlan {
                 Ok(Parsed::Object(fields))
             }
             Peek::String if primitive => {
-                Ok(Parsed::Scalar(Value::String(j.known_str()?.to_string())))
+                let start = j.current_index();
+                let decoded = j.known_str()?;
+                // An escape makes the decoded string shorter than the literal between its
+                // quotes; without one, the string is that part of the text.
+                let unescaped = text
+                    .get(start + 1..start + 1 + decoded.len())
+                    .filter(|raw| text.as_bytes().get(start + 1 + raw.len()) == Some(&b'"'))
+                    .filter(|raw| !raw.contains('\\'));
+                Ok(Parsed::Str(match unescaped {
+                    Some(raw) => Cow::Borrowed(raw),
+                    None => Cow::Owned(decoded.to_string()),
+                }))
             }
             Peek::True | Peek::False if primitive => {
                 Ok(Parsed::Scalar(Value::Bool(j.known_bool(peek)?)))
@@ -609,7 +635,7 @@ impl<'p> Run<'p> {
 
     fn process(&self, s: &Select, focus: &Item<'p>) -> Result<Vec<Row>, ViewError> {
         let foci = match &s.iteration {
-            Iter::Parent => vec![focus.clone()],
+            Iter::Parent => smallvec![focus.clone()],
             Iter::ForEach(c) | Iter::ForEachOrNull(c) => self.chain(c, focus),
         };
         if foci.is_empty() && matches!(s.iteration, Iter::ForEachOrNull(_)) {
@@ -647,9 +673,9 @@ impl<'p> Run<'p> {
         Ok(out)
     }
 
-    fn path(&self, p: &Path, focus: &Item<'p>) -> Vec<Item<'p>> {
+    fn path(&self, p: &Path, focus: &Item<'p>) -> Items<'p> {
         match p {
-            Path::Literal(v) => vec![Item::Made(v.clone())],
+            Path::Literal(v) => smallvec![Item::Made(v.clone())],
             Path::ResourceKey => self
                 .id
                 .map(|id| Item::Made(Value::String(id.to_string())))
@@ -664,12 +690,12 @@ impl<'p> Run<'p> {
         }
     }
 
-    fn chain(&self, c: &Chain, focus: &Item<'p>) -> Vec<Item<'p>> {
-        let mut items = vec![focus.clone()];
+    fn chain(&self, c: &Chain, focus: &Item<'p>) -> Items<'p> {
+        let mut items: Items<'p> = smallvec![focus.clone()];
         for step in &c.steps {
             match step {
                 Step::Member(nodes) => {
-                    let mut next = Vec::new();
+                    let mut next = Items::new();
                     for item in &items {
                         let Item::Element(Parsed::Object(fields)) = item else {
                             continue;
@@ -691,8 +717,8 @@ impl<'p> Run<'p> {
         }
         match &c.end {
             End::Items => items,
-            End::Exists => vec![Item::Made(Value::Bool(!items.is_empty()))],
-            End::Count => vec![Item::Made(Value::from(items.len()))],
+            End::Exists => smallvec![Item::Made(Value::Bool(!items.is_empty()))],
+            End::Count => smallvec![Item::Made(Value::from(items.len()))],
             End::ReferenceKey {
                 reference_nodes,
                 of_type,
@@ -701,9 +727,7 @@ impl<'p> Run<'p> {
                 .filter_map(|item| match item {
                     Item::Element(Parsed::Object(fields)) => {
                         fields.iter().find_map(|(n, v)| match v {
-                            Parsed::Scalar(Value::String(s)) if reference_nodes.contains(n) => {
-                                Some(s.as_str())
-                            }
+                            Parsed::Str(s) if reference_nodes.contains(n) => Some(&**s),
                             _ => None,
                         })
                     }

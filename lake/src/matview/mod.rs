@@ -93,7 +93,7 @@ use serde_json::Value;
 use crate::error::{LakeError, Result};
 use crate::file_scan::KeyColumns;
 use crate::kind::TableKind;
-use crate::view_batch::{check_fixed_row, fixed_schema, rows_to_fixed_batch};
+use crate::view_batch::{FixedBatchBuilder, fixed_schema};
 
 /// The Delta `txn` application id under which a view's commits record the Delta version
 /// of the resource table they have seen.
@@ -262,69 +262,55 @@ impl MaterializedView {
         keep: Option<&[bool]>,
     ) -> Result<RecordBatch> {
         let columns = KeyColumns::new(batch)?;
-        let mut rows: Vec<Vec<Value>> = Vec::new();
+        let mut rows = FixedBatchBuilder::new(&self.definition, batch.num_rows());
         let mut ids = StringBuilder::new();
         let mut versions = Int64Builder::new();
         let mut empty = BooleanBuilder::new();
-        let width = self.definition.columns().len();
         for i in 0..batch.num_rows() {
             if keep.is_some_and(|k| !k[i]) {
                 continue;
             }
             let row = columns.row(i)?;
-            let produced = if row.deleted {
-                Vec::new()
-            } else {
-                match self.evaluate_one(row.resource.unwrap_or("")) {
-                    Ok(r) => r,
-                    Err(reason) => {
-                        tracing::warn!(
-                            "view {}: {}/{} version {} gives no rows: {reason}",
-                            self.name,
-                            self.resource_type(),
-                            row.id,
-                            row.version_id
-                        );
-                        Vec::new()
-                    }
+            let before = rows.len();
+            if !row.deleted {
+                let appended = self
+                    .definition
+                    .evaluate_text(row.resource.unwrap_or(""))
+                    .map_err(|e| e.to_string())
+                    .and_then(|produced| rows.append_rows(&produced).map_err(|e| e.to_string()));
+                if let Err(reason) = appended {
+                    tracing::warn!(
+                        "view {}: {}/{} version {} gives no rows: {reason}",
+                        self.name,
+                        self.resource_type(),
+                        row.id,
+                        row.version_id
+                    );
                 }
-            };
-            if produced.is_empty() {
-                rows.push(vec![Value::Null; width]);
+            }
+            let produced = rows.len() - before;
+            if produced == 0 {
+                rows.append_null_row();
                 ids.append_value(row.id);
                 versions.append_value(row.version_id);
                 empty.append_value(true);
             } else {
-                for r in produced {
-                    rows.push(r);
+                for _ in 0..produced {
                     ids.append_value(row.id);
                     versions.append_value(row.version_id);
                     empty.append_value(false);
                 }
             }
         }
-        let view_rows =
-            rows_to_fixed_batch(&self.definition, &rows).map_err(|e| LakeError::View {
-                view: self.name.clone(),
-                reason: e.to_string(),
-            })?;
+        let view_rows = rows.finish().map_err(|e| LakeError::View {
+            view: self.name.clone(),
+            reason: e.to_string(),
+        })?;
         let mut arrays: Vec<ArrayRef> = view_rows.columns().to_vec();
         arrays.push(Arc::new(ids.finish()));
         arrays.push(Arc::new(versions.finish()));
         arrays.push(Arc::new(empty.finish()));
         Ok(RecordBatch::try_new(self.schema.clone(), arrays)?)
-    }
-
-    /// The rows of one stored resource, each checked against the fixed schema.
-    fn evaluate_one(&self, resource: &str) -> std::result::Result<Vec<Vec<Value>>, String> {
-        let rows = self
-            .definition
-            .evaluate_text(resource)
-            .map_err(|e| e.to_string())?;
-        for r in &rows {
-            check_fixed_row(&self.definition, r).map_err(|e| e.to_string())?;
-        }
-        Ok(rows)
     }
 }
 
