@@ -80,9 +80,13 @@ impl QueryEngine {
             .options_mut()
             .optimizer
             .enable_join_dynamic_filter_pushdown = false;
+        // DataFusion's optimizer rules, and `count(DISTINCT d)` beside `count(*)` or `avg`
+        // planned as two group-bys (`crate::mixed_distinct`). Sessions made from this
+        // one (`session`) keep the rules.
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
+            .with_optimizer_rules(crate::mixed_distinct::optimizer_rules())
             .build();
         let mut ctx = SessionContext::new_with_state(state);
         datafusion_functions_json::register_all(&mut ctx)?;

@@ -8,6 +8,8 @@
 //! - [`features`]: point-in-time feature extraction for machine learning (a spec to
 //!   one row per patient: features, label, train/test split).
 //! - [`engine`]: [`QueryEngine`], read-only SQL with the JSON functions.
+//! - [`mixed_distinct`]: the optimizer rule that computes `count(DISTINCT d)` beside
+//!   `count(*)`, `avg` and the like as two group-bys.
 //! - [`cpu`]: the runtime that query plans run on, apart from the request threads.
 //! - [`search`]: FHIR search on the lake's search index.
 //! - [`view_batch`]: the rows of a SQL-on-FHIR view as an Arrow batch (the lake's
@@ -22,6 +24,7 @@ pub mod current;
 pub mod engine;
 pub mod features;
 pub mod kind_table;
+pub mod mixed_distinct;
 pub mod provider;
 pub mod search;
 pub mod time_travel;
