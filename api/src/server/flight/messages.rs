@@ -14,7 +14,7 @@
 //! Here each batch is cut before the encoder sees it, by the bytes its rows take (a long
 //! JSON document weighs what it is, not the batch's average), and each piece's view
 //! columns are compacted (`gc`: the strings its rows use, copied into one buffer) when
-//! their buffers hold more than the piece uses. The encoder is then told not to cut
+//! their buffers hold more than a quarter beyond what the piece uses. The encoder is then told not to cut
 //! again. No crate does this: arrow-rs leaves compaction to the caller (its writer's
 //! comment says so), and arrow-flight's split estimates a slice's size from its whole
 //! buffers.
@@ -40,13 +40,14 @@ pub const MESSAGE_BYTES: usize = 2 * 1024 * 1024;
 const SLACK_PERCENT: usize = 25;
 
 /// `batch` as the batches of its messages: in order, each of about `max_bytes` or one row,
-/// with its view columns holding no more than its rows use.
+/// with its view columns holding at most a quarter ([`SLACK_PERCENT`]) beyond what its rows
+/// use.
 pub fn cut(batch: RecordBatch, max_bytes: usize) -> Result<Vec<RecordBatch>, ArrowError> {
     let rows = batch.num_rows();
     if rows == 0 {
         return Ok(vec![batch]);
     }
-    let sizes = RowSizes::of(&batch)?;
+    let sizes = RowSizes::of(&batch);
     let mut pieces = Vec::new();
     let mut start = 0;
     while start < rows {
@@ -76,7 +77,7 @@ struct RowSizes {
 }
 
 impl RowSizes {
-    fn of(batch: &RecordBatch) -> Result<Self, ArrowError> {
+    fn of(batch: &RecordBatch) -> Self {
         let rows = batch.num_rows();
         let mut fixed_total = 0;
         let mut variable: Vec<usize> = Vec::new();
@@ -101,10 +102,10 @@ impl RowSizes {
                 _ => fixed_total += slice_bytes(column),
             }
         }
-        Ok(RowSizes {
+        RowSizes {
             fixed: fixed_total.div_ceil(rows.max(1)),
             variable,
-        })
+        }
     }
 
     fn row(&self, i: usize) -> usize {
@@ -220,7 +221,7 @@ mod tests {
         let sent: usize = pieces.iter().map(held).sum();
         assert_eq!(sent, total);
         for p in &pieces {
-            let rows = RowSizes::of(p).unwrap();
+            let rows = RowSizes::of(p);
             let bytes: usize = (0..p.num_rows()).map(|i| rows.row(i)).sum();
             assert!(bytes <= 64 * 1024, "a piece of {bytes} bytes");
         }
