@@ -6,9 +6,11 @@
 //! same statements and run their plans on the same query runtime, apart from the
 //! threads that serve requests. A query's answer is never gathered: DataFusion's batches
 //! come from [`QueryEngine::stream`], which runs at most a couple of batches ahead of
-//! the reader, into arrow-flight's encoder, which cuts them into messages of about 2 MB
-//! as gRPC asks; HTTP/2 flow control then stops the encoder while the client is busy.
-//! So the server holds a few batches per query whatever the answer's size.
+//! the reader, are cut into messages of about 2 MB as gRPC asks, each with only its own
+//! rows' strings (`messages`: arrow-flight's own cut sent every string of a batch with
+//! each piece), and go through arrow-flight's encoder; HTTP/2 flow control then stops
+//! the encoder while the client is busy. So the server holds a few batches per query
+//! whatever the answer's size.
 //!
 //! The protocol is stateless here: a statement handle is the SQL text, and a prepared
 //! statement's handle carries its SQL and its bound parameter values (the encoding of
@@ -73,6 +75,8 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::error::ApiError;
+
+mod messages;
 
 type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
 
@@ -184,9 +188,22 @@ fn wire_schema(schema: &Schema) -> SchemaRef {
 /// A query's batches as Flight data, encoded as the client reads them.
 fn encode(schema: SchemaRef, batches: SendableRecordBatchStream) -> DoGetStream {
     let batches = batches.map_err(|e| FlightError::ExternalError(Box::new(e)));
+    let pieces = batches
+        .map(|batch| {
+            let pieces = batch.and_then(|b| {
+                messages::cut(b, messages::MESSAGE_BYTES).map_err(FlightError::Arrow)
+            });
+            futures::stream::iter(match pieces {
+                Ok(pieces) => pieces.into_iter().map(Ok).collect::<Vec<_>>(),
+                Err(e) => vec![Err(e)],
+            })
+        })
+        .flatten();
     FlightDataEncoderBuilder::new()
         .with_schema(schema)
-        .build(batches)
+        // The pieces are cut already; the encoder's own cut would send their strings again.
+        .with_max_flight_data_size(usize::MAX)
+        .build(pieces)
         .map_err(|e| match e {
             FlightError::ExternalError(inner) => match inner.downcast::<DataFusionError>() {
                 Ok(d) => ApiError::from_datafusion(&d, "streaming a Flight SQL answer").to_grpc(),
@@ -663,6 +680,74 @@ fn decode_handle(cmd: &CommandPreparedStatementQuery) -> Result<QueryHandle, Sta
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A query's answer as the client receives it: messages of at most about
+    /// [`messages::MESSAGE_BYTES`] (a larger row alone in its own), each carrying its own
+    /// rows' strings, decoding to the rows sent.
+    #[tokio::test]
+    async fn an_answer_goes_out_in_messages_of_the_configured_size_each_with_its_own_strings() {
+        use arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch, StringViewArray};
+        use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("resource", DataType::Utf8View, false),
+        ]));
+        let big_row = 5 * 1024 * 1024;
+        let len = |i: usize| if i == 3000 { big_row } else { 900 + i % 200 };
+        // Two batches as a scan gives them: 8,192 rows of JSON-sized strings, one far
+        // larger than a message.
+        let batches: Vec<RecordBatch> = (0..2)
+            .map(|b| {
+                let rows = b * 8192..(b + 1) * 8192;
+                let text: ArrayRef = Arc::new(StringViewArray::from_iter_values(
+                    rows.clone().map(|i| "x".repeat(len(i))),
+                ));
+                let n: ArrayRef = Arc::new(Int64Array::from_iter_values(rows.map(|i| i as i64)));
+                RecordBatch::try_new(schema.clone(), vec![n, text]).unwrap()
+            })
+            .collect();
+        let strings: usize = (0..2 * 8192).map(len).sum();
+        let stream = RecordBatchStreamAdapter::new(
+            schema.clone(),
+            futures::stream::iter(batches.clone().into_iter().map(Ok)),
+        );
+        let data: Vec<FlightData> = encode(schema.clone(), Box::pin(stream))
+            .try_collect()
+            .await
+            .unwrap();
+
+        let bodies: Vec<usize> = data.iter().map(|d| d.data_body.len()).collect();
+        let sent: usize = bodies.iter().sum();
+        // Each string once, with its 16-byte view and the numbers, and each message's
+        // three buffers padded to 64 bytes.
+        assert!(
+            sent <= strings + 2 * 8192 * (16 + 8) + bodies.len() * 3 * 64,
+            "{sent} bytes sent for {strings} bytes of strings"
+        );
+        let overhead = 64 * 1024;
+        let large: Vec<&usize> = bodies
+            .iter()
+            .filter(|b| **b > messages::MESSAGE_BYTES + overhead)
+            .collect();
+        assert_eq!(large.len(), 1, "messages over the size: {large:?}");
+        assert!(
+            *large[0] < big_row + overhead,
+            "the large row travels alone"
+        );
+
+        let flight = futures::stream::iter(data.into_iter().map(Ok));
+        let got: Vec<RecordBatch> =
+            arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(flight)
+                .try_collect()
+                .await
+                .unwrap();
+        let got = arrow::compute::concat_batches(&schema, &got).unwrap();
+        let want = arrow::compute::concat_batches(&schema, &batches).unwrap();
+        assert_eq!(got.num_rows(), 2 * 8192);
+        assert_eq!(got.column(1).as_string_view().value(3000).len(), big_row);
+        assert_eq!(got, want);
+    }
 
     #[test]
     fn placeholders_are_ordered_by_number_then_name() {
