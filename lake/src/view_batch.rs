@@ -866,6 +866,60 @@ mod tests {
     }
 
     #[test]
+    fn a_resources_rows_go_into_a_fixed_batch_whole_or_not_at_all() {
+        let view = view();
+        let row = |id: &str, given: Value| {
+            let mut r = vec![Value::Null; 7];
+            r[0] = json!(id);
+            r[1] = json!(true);
+            r[5] = given;
+            r
+        };
+        let mut builder = FixedBatchBuilder::new(&view, 2);
+        builder
+            .append_rows(&[row("a", json!(["A", "B"])), row("b", Value::Null)])
+            .unwrap();
+        // The second row does not fit: neither row of this resource goes in.
+        let mut bad = row("d", json!("D"));
+        bad[1] = json!("yes");
+        let err = builder
+            .append_rows(&[row("c", json!(["C"])), bad])
+            .unwrap_err();
+        assert!(err.to_string().contains("\"active\""), "{err}");
+        builder.append_null_row();
+        builder.append_rows(&[row("e", json!("E"))]).unwrap();
+        assert_eq!(builder.len(), 4);
+        let batch = builder.finish().unwrap();
+        assert_eq!(batch.schema().as_ref(), &fixed_schema(&view));
+        let ids = batch.column(0).as_string::<i32>();
+        let ids: Vec<Option<&str>> = (0..ids.len())
+            .map(|i| ids.is_valid(i).then(|| ids.value(i)))
+            .collect();
+        assert_eq!(ids, [Some("a"), Some("b"), None, Some("e")]);
+        let given = batch.column(5).as_list::<i32>();
+        assert_eq!(
+            (0..4).map(|i| given.is_valid(i)).collect::<Vec<_>>(),
+            [true, false, false, true]
+        );
+        assert_eq!(given.value_offsets(), &[0, 2, 2, 2, 3]);
+        let items = given.values().as_string::<i32>();
+        assert_eq!(
+            (0..items.len()).map(|i| items.value(i)).collect::<Vec<_>>(),
+            ["A", "B", "E"]
+        );
+        // The same rows one call at a time give the same batch as all at once.
+        let rows = [row("a", json!(["A", "B"])), row("b", Value::Null)];
+        let mut one_by_one = FixedBatchBuilder::new(&view, 0);
+        for r in &rows {
+            one_by_one.append_rows(std::slice::from_ref(r)).unwrap();
+        }
+        assert_eq!(
+            one_by_one.finish().unwrap(),
+            rows_to_fixed_batch(&view, &rows).unwrap()
+        );
+    }
+
+    #[test]
     fn a_value_of_another_type_is_an_error() {
         let mut row = vec![Value::Null; 7];
         row[1] = json!("yes");

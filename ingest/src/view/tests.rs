@@ -221,6 +221,9 @@ fn text_plan_and_interpreter_agree_on_awkward_resources() {
         r#"{"resourceType":"Observation","id":"k","component":[{"code":{"coding":[{"code":"a"}]},"valueQuantity":[{"value":1},{"value":2}]}]}"#,
         // Strings with escapes, numbers in exponent form, no id.
         r#"{"resourceType":"Observation","status":"fin\u0061l \"q\"","valueQuantity":{"value":1.5e2}}"#,
+        // Strings read from the text as they are (multi-byte characters), and with an
+        // escape only at their end or start.
+        r#"{"resourceType":"Observation","id":"l","status":"ünïcödé","code":{"coding":[{"code":"x\\","display":"\ttab"}]}}"#,
     ];
     let plan = view.text_plan.as_ref().unwrap();
     for (i, text) in resources.iter().enumerate() {
