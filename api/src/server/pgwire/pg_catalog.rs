@@ -249,51 +249,47 @@ fn replace_columns(
 
 /// The arrays of the numbers each text lists, space-separated; NULL stays NULL.
 fn vector_array(texts: &StringArray, of: VectorOf, column: &str) -> Result<(Field, ArrayRef)> {
-    use datafusion::arrow::array::{Int16Builder, Int32Builder, ListBuilder};
+    use datafusion::arrow::datatypes::{Int16Type, Int32Type};
     let bad = |v: &str| {
         DataFusionError::Internal(format!(
             "pg_index.{column} holds {v:?}, not a list of numbers"
         ))
     };
-    match of {
-        VectorOf::Int2 => {
-            let mut list = ListBuilder::new(Int16Builder::new());
-            for text in texts.iter() {
-                match text {
-                    Some(text) => {
-                        for n in text.split_whitespace() {
-                            list.values()
-                                .append_value(n.parse().map_err(|_| bad(text))?);
-                        }
-                        list.append(true);
-                    }
-                    None => list.append(false),
+    let (item, list) = match of {
+        VectorOf::Int2 => (
+            DataType::Int16,
+            number_lists::<Int16Type>(texts, |n| n.parse().ok()).map_err(bad)?,
+        ),
+        // An oid is unsigned; the oid columns here are Int32.
+        VectorOf::Oid => (
+            DataType::Int32,
+            number_lists::<Int32Type>(texts, |n| n.parse::<u32>().ok().map(|o| o as i32))
+                .map_err(bad)?,
+        ),
+    };
+    Ok((Field::new("item", item, true), list))
+}
+
+/// One list per text of the numbers `parse` reads from its space-separated words, or
+/// the first text with a word it cannot read.
+fn number_lists<'t, T: datafusion::arrow::datatypes::ArrowPrimitiveType>(
+    texts: &'t StringArray,
+    parse: impl Fn(&str) -> Option<T::Native>,
+) -> std::result::Result<ArrayRef, &'t str> {
+    use datafusion::arrow::array::{ListBuilder, PrimitiveBuilder};
+    let mut list = ListBuilder::new(PrimitiveBuilder::<T>::new());
+    for text in texts.iter() {
+        match text {
+            Some(text) => {
+                for n in text.split_whitespace() {
+                    list.values().append_value(parse(n).ok_or(text)?);
                 }
+                list.append(true);
             }
-            let list = list.finish();
-            let item = Field::new("item", DataType::Int16, true);
-            Ok((item, Arc::new(list)))
-        }
-        VectorOf::Oid => {
-            let mut list = ListBuilder::new(Int32Builder::new());
-            for text in texts.iter() {
-                match text {
-                    Some(text) => {
-                        for n in text.split_whitespace() {
-                            // An oid is unsigned; the oid columns here are Int32.
-                            let oid: u32 = n.parse().map_err(|_| bad(text))?;
-                            list.values().append_value(oid as i32);
-                        }
-                        list.append(true);
-                    }
-                    None => list.append(false),
-                }
-            }
-            let list = list.finish();
-            let item = Field::new("item", DataType::Int32, true);
-            Ok((item, Arc::new(list)))
+            None => list.append(false),
         }
     }
+    Ok(Arc::new(list.finish()))
 }
 
 /// Postgres's `pg_user` view: the roles that can log in, password hidden.
