@@ -44,7 +44,7 @@ pub use error::{LakeError, Result};
 pub use kind::TableKind;
 pub use lake::{
     Clash, CurrentView, FlushStats, KindView, Lake, LakeOptions, RefreshReport, TableView,
-    ViewAsOf, ViewSnapshot, ViewStatus, WriteOp, Written, stamp, stamp_text,
+    ViewAsOf, ViewSnapshot, ViewStatus, ViewTableStats, WriteOp, Written, stamp, stamp_text,
 };
 pub use record::{ResourceVersion, instant_string};
 pub use wal::Recovery;

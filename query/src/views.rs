@@ -16,10 +16,16 @@
 //! join whose build side is the newest version of just those resources. The filter
 //! `_version_id > 1` reaches the Delta scan, which skips every file whose statistics
 //! (the `maxValues` of its `add` in the Delta log) say it holds first versions only.
+//! Each file holding an update or a delete costs a read of two of its columns and one
+//! hash entry per resource it updated.
+//!
 //! A view of a lake loaded once, or just built or refreshed from resources that were
-//! never updated, is therefore one scan of its table: the build side reads no file
-//! and the join passes every row through. Each file holding an update or a delete costs
-//! a read of two of its columns and one hash entry per resource it updated.
+//! never updated, needs no join at all. The same statistics say so before planning
+//! ([`ViewTableStats`]): when no file holds a version past the first, the plan is a
+//! scan of the table (less its `_empty` rows, if a file may hold one), and it reads
+//! only the columns the query asks for. The plan reads the very snapshot whose
+//! statistics were looked at, so a flush committing an update meanwhile cannot slip
+//! past it; the next query sees the update and plans the join.
 //!
 //! Files that mix first and later versions (what a compaction or a `views refresh`
 //! writes once some resources were updated) are read by the build side whole, for their
@@ -63,10 +69,11 @@ use datafusion::logical_expr::{
     Expr, LogicalPlanBuilder, TableProviderFilterPushDown, col, ident, lit, not,
 };
 use datafusion::physical_plan::ExecutionPlan;
+use deltalake::DeltaTable;
 use medlake_lake::matview::{
-    EMPTY_COLUMN, MaterializedView, RESOURCE_ID_COLUMN, VERSION_ID_COLUMN,
+    EMPTY_COLUMN, FIRST_VERSION, MaterializedView, RESOURCE_ID_COLUMN, VERSION_ID_COLUMN,
 };
-use medlake_lake::{Lake, TableKind, ViewAsOf};
+use medlake_lake::{Lake, TableKind, ViewAsOf, ViewTableStats};
 
 use crate::provider::{LakeHandle, external, scan_delta_and_tail, sql_schema};
 use crate::time_travel::{AsOf, as_of, constant};
@@ -80,7 +87,18 @@ struct StoredView {
     lake: LakeHandle,
     name: String,
     schema: SchemaRef,
-    as_of: Option<ViewAsOf>,
+    state: StoredState,
+}
+
+/// Which state of the view's table a [`StoredView`] reads.
+#[derive(Debug)]
+enum StoredState {
+    /// The snapshot the plan was made for. Every scan of the plan reads it, so the
+    /// statistics that shaped the plan ([`ViewTableStats`]) hold for what is read, and
+    /// the plan's two scans of the table agree even if a flush commits between them.
+    Pinned(Option<DeltaTable>),
+    /// An earlier state, loaded when scanned.
+    AsOf(ViewAsOf),
 }
 
 #[async_trait]
@@ -107,12 +125,12 @@ impl TableProvider for StoredView {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let delta = match self.as_of {
-            None => self.lake.0.view_snapshot(&self.name).and_then(|s| s.delta),
-            Some(as_of) => self
+        let delta = match &self.state {
+            StoredState::Pinned(delta) => delta.clone(),
+            StoredState::AsOf(as_of) => self
                 .lake
                 .0
-                .view_table_as_of(&self.name, as_of)
+                .view_table_as_of(&self.name, *as_of)
                 .await
                 .map_err(external)?,
         };
@@ -140,13 +158,60 @@ fn view_rows(lake: Lake, name: &str, as_of: Option<ViewAsOf>) -> Result<Option<V
         return Ok(None);
     };
     let view = snapshot.view;
+    let (state, stats) = match as_of {
+        None => {
+            let stats = snapshot
+                .delta
+                .as_ref()
+                .map_or(NOTHING_STORED, ViewTableStats::of);
+            (StoredState::Pinned(snapshot.delta), stats)
+        }
+        Some(as_of) => (StoredState::AsOf(as_of), ViewTableStats::unknown()),
+    };
     let stored = Arc::new(StoredView {
         lake: LakeHandle(lake),
         name: view.name().to_string(),
         schema: sql_schema(&view.schema()),
-        as_of,
+        state,
     });
-    current_rows(&view, stored).map(Some)
+    if stats.later_versions {
+        current_rows(&view, stored).map(Some)
+    } else {
+        first_version_rows(&view, stored, stats.empty_rows).map(Some)
+    }
+}
+
+/// The statistics of a view with no table yet: it holds nothing.
+const NOTHING_STORED: ViewTableStats = ViewTableStats {
+    later_versions: false,
+    empty_rows: false,
+};
+
+/// The rows of a view whose table holds first versions only ([`ViewTableStats`]): no
+/// row can have been replaced, so the plan is a scan, less the `_empty` rows if there
+/// may be any. This spares the anti join its probe, which reads every row's
+/// `_resource_id`; most views of a lake loaded once, or just refreshed, are like this.
+fn first_version_rows(
+    view: &MaterializedView,
+    stored: Arc<dyn TableProvider>,
+    empty_rows: bool,
+) -> Result<ViewTable> {
+    let table = format!("views.{}", view.name());
+    let mut rows = LogicalPlanBuilder::scan(table.as_str(), provider_as_source(stored), None)?;
+    if empty_rows {
+        rows = rows.filter(not(col(EMPTY_COLUMN)))?;
+    }
+    let plan = rows.project(view_columns(view))?.build()?;
+    Ok(ViewTable::new(plan, None))
+}
+
+/// The view's own columns, without the bookkeeping ones.
+fn view_columns(view: &MaterializedView) -> Vec<Expr> {
+    view.columns()
+        .fields()
+        .iter()
+        .map(|f| ident(f.name()))
+        .collect()
 }
 
 /// The current rows of `view` over `stored`, any provider of its table as stored
@@ -173,12 +238,6 @@ pub fn current_rows(view: &MaterializedView, stored: Arc<dyn TableProvider>) -> 
     let rows = LogicalPlanBuilder::scan(table.as_str(), provider_as_source(stored), None)?
         .filter(not(col(EMPTY_COLUMN)))?
         .build()?;
-    let columns: Vec<Expr> = view
-        .columns()
-        .fields()
-        .iter()
-        .map(|f| ident(f.name()))
-        .collect();
     // The few newest versions are the join's build side, the view's rows stream past
     // them: a row stays unless its resource has a newer version. With nothing to build
     // (a view of first versions), the join passes every row through.
@@ -191,13 +250,11 @@ pub fn current_rows(view: &MaterializedView, stored: Arc<dyn TableProvider>) -> 
                 Expr::Column(Column::new(Some(table.as_str()), VERSION_ID_COLUMN)).lt(col(NEWEST)),
             ),
         )?
-        .project(columns)?
+        .project(view_columns(view))?
         .build()?;
     Ok(ViewTable::new(plan, None))
 }
 
-/// The first version the lake gives a resource.
-const FIRST_VERSION: i64 = 1;
 /// The newest-version side's columns, named apart from the view's own.
 const NEWEST_RID: &str = "__medlake_rid";
 const NEWEST: &str = "__medlake_newest";

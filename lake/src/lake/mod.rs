@@ -75,7 +75,7 @@ pub(crate) use flush::RetryBackoff;
 pub use follow::{Clash, RefreshReport};
 use open::list_resource_tables;
 use open::{index_row, index_scanned_row};
-pub use views::{ViewAsOf, ViewSnapshot, ViewStatus};
+pub use views::{ViewAsOf, ViewSnapshot, ViewStatus, ViewTableStats};
 pub use write::WriteOp;
 pub use write::Written;
 pub use write::search_values;

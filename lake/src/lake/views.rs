@@ -36,6 +36,73 @@ pub struct ViewSnapshot {
     pub delta: Option<DeltaTable>,
 }
 
+/// What the Delta log's file statistics say about the rows of one snapshot of a view's
+/// table, without reading a data file.
+///
+/// Each `add` action carries the `maxValues` of the file's columns. A file whose
+/// largest `_version_id` is the first version holds no row that a newer version of its
+/// resource could have replaced, and one whose largest `_empty` is false holds no
+/// bookkeeping row. Where a file has no statistics for a column (another writer, or
+/// more columns than the table indexes), the answer is the cautious one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViewTableStats {
+    /// Some file may hold a row of a version past the first.
+    pub later_versions: bool,
+    /// Some file may hold an `_empty` row.
+    pub empty_rows: bool,
+}
+
+impl ViewTableStats {
+    /// The statistics of `table`'s files: the snapshot a scan of it will read.
+    pub fn of(table: &DeltaTable) -> ViewTableStats {
+        let mut stats = ViewTableStats {
+            later_versions: false,
+            empty_rows: false,
+        };
+        let Ok(snapshot) = table.snapshot() else {
+            return ViewTableStats::unknown();
+        };
+        for file in snapshot.log_data().iter() {
+            let max = file.stats().and_then(|s| file_max_values(&s));
+            let (version, empty) = max.unwrap_or((None, None));
+            stats.later_versions |= version.is_none_or(|v| v > crate::matview::FIRST_VERSION);
+            stats.empty_rows |= empty.unwrap_or(true);
+            if stats == ViewTableStats::unknown() {
+                break;
+            }
+        }
+        stats
+    }
+
+    /// What is assumed without statistics: anything.
+    pub fn unknown() -> ViewTableStats {
+        ViewTableStats {
+            later_versions: true,
+            empty_rows: true,
+        }
+    }
+}
+
+/// A file's largest `_version_id` and `_empty`, from its statistics JSON.
+fn file_max_values(stats: &str) -> Option<(Option<i64>, Option<bool>)> {
+    #[derive(serde::Deserialize)]
+    struct Stats {
+        #[serde(rename = "maxValues", default)]
+        max_values: serde_json::Map<String, Value>,
+    }
+    let stats: Stats = serde_json::from_str(stats).ok()?;
+    Some((
+        stats
+            .max_values
+            .get(crate::matview::VERSION_ID_COLUMN)
+            .and_then(Value::as_i64),
+        stats
+            .max_values
+            .get(crate::matview::EMPTY_COLUMN)
+            .and_then(Value::as_bool),
+    ))
+}
+
 /// Which state of a view's table to read ([`Lake::view_table_as_of`]).
 #[derive(Debug, Clone, Copy)]
 pub enum ViewAsOf {

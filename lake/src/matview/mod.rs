@@ -107,6 +107,9 @@ pub const RESOURCE_ID_COLUMN: &str = "_resource_id";
 pub const VERSION_ID_COLUMN: &str = "_version_id";
 pub const EMPTY_COLUMN: &str = "_empty";
 
+/// The `_version_id` the lake gives a resource's first version; later ones count up.
+pub const FIRST_VERSION: i64 = 1;
+
 /// The `meta.tag` code with which a stored ViewDefinition asks to be a materialized
 /// view (any code system).
 pub const MATERIALIZE_TAG: &str = "medlake";
