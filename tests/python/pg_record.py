@@ -3,13 +3,15 @@
 Run the server with `MEDLAKE_LOG=medlake::server::pgwire=debug NO_COLOR=1`, point a real
 client at it, and feed the server's standard error to this script:
 
-    pg_record.py HEADER_FILE < server.log > tests/pg_sessions/CLIENT.sql
+    pg_record.py HEADER_FILE [--name N=NAME ...] < server.log > tests/pg_sessions/CLIENT.sql
 
 Every Query message becomes an `@@ simple` entry; a Parse followed by a Bind of the same
 statement becomes one `@@ extended` entry with the Parse's parameter types and the Bind's
 values (binary values of the common types are turned into their text form, others are
 kept as hex); a Parse never bound becomes `@@ parse`. A statement parsed once and bound
-several times is replayed once per Bind, as the client ran it.
+several times is replayed once per Bind, as the client ran it. `--name N=NAME` gives the
+N-th entry (counted from 1) the name under which pg_replay.py reports its answers, for
+a test to check them.
 """
 
 import json
@@ -37,8 +39,18 @@ BINARY_TO_TEXT = {
 
 
 def main():
-    header = open(sys.argv[1], encoding="utf-8").read()
+    args = sys.argv[1:]
+    header = open(args[0], encoding="utf-8").read()
+    names = {}
+    rest = args[1:]
+    while rest:
+        if rest[0] != "--name" or len(rest) < 2 or "=" not in rest[1]:
+            sys.exit(f"expected --name N=NAME, got {rest[0]!r}")
+        n, name = rest[1].split("=", 1)
+        names[int(n)] = name
+        rest = rest[2:]
     out = [header.rstrip("\n") + "\n"]
+    entries = []  # (kind, meta, sql)
     parsed = {}  # (conn, statement name) -> (types, sql, bound?)
 
     def flush_unbound(conn=None):
@@ -46,7 +58,7 @@ def main():
         # connection's next statement (or at the end).
         for key, (types, sql, bound) in list(parsed.items()):
             if not bound and (conn is None or key[0] == conn):
-                out.append("@@ parse " + json.dumps({"types": types}) + "\n" + sql + "\n")
+                entries.append(("parse", {"types": types}, sql))
                 parsed[key] = (types, sql, True)
 
     for line in sys.stdin:
@@ -58,7 +70,7 @@ def main():
         key = (conn, json.loads(name) if name else "")
         if protocol == "simple":
             flush_unbound(conn)
-            out.append("@@ simple\n" + value + "\n")
+            entries.append(("simple", {}, value))
         elif protocol == "parse":
             flush_unbound(conn)
             types = [int(t) for t in types.split(",") if t.strip()] if types else []
@@ -76,9 +88,17 @@ def main():
                         p = BINARY_TO_TEXT[oid](raw)
                 params.append(p)
             meta = {"types": types, "params": params}
-            out.append("@@ extended " + json.dumps(meta) + "\n" + sql + "\n")
+            entries.append(("extended", meta, sql))
             parsed[key] = (types, sql, True)
     flush_unbound()
+    unknown = set(names) - set(range(1, len(entries) + 1))
+    if unknown:
+        sys.exit(f"--name: no entry {sorted(unknown)} (there are {len(entries)})")
+    for i, (kind, meta, sql) in enumerate(entries, 1):
+        if i in names:
+            meta = {**meta, "name": names[i]}
+        head = "@@ " + kind + (" " + json.dumps(meta) if meta else "")
+        out.append(head + "\n" + sql + "\n")
     sys.stdout.write("".join(out))
 
 

@@ -525,7 +525,17 @@ fn recorded_client_sessions_replay() {
         .iter()
         .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["npgsql", "pgjdbc", "psql", "psycopg", "sqlalchemy"]);
+    assert_eq!(
+        names,
+        [
+            "npgsql",
+            "npgsql_source",
+            "pgjdbc",
+            "psql",
+            "psycopg",
+            "sqlalchemy"
+        ]
+    );
     let schemas = lake_schemas(&server);
     for file in &files {
         let name = file.file_stem().unwrap().to_string_lossy();
@@ -566,6 +576,9 @@ fn recorded_client_sessions_replay() {
         }
         if name == "npgsql" {
             npgsql_answers(&out["results"], &schemas);
+        }
+        if name == "npgsql_source" {
+            npgsql_source_answers(&out["results"], &schemas);
         }
         if name == "sqlalchemy" {
             sqlalchemy_answers(&out["results"]);
@@ -655,10 +668,96 @@ fn get<'a>(row: &'a std::collections::BTreeMap<String, Option<String>>, column: 
         .unwrap_or("NULL")
 }
 
-/// What Npgsql's statements answered: the types it loads at connect (medlake's result
-/// types among them, arrays told apart by their receive function), and the databases,
-/// schemas, tables, views and columns of its `GetSchema`, which Power BI lists.
+/// The types medlake's answers carry, with Postgres's oids: Npgsql must find each, and an
+/// array of it, in what its type loading answers.
+const RESULT_TYPES: [(&str, &str); 9] = [
+    ("text", "25"),
+    ("int4", "23"),
+    ("int8", "20"),
+    ("float8", "701"),
+    ("numeric", "1700"),
+    ("bool", "16"),
+    ("date", "1082"),
+    ("timestamptz", "1184"),
+    ("json", "114"),
+];
+
+/// What the recorded Npgsql 4.0.10 session answered: the types it loads at connect
+/// (medlake's result types among them, arrays told apart by their receive function, in
+/// the order Npgsql resolves them), the databases, schemas, tables, views and columns of
+/// its `GetSchema`, which Power BI lists, the keys and indexes medlake does not have,
+/// and the row its parameterized query reads.
 fn npgsql_answers(results: &Value, schemas: &BTreeSet<String>) {
+    let types = records(&answer(results, "load_types")[0]);
+    let find = |name: &str| {
+        types
+            .iter()
+            .find(|t| get(t, "typname") == name)
+            .unwrap_or_else(|| panic!("Npgsql's type query lacks {name}"))
+    };
+    for (name, oid) in RESULT_TYPES {
+        let t = find(name);
+        assert_eq!(get(t, "nspname"), "pg_catalog", "{t:?}");
+        assert_eq!(get(t, "oid"), oid, "{t:?}");
+        assert_eq!(get(t, "type"), "b", "{t:?}");
+        let array = find(&format!("_{name}"));
+        assert_eq!(get(array, "type"), "a", "{array:?}");
+        assert_eq!(get(array, "elemoid"), oid, "{array:?}");
+    }
+    let range = find("int4range");
+    assert_eq!((get(range, "type"), get(range, "elemoid")), ("r", "23"));
+    // `ORDER BY ord`: base types (0), domains (1), ranges (2), then arrays (3), which
+    // Npgsql resolves after their elements.
+    let ords: Vec<&str> = types.iter().map(|t| get(t, "ord")).collect();
+    assert!(ords.windows(2).all(|w| w[0] <= w[1]), "{ords:?}");
+    assert_eq!(get(find("_text"), "ord"), "3");
+    // No composite or enum types: their queries answer no rows.
+    for name in ["load_composites", "load_enums"] {
+        let sets = answer(results, name);
+        assert!(sets[0].1.is_empty(), "{name}: {sets:?}");
+    }
+
+    npgsql_catalog(
+        results,
+        schemas,
+        ("database_name", "owner", "schema_name"),
+        |(names, row)| {
+            let at = |c: &str| {
+                let i = names.iter().position(|n| n == c);
+                let i = i.unwrap_or_else(|| panic!("GetSchema(Columns) has no {c}: {names:?}"));
+                row[i].clone().unwrap_or_default()
+            };
+            (at("column_name"), at("data_type"))
+        },
+        [
+            ("id", "text"),
+            ("version_id", "int8"),
+            ("last_updated", "timestamptz"),
+            ("resource", "text"),
+        ],
+    );
+
+    // medlake has no keys and no indexes: each collection answers, empty.
+    for name in [
+        "indexes",
+        "index_columns",
+        "primary_key",
+        "foreign_keys",
+        "constraint_columns",
+    ] {
+        let sets = answer(results, name);
+        assert_eq!(sets.len(), 1, "{name}: {sets:?}");
+        assert!(sets[0].1.is_empty(), "{name} finds something: {sets:?}");
+    }
+    let rows = &answer(results, "patient_row")[0].1;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][0].as_deref(), Some(PATIENT));
+    assert_eq!(rows[0][1].as_deref(), Some("2"), "pat-1 was updated once");
+}
+
+/// What the statements of Npgsql 10, taken from its source, answered: the types it loads
+/// at connect (ranges and multiranges among them), then the same `GetSchema` collections.
+fn npgsql_source_answers(results: &Value, schemas: &BTreeSet<String>) {
     let load = answer(results, "load_types");
     assert_eq!(
         load.len(),
@@ -681,17 +780,7 @@ fn npgsql_answers(results: &Value, schemas: &BTreeSet<String>) {
             .unwrap_or_else(|| panic!("Npgsql's type query lacks {name}"))
     };
     // The types medlake's answers carry, as base types of pg_catalog with Postgres's oids.
-    for (name, oid) in [
-        ("text", "25"),
-        ("int4", "23"),
-        ("int8", "20"),
-        ("float8", "701"),
-        ("numeric", "1700"),
-        ("bool", "16"),
-        ("date", "1082"),
-        ("timestamptz", "1184"),
-        ("json", "114"),
-    ] {
+    for (name, oid) in RESULT_TYPES {
         let t = find(name);
         assert_eq!(get(t, "nspname"), "pg_catalog", "{t:?}");
         assert_eq!(get(t, "oid"), oid, "{t:?}");
@@ -729,20 +818,49 @@ fn npgsql_answers(results: &Value, schemas: &BTreeSet<String>) {
     assert!(load[2].1.is_empty(), "{:?}", load[2]);
     assert!(load[3].1.is_empty(), "{:?}", load[3]);
 
+    // The type is the eighth column, an unnamed CASE.
+    npgsql_catalog(
+        results,
+        schemas,
+        ("datname", "usename", "nspname"),
+        |(_, r)| {
+            (
+                r[3].clone().unwrap_or_default(),
+                r[7].clone().unwrap_or_default(),
+            )
+        },
+        [
+            ("id", "text"),
+            ("version_id", "bigint"),
+            ("last_updated", "timestamp with time zone"),
+            ("resource", "text"),
+        ],
+    );
+}
+
+/// What Npgsql's `GetSchema` answered (entries `databases`, `schemata`, `tables`,
+/// `views`, `columns_patient` and `columns_all`): the database `medlake` with its owner,
+/// the lake's schemas and `views`, the lake's tables (`fhir`'s being views) and views,
+/// and `fhir.patient`'s columns in order with the types `column` reads from a row. The
+/// column names differ between Npgsql's versions: the caller gives the database, owner
+/// and schema ones.
+fn npgsql_catalog(
+    results: &Value,
+    schemas: &BTreeSet<String>,
+    (database, owner, schema): (&str, &str, &str),
+    column: impl Fn((&Vec<String>, &Vec<Option<String>>)) -> (String, String),
+    expected_columns: [(&str, &str); 4],
+) {
     let databases = records(&answer(results, "databases")[0]);
     let medlake = databases
         .iter()
-        .find(|d| get(d, "datname") == "medlake")
+        .find(|d| get(d, database) == "medlake")
         .unwrap_or_else(|| panic!("GetSchema(Databases) lacks medlake: {databases:?}"));
-    assert_ne!(
-        get(medlake, "usename"),
-        "NULL",
-        "the owner's name: {medlake:?}"
-    );
+    assert_ne!(get(medlake, owner), "NULL", "the owner's name: {medlake:?}");
 
     let schemata: BTreeSet<String> = records(&answer(results, "schemata")[0])
         .iter()
-        .map(|s| get(s, "nspname").to_string())
+        .map(|s| get(s, schema).to_string())
         .collect();
     for s in schemas.iter().chain(&["views".to_string()]) {
         assert!(
@@ -787,26 +905,11 @@ fn npgsql_answers(results: &Value, schemas: &BTreeSet<String>) {
             "GetSchema(Views) lacks {schema}.{table}: {views:?}"
         );
     }
-    // The type is the eighth column, an unnamed CASE.
-    let columns: Vec<(String, String)> = answer(results, "columns_patient")[0]
-        .1
-        .iter()
-        .map(|r| {
-            (
-                r[3].clone().unwrap_or_default(),
-                r[7].clone().unwrap_or_default(),
-            )
-        })
-        .collect();
+    let (names, rows) = &answer(results, "columns_patient")[0];
+    let columns: Vec<(String, String)> = rows.iter().map(|r| column((names, r))).collect();
     assert_eq!(
         columns,
-        [
-            ("id", "text"),
-            ("version_id", "bigint"),
-            ("last_updated", "timestamp with time zone"),
-            ("resource", "text"),
-        ]
-        .map(|(c, t)| (c.to_string(), t.to_string())),
+        expected_columns.map(|(c, t)| (c.to_string(), t.to_string())),
     );
     let all = records(&answer(results, "columns_all")[0]);
     for (schema, table) in [("fhir", "observation"), ("fhir_history", "observation")] {

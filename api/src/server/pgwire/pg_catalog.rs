@@ -3,7 +3,7 @@
 //!
 //! datafusion-pg-catalog ships Postgres's own catalog rows (exported from a real server)
 //! and builds the tables that describe the session's objects (`pg_class`, `pg_attribute`,
-//! ...). Two things in it break clients that join the catalog the way Postgres allows:
+//! ...). These things in it break clients that join the catalog the way Postgres allows:
 //!
 //! - the `regproc` columns of `pg_type` (`typinput`, `typreceive`, ...) and `pg_range`
 //!   hold the function's name, where Postgres stores the function's oid (and only
@@ -21,6 +21,11 @@
 //!   with its operator class. Here they are arrays of the numbers the text lists. Postgres
 //!   counts a vector's subscripts from 0, an array's from 1; Arrow lists have no lower
 //!   bound, so `generate_subscripts` over one counts from 1 (clients order by it).
+//! - `pg_constraint`'s array columns (`conkey`, `confkey` and `confdelsetcols`, `int2[]`;
+//!   `conpfeqop`, `conppeqop`, `conffeqop` and `conexclop`, `oid[]`) hold text too
+//!   (`[1, 2]`), so Npgsql's `GetSchema("ConstraintColumns")`, which joins
+//!   `a.attnum = ANY(c.conkey)`, fails to plan. Here they are arrays of the numbers, as
+//!   `pg_index`'s vectors are.
 //! - `pg_class` lacks `relacl` and `reloptions`, which SQLAlchemy's `get_indexes()`
 //!   selects. Here they are there, NULL, as Postgres has them for a relation with the
 //!   default privileges and no storage options (which every relation here is).
@@ -54,18 +59,36 @@ const PG_RANGE: &str = "pg_range";
 const PG_USER: &str = "pg_user";
 const PG_INDEX: &str = "pg_index";
 const PG_CLASS: &str = "pg_class";
+const PG_CONSTRAINT: &str = "pg_constraint";
 
 /// Postgres's `pg_class` columns that datafusion-pg-catalog's lacks (`aclitem[]` and
 /// `text[]`, both NULL here).
 const PG_CLASS_MISSING: &[&str] = &["relacl", "reloptions"];
 
-/// `pg_index`'s `int2vector` and `oidvector` columns: text in the shipped rows, arrays
-/// here.
-const PG_INDEX_VECTORS: &[(&str, VectorOf)] = &[
-    ("indkey", VectorOf::Int2),
-    ("indcollation", VectorOf::Oid),
-    ("indclass", VectorOf::Oid),
-    ("indoption", VectorOf::Int2),
+/// `pg_index`'s `int2vector` and `oidvector` columns and `pg_constraint`'s `int2[]` and
+/// `oid[]` ones, by table: text in the shipped rows, arrays here.
+const NUMBER_LIST_COLUMNS: &[(&str, &[(&str, VectorOf)])] = &[
+    (
+        PG_INDEX,
+        &[
+            ("indkey", VectorOf::Int2),
+            ("indcollation", VectorOf::Oid),
+            ("indclass", VectorOf::Oid),
+            ("indoption", VectorOf::Int2),
+        ],
+    ),
+    (
+        PG_CONSTRAINT,
+        &[
+            ("conkey", VectorOf::Int2),
+            ("confkey", VectorOf::Int2),
+            ("conpfeqop", VectorOf::Oid),
+            ("conppeqop", VectorOf::Oid),
+            ("conffeqop", VectorOf::Oid),
+            ("confdelsetcols", VectorOf::Int2),
+            ("conexclop", VectorOf::Oid),
+        ],
+    ),
 ];
 
 #[derive(Clone, Copy)]
@@ -98,6 +121,7 @@ struct Corrected {
     pg_range: RecordBatch,
     pg_user: RecordBatch,
     pg_index: RecordBatch,
+    pg_constraint: RecordBatch,
 }
 
 static CORRECTED: LazyLock<std::result::Result<Corrected, String>> = LazyLock::new(|| {
@@ -116,10 +140,14 @@ static CORRECTED: LazyLock<std::result::Result<Corrected, String>> = LazyLock::n
                 &procs,
             )?,
             pg_user: pg_user(&concat(tables.pg_authid.schema(), tables.pg_authid.data())?)?,
-            pg_index: with_vector_arrays(&concat(
-                tables.pg_index.schema(),
-                tables.pg_index.data(),
-            )?)?,
+            pg_index: with_number_lists(
+                &concat(tables.pg_index.schema(), tables.pg_index.data())?,
+                PG_INDEX,
+            )?,
+            pg_constraint: with_number_lists(
+                &concat(tables.pg_constraint.schema(), tables.pg_constraint.data())?,
+                PG_CONSTRAINT,
+            )?,
         })
     };
     build().map_err(|e| e.to_string())
@@ -201,18 +229,24 @@ fn with_regproc_oids(batch: &RecordBatch, table: &str, procs: &ProcOids) -> Resu
     })
 }
 
-/// `pg_index` with its vector columns as arrays: `"1 2"` becomes `[1, 2]` (`Int16` for
-/// an `int2vector`, `Int32` for an `oidvector`, as the other oid columns are).
-fn with_vector_arrays(batch: &RecordBatch) -> Result<RecordBatch> {
+/// `batch` (of `table`) with its vector and array columns as arrays: `"1 2"` (a
+/// vector's text) and `"[1, 2]"` (how the shipped rows write an array) become `[1, 2]`
+/// (`Int16` for `int2`, `Int32` for `oid`, as the other oid columns are).
+fn with_number_lists(batch: &RecordBatch, table: &str) -> Result<RecordBatch> {
+    let lists: &[(&str, VectorOf)] = NUMBER_LIST_COLUMNS
+        .iter()
+        .find(|(t, _)| *t == table)
+        .map(|(_, c)| *c)
+        .unwrap_or(&[]);
     replace_columns(batch, |field, array| {
-        let vector = PG_INDEX_VECTORS
+        let vector = lists
             .iter()
             .find(|(name, _)| name == field.name())
             .map(|(_, of)| *of);
         let (Some(of), Some(texts)) = (vector, array.as_any().downcast_ref::<StringArray>()) else {
             return Ok(None);
         };
-        let (item, list) = vector_array(texts, of, field.name())?;
+        let (item, list) = vector_array(texts, of, &format!("{table}.{}", field.name()))?;
         Ok(Some((
             Field::new(field.name(), DataType::List(Arc::new(item)), true),
             list,
@@ -247,14 +281,11 @@ fn replace_columns(
     )?)
 }
 
-/// The arrays of the numbers each text lists, space-separated; NULL stays NULL.
+/// The arrays of the numbers each text lists; NULL stays NULL.
 fn vector_array(texts: &StringArray, of: VectorOf, column: &str) -> Result<(Field, ArrayRef)> {
     use datafusion::arrow::datatypes::{Int16Type, Int32Type};
-    let bad = |v: &str| {
-        DataFusionError::Internal(format!(
-            "pg_index.{column} holds {v:?}, not a list of numbers"
-        ))
-    };
+    let bad =
+        |v: &str| DataFusionError::Internal(format!("{column} holds {v:?}, not a list of numbers"));
     let (item, list) = match of {
         VectorOf::Int2 => (
             DataType::Int16,
@@ -270,8 +301,9 @@ fn vector_array(texts: &StringArray, of: VectorOf, column: &str) -> Result<(Fiel
     Ok((Field::new("item", item, true), list))
 }
 
-/// One list per text of the numbers `parse` reads from its space-separated words, or
-/// the first text with a word it cannot read.
+/// One list per text of the numbers `parse` reads from its words (separated by spaces or
+/// commas, within optional brackets or braces), or the first text with a word it cannot
+/// read.
 fn number_lists<'t, T: datafusion::arrow::datatypes::ArrowPrimitiveType>(
     texts: &'t StringArray,
     parse: impl Fn(&str) -> Option<T::Native>,
@@ -281,7 +313,14 @@ fn number_lists<'t, T: datafusion::arrow::datatypes::ArrowPrimitiveType>(
     for text in texts.iter() {
         match text {
             Some(text) => {
-                for n in text.split_whitespace() {
+                let inner = text
+                    .trim()
+                    .trim_start_matches(['[', '{'])
+                    .trim_end_matches([']', '}']);
+                for n in inner
+                    .split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|n| !n.is_empty())
+                {
                     list.values().append_value(parse(n).ok_or(text)?);
                 }
                 list.append(true);
@@ -383,6 +422,7 @@ impl PgCatalog {
             PG_RANGE => Some(corrected.pg_range.clone()),
             PG_USER => Some(corrected.pg_user.clone()),
             PG_INDEX => Some(corrected.pg_index.clone()),
+            PG_CONSTRAINT => Some(corrected.pg_constraint.clone()),
             _ => None,
         })
     }
@@ -545,5 +585,63 @@ mod tests {
         )
         .await;
         assert_eq!(options, ["NULL"]);
+    }
+
+    #[tokio::test]
+    async fn pg_constraint_key_columns_are_arrays_that_any_matches() {
+        let ctx = session().await;
+        // The shipped rows write an array as `[2, 20, 3]`.
+        let text = concat(
+            PgCatalogStaticTables::try_new()
+                .unwrap()
+                .pg_constraint
+                .schema(),
+            PgCatalogStaticTables::try_new()
+                .unwrap()
+                .pg_constraint
+                .data(),
+        )
+        .unwrap();
+        let keys = column::<StringArray>(&text, "conkey").unwrap();
+        let names = column::<StringArray>(&text, "conname").unwrap();
+        let (name, key) = (0..text.num_rows())
+            .find(|&i| keys.is_valid(i) && keys.value(i).contains(','))
+            .map(|i| (names.value(i).to_string(), keys.value(i).to_string()))
+            .expect("a constraint on several columns");
+        let unnested = strings(
+            &ctx,
+            &format!(
+                "SELECT unnest(conkey) FROM pg_catalog.pg_constraint WHERE conname = '{name}'"
+            ),
+        )
+        .await;
+        assert_eq!(format!("[{}]", unnested.join(", ")), key);
+        // Npgsql's GetSchema("ConstraintColumns") matches a column number with ANY.
+        let second = &unnested[1];
+        let matched = strings(
+            &ctx,
+            &format!(
+                "SELECT conname FROM pg_catalog.pg_constraint \
+                 WHERE conname = '{name}' AND CAST({second} AS SMALLINT) = ANY(conkey)"
+            ),
+        )
+        .await;
+        assert_eq!(matched, [name.clone()]);
+        let none = strings(
+            &ctx,
+            &format!(
+                "SELECT conname FROM pg_catalog.pg_constraint \
+                 WHERE conname = '{name}' AND CAST(999 AS SMALLINT) = ANY(conkey)"
+            ),
+        )
+        .await;
+        assert!(none.is_empty(), "{none:?}");
+        // A constraint with no key columns (a domain's check) keeps NULL.
+        let nulls = strings(
+            &ctx,
+            "SELECT count(*) FROM pg_catalog.pg_constraint WHERE conkey IS NULL",
+        )
+        .await;
+        assert_ne!(nulls, ["0"]);
     }
 }
