@@ -1,5 +1,6 @@
 //! The `medlake` binary: serve, ingest, sql, generate, optimize, fhirpath, views, features, ballista.
 
+mod allocator;
 mod cluster;
 mod config;
 mod error;
@@ -18,14 +19,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use medlake_lake::{Lake, LakeOptions};
 
 use crate::config::FileConfig;
-
-/// mimalloc, not the system allocator. The server's indexes are millions of small
-/// allocations, and every request makes and frees many more; with 4M resources loaded,
-/// glibc's malloc spent over a third of the server's CPU under a write load in its own
-/// bookkeeping (consolidating and unlinking free chunks), and transactions ran 30%
-/// slower than with 1.3M. Bulk ingest allocates a parsed tree per record, too.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// medlake: a health-data lakehouse. FHIR R4 lands in Delta Lake tables and is served,
 /// from that one copy, by SQL and a FHIR REST API.
@@ -339,6 +332,7 @@ impl Settings {
 }
 
 fn main() -> std::process::ExitCode {
+    allocator::keep_freed_pages();
     let cli = Cli::parse();
     // `medlake sql ... | head` should end quietly when the reader goes away, as other
     // command-line tools do, not panic on the broken pipe (Rust ignores SIGPIPE). Not in

@@ -18,20 +18,24 @@ mod views;
 
 use anyhow::Result;
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// `medlake`'s allocator with its settings, so that the raw parse and DuckDB are
+/// compared with what the product does.
+#[path = "../../../api/src/allocator.rs"]
+mod allocator;
 
 const USAGE: &str = "usage: medlake-bench-analytics current|sql-stdin|views|features --data <lake folder> \
                      [options] (see benches/README.md)";
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let mut args = std::env::args().skip(1);
-    match args.next().as_deref() {
-        Some("current") => current::run(args).await,
-        Some("sql-stdin") => sql::run(args).await,
-        Some("views") => views::run(args).await,
-        Some("features") => features::run(args).await,
-        _ => anyhow::bail!("{USAGE}"),
-    }
+fn main() -> Result<()> {
+    allocator::keep_freed_pages();
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let mut args = std::env::args().skip(1);
+        match args.next().as_deref() {
+            Some("current") => current::run(args).await,
+            Some("sql-stdin") => sql::run(args).await,
+            Some("views") => views::run(args).await,
+            Some("features") => features::run(args).await,
+            _ => anyhow::bail!("{USAGE}"),
+        }
+    })
 }

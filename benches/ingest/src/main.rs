@@ -22,10 +22,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-/// The same allocator as `medlake`, so that the raw parse it is compared with is not
-/// slowed by a different one.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// The same allocator as `medlake`, with its settings, so that the raw parse it is
+/// compared with is not slowed by a different one.
+#[path = "../../../api/src/allocator.rs"]
+mod allocator;
 
 struct Args {
     patients: u64,
@@ -186,6 +186,7 @@ fn generate(args: &Args, patients: u64, out: &Path) -> Result<(u64, Option<f64>)
 }
 
 fn main() -> Result<()> {
+    allocator::keep_freed_pages();
     let args = parse_args()?;
     if !args.medlake.exists() {
         bail!(
