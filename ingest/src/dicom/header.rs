@@ -95,14 +95,20 @@ impl InstanceHeader {
         obj: &InMemDicomObject,
         transfer_syntax_uid: &str,
     ) -> Result<InstanceHeader, DicomError> {
-        let mut required = REQUIRED.iter().map(|&(keyword, tag)| {
+        let required = |(keyword, tag): (&'static str, Tag)| {
             text(obj, tag).ok_or(DicomError::MissingAttribute {
                 keyword,
                 tag: TagText(tag),
             })
-        });
-        let mut next = || required.next().expect("five required attributes");
-        let (study, series, sop, class, patient) = (next()?, next()?, next()?, next()?, next()?);
+        };
+        let [study, series, sop, class, patient] = REQUIRED;
+        let (study, series, sop, class, patient) = (
+            required(study)?,
+            required(series)?,
+            required(sop)?,
+            required(class)?,
+            required(patient)?,
+        );
 
         let mut r = Reader {
             obj,
