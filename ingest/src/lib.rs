@@ -1,5 +1,6 @@
 //! Understanding medlake's inputs, with no storage.
 //!
+//! - [`dicom`]: DICOM Part 10 files, understood from their header (indexed attributes, DICOM JSON).
 //! - [`issue`]: FHIR-style problems (`OperationOutcome.issue`).
 //! - [`source`]: reading NDJSON, Bundles and single resources from files, streamed.
 //! - [`validate`]: structural checks of FHIR R4 resources against the vendored R4 definitions.
@@ -8,6 +9,7 @@
 //! - [`synth`]: deterministic synthetic FHIR R4 data for demos, tests and benchmarks.
 //! - [`view`]: SQL-on-FHIR v2 ViewDefinitions, evaluated on one resource at a time.
 
+pub mod dicom;
 pub mod fhirpath;
 pub mod issue;
 pub mod prepare;
