@@ -552,13 +552,7 @@ async fn rows_scanned(engine: &QueryEngine, sql: &str) -> usize {
             leaves(child, rows);
         }
     }
-    let plan = engine
-        .plan(sql)
-        .await
-        .unwrap()
-        .create_physical_plan()
-        .await
-        .unwrap();
+    let plan = physical(engine, sql).await;
     collect(plan.clone(), engine.context().task_ctx())
         .await
         .unwrap();
@@ -611,15 +605,23 @@ async fn a_view_of_first_versions_is_read_once() {
     assert_eq!(rows_scanned(&engine, sum).await, 20 + 2);
 }
 
-/// The physical plan of `sql`, as EXPLAIN shows it.
-async fn physical_plan(engine: &QueryEngine, sql: &str) -> String {
-    let plan = engine
+/// The physical plan of `sql`, made now and run later.
+async fn physical(
+    engine: &QueryEngine,
+    sql: &str,
+) -> Arc<dyn datafusion::physical_plan::ExecutionPlan> {
+    engine
         .plan(sql)
         .await
         .unwrap()
         .create_physical_plan()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The physical plan of `sql`, as EXPLAIN shows it.
+async fn physical_plan(engine: &QueryEngine, sql: &str) -> String {
+    let plan = physical(engine, sql).await;
     datafusion::physical_plan::displayable(plan.as_ref())
         .indent(true)
         .to_string()
@@ -657,13 +659,7 @@ async fn a_view_of_first_versions_is_planned_as_a_scan_of_the_snapshot_it_was_pl
     // A plan made now reads this snapshot, even once an update is committed: without a
     // join, a newer snapshot would show both versions of p1.
     let count = "SELECT count(*) FROM views.women";
-    let planned = engine
-        .plan(count)
-        .await
-        .unwrap()
-        .create_physical_plan()
-        .await
-        .unwrap();
+    let planned = physical(&engine, count).await;
     let mut older = patient("p1");
     older["birthDate"] = json!("1950-05-05");
     lake.write(vec![put(older)]).await.unwrap();

@@ -653,6 +653,32 @@ fn answer(results: &Value, name: &str) -> Vec<(Vec<String>, Vec<Vec<Option<Strin
 }
 
 /// Rows as maps from column name to value.
+/// Checks that Npgsql's type query (`types`, whose type and element columns are named
+/// `columns`) lists the types medlake's answers carry as base types of pg_catalog with
+/// Postgres's oids, each with an array type (typtype 'a', found through `typreceive =
+/// array_recv`) of that element; gives a lookup of the rows by type name.
+fn npgsql_result_types<'t>(
+    types: &'t [std::collections::BTreeMap<String, Option<String>>],
+    (type_column, element_column): (&'t str, &'t str),
+) -> impl Fn(&str) -> &'t std::collections::BTreeMap<String, Option<String>> {
+    let find = move |name: &str| {
+        types
+            .iter()
+            .find(|t| get(t, "typname") == name)
+            .unwrap_or_else(|| panic!("Npgsql's type query lacks {name}"))
+    };
+    for (name, oid) in RESULT_TYPES {
+        let t = find(name);
+        assert_eq!(get(t, "nspname"), "pg_catalog", "{t:?}");
+        assert_eq!(get(t, "oid"), oid, "{t:?}");
+        assert_eq!(get(t, type_column), "b", "{t:?}");
+        let array = find(&format!("_{name}"));
+        assert_eq!(get(array, type_column), "a", "{array:?}");
+        assert_eq!(get(array, element_column), oid, "{array:?}");
+    }
+    find
+}
+
 fn records(
     (columns, rows): &(Vec<String>, Vec<Vec<Option<String>>>),
 ) -> Vec<std::collections::BTreeMap<String, Option<String>>> {
@@ -689,21 +715,7 @@ const RESULT_TYPES: [(&str, &str); 9] = [
 /// and the row its parameterized query reads.
 fn npgsql_answers(results: &Value, schemas: &BTreeSet<String>) {
     let types = records(&answer(results, "load_types")[0]);
-    let find = |name: &str| {
-        types
-            .iter()
-            .find(|t| get(t, "typname") == name)
-            .unwrap_or_else(|| panic!("Npgsql's type query lacks {name}"))
-    };
-    for (name, oid) in RESULT_TYPES {
-        let t = find(name);
-        assert_eq!(get(t, "nspname"), "pg_catalog", "{t:?}");
-        assert_eq!(get(t, "oid"), oid, "{t:?}");
-        assert_eq!(get(t, "type"), "b", "{t:?}");
-        let array = find(&format!("_{name}"));
-        assert_eq!(get(array, "type"), "a", "{array:?}");
-        assert_eq!(get(array, "elemoid"), oid, "{array:?}");
-    }
+    let find = npgsql_result_types(&types, ("type", "elemoid"));
     let range = find("int4range");
     assert_eq!((get(range, "type"), get(range, "elemoid")), ("r", "23"));
     // `ORDER BY ord`: base types (0), domains (1), ranges (2), then arrays (3), which
@@ -773,24 +785,7 @@ fn npgsql_source_answers(results: &Value, schemas: &BTreeSet<String>) {
         "{version:?}"
     );
     let types = records(&load[1]);
-    let find = |name: &str| {
-        types
-            .iter()
-            .find(|t| get(t, "typname") == name)
-            .unwrap_or_else(|| panic!("Npgsql's type query lacks {name}"))
-    };
-    // The types medlake's answers carry, as base types of pg_catalog with Postgres's oids.
-    for (name, oid) in RESULT_TYPES {
-        let t = find(name);
-        assert_eq!(get(t, "nspname"), "pg_catalog", "{t:?}");
-        assert_eq!(get(t, "oid"), oid, "{t:?}");
-        assert_eq!(get(t, "typtype"), "b", "{t:?}");
-        // An array of it: typtype 'a' (found through typreceive = array_recv) with
-        // the element's oid.
-        let array = find(&format!("_{name}"));
-        assert_eq!(get(array, "typtype"), "a", "{array:?}");
-        assert_eq!(get(array, "elemtypoid"), oid, "{array:?}");
-    }
+    let find = npgsql_result_types(&types, ("typtype", "elemtypoid"));
     let range = find("int4range");
     assert_eq!(
         (get(range, "typtype"), get(range, "elemtypoid")),
