@@ -23,9 +23,10 @@
 //! never updated, needs no join at all. The same statistics say so before planning
 //! ([`ViewTableStats`]): when no file holds a version past the first, the plan is a
 //! scan of the table (less its `_empty` rows, if a file may hold one), and it reads
-//! only the columns the query asks for. The plan reads the very snapshot whose
-//! statistics were looked at, so a flush committing an update meanwhile cannot slip
-//! past it; the next query sees the update and plans the join.
+//! only the columns the query asks for. The choice is made each time the query runs,
+//! not when it is planned (a prepared statement runs many times), and the plan reads
+//! the very snapshot whose statistics were looked at, so a flush committing an update
+//! meanwhile cannot slip past it; the next run sees the update and plans the join.
 //!
 //! Files that mix first and later versions (what a compaction or a `views refresh`
 //! writes once some resources were updated) are read by the build side whole, for their
@@ -93,9 +94,10 @@ struct StoredView {
 /// Which state of the view's table a [`StoredView`] reads.
 #[derive(Debug)]
 enum StoredState {
-    /// The snapshot the plan was made for. Every scan of the plan reads it, so the
-    /// statistics that shaped the plan ([`ViewTableStats`]) hold for what is read, and
-    /// the plan's two scans of the table agree even if a flush commits between them.
+    /// The snapshot the plan was made for ([`CurrentViewRows::scan`]). Every scan of
+    /// the plan reads it, so the statistics that shaped the plan ([`ViewTableStats`])
+    /// hold for what is read, and the plan's two scans of the table agree even if a
+    /// flush commits between them.
     Pinned(Option<DeltaTable>),
     /// An earlier state, loaded when scanned.
     AsOf(ViewAsOf),
@@ -147,38 +149,109 @@ impl TableProvider for StoredView {
     }
 }
 
-/// `views.<name>`: the current rows of a view, as a plan over its stored table.
-pub fn current_view(lake: Lake, name: &str) -> Result<Option<ViewTable>> {
-    view_rows(lake, name, None)
-}
-
-/// The current rows of a view in its table now, or in an earlier state of it.
-fn view_rows(lake: Lake, name: &str, as_of: Option<ViewAsOf>) -> Result<Option<ViewTable>> {
+/// `views.<name>`: the current rows of a view, planned anew over its table's snapshot of
+/// the moment each time the query runs (see [`CurrentViewRows`]).
+pub fn current_view(lake: Lake, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
     let Some(snapshot) = lake.view_snapshot(name) else {
         return Ok(None);
     };
     let view = snapshot.view;
-    let (state, stats) = match as_of {
-        None => {
-            let stats = snapshot
-                .delta
-                .as_ref()
-                .map_or(NOTHING_STORED, ViewTableStats::of);
-            (StoredState::Pinned(snapshot.delta), stats)
-        }
-        Some(as_of) => (StoredState::AsOf(as_of), ViewTableStats::unknown()),
-    };
-    let stored = Arc::new(StoredView {
+    // Both plans give the view's own columns; the shape of the schema is that of either.
+    let schema = first_version_rows(
+        &view,
+        stored_view(&lake, &view, StoredState::Pinned(None)),
+        false,
+    )?
+    .schema();
+    Ok(Some(Arc::new(CurrentViewRows {
         lake: LakeHandle(lake),
+        view,
+        schema,
+    })))
+}
+
+fn stored_view(lake: &Lake, view: &MaterializedView, state: StoredState) -> Arc<StoredView> {
+    Arc::new(StoredView {
+        lake: LakeHandle(lake.clone()),
         name: view.name().to_string(),
         schema: sql_schema(&view.schema()),
         state,
-    });
-    if stats.later_versions {
-        current_rows(&view, stored).map(Some)
-    } else {
-        first_version_rows(&view, stored, stats.empty_rows).map(Some)
+    })
+}
+
+/// The current rows of a view, whose plan is chosen when the query is executed, not when
+/// it is planned: a statement prepared once (Postgres wire, Flight SQL) and run for
+/// hours must see each run's snapshot, and whether that snapshot needs the anti join
+/// ([`ViewTableStats`]) can change with every flush. So [`TableProvider::scan`] takes
+/// the snapshot of the moment, reads its statistics, and plans the right one of the two
+/// plans over it, with the query's projection, filters and limit on top.
+#[derive(Debug)]
+struct CurrentViewRows {
+    lake: LakeHandle,
+    view: Arc<MaterializedView>,
+    schema: SchemaRef,
+}
+
+#[async_trait]
+impl TableProvider for CurrentViewRows {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
     }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Applied again inside the plan of `scan`, where they reach the Delta scan.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let delta = self
+            .lake
+            .0
+            .view_snapshot(self.view.name())
+            .and_then(|s| s.delta);
+        let stats = delta.as_ref().map_or(NOTHING_STORED, ViewTableStats::of);
+        let stored = stored_view(&self.lake.0, &self.view, StoredState::Pinned(delta));
+        let rows = if stats.later_versions {
+            current_rows(&self.view, stored)?
+        } else {
+            first_version_rows(&self.view, stored, stats.empty_rows)?
+        };
+        let name = format!("views.{}", self.view.name());
+        let mut plan = LogicalPlanBuilder::scan(name, provider_as_source(Arc::new(rows)), None)?;
+        if let Some(filter) = datafusion::logical_expr::utils::conjunction(filters.to_vec()) {
+            plan = plan.filter(filter)?;
+        }
+        if let Some(projection) = projection {
+            let fields = self.schema.fields();
+            plan = plan.project(projection.iter().map(|&i| ident(fields[i].name())))?;
+        }
+        if limit.is_some() {
+            plan = plan.limit(0, limit)?;
+        }
+        state.create_physical_plan(&plan.build()?).await
+    }
+}
+
+/// The current rows of a view as they were in an earlier state of its table.
+fn view_rows_as_of(lake: Lake, name: &str, as_of: ViewAsOf) -> Result<Option<ViewTable>> {
+    let Some(snapshot) = lake.view_snapshot(name) else {
+        return Ok(None);
+    };
+    let view = snapshot.view;
+    current_rows(&view, stored_view(&lake, &view, StoredState::AsOf(as_of))).map(Some)
 }
 
 /// The statistics of a view with no table yet: it holds nothing.
@@ -285,7 +358,7 @@ impl SchemaProvider for ViewsSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        Ok(current_view(self.lake.0.clone(), name)?.map(|v| Arc::new(v) as _))
+        current_view(self.lake.0.clone(), name)
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -333,7 +406,7 @@ impl TableFunctionImpl for ViewsAsOf {
                 None => return plan_err!("{m} µs is not a time {VIEWS_AS_OF} can read"),
             },
         };
-        match view_rows(self.lake.0.clone(), &name, Some(as_of))? {
+        match view_rows_as_of(self.lake.0.clone(), &name, as_of)? {
             Some(v) => Ok(Arc::new(v)),
             None => plan_err!(
                 "there is no view views.{name}; `SELECT table_name FROM information_schema.tables WHERE table_schema = 'views'` lists them"

@@ -656,10 +656,13 @@ async fn a_view_of_first_versions_is_planned_as_a_scan_of_the_snapshot_it_was_pl
     assert!(!plan.contains("JoinExec"), "{plan}");
     assert!(plan.contains("NOT _empty"), "{plan}");
 
-    // A plan made now reads this snapshot, even once an update is committed: without a
-    // join, a newer snapshot would show both versions of p1.
+    // A physical plan made now reads this snapshot, even once an update is committed:
+    // without a join, a newer snapshot would show both versions of p1. A statement
+    // planned now but run after the update (a prepared statement) is planned anew over
+    // the snapshot of its run, and takes the join.
     let count = "SELECT count(*) FROM views.women";
     let planned = physical(&engine, count).await;
+    let prepared = engine.plan(rows).await.unwrap();
     let mut older = patient("p1");
     older["birthDate"] = json!("1950-05-05");
     lake.write(vec![put(older)]).await.unwrap();
@@ -668,6 +671,20 @@ async fn a_view_of_first_versions_is_planned_as_a_scan_of_the_snapshot_it_was_pl
         .await
         .unwrap();
     assert_eq!(array_value_to_string(out[0].column(0), 0).unwrap(), "1");
+    let out = prepared.collect().await.unwrap();
+    let got: Vec<String> = out
+        .iter()
+        .flat_map(|b| {
+            (0..b.num_rows()).map(move |i| {
+                format!(
+                    "{}|{}",
+                    array_value_to_string(b.column(0), i).unwrap(),
+                    array_value_to_string(b.column(1), i).unwrap()
+                )
+            })
+        })
+        .collect();
+    assert_eq!(got, ["p1|1950-05-05"]);
 
     // The next query sees the second version, and plans the join that hides the first.
     let plan = physical_plan(&engine, rows).await;
