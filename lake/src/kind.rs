@@ -79,6 +79,13 @@ pub trait TableKind: Send + Sync + Debug + 'static {
             .build()
     }
 
+    /// SQL views its namespace shows beside the table, as `(name, SELECT ...)`: derived
+    /// tables that stay consistent with it (`dicom.studies` over `dicom.instances`). The
+    /// query names tables as `namespace.name`.
+    fn views(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
     /// Rows as they go into the WAL. Arrow IPC unless the kind knows better.
     fn encode(&self, batch: &RecordBatch) -> Result<Bytes> {
         encode_ipc(batch)

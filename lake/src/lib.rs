@@ -15,6 +15,7 @@
 //! - [`blocking`]: CPU-heavy work of large requests, on blocking threads, a core each.
 //! - [`blob`]: large payloads (DICOM files, exports) beside the tables, streamed,
 //!   content-addressed or by key, read by byte range.
+//! - [`dicom`]: DICOM instances: files in the blob store, headers in `dicom.instances`.
 //! - [`maintenance`]: compaction, checkpoints and vacuum.
 //! - [`view_batch`]: the rows of a SQL-on-FHIR view as an Arrow batch.
 //! - [`matview`]: materialized SQL-on-FHIR views, kept by the flush and bulk loads.
@@ -24,6 +25,7 @@ pub mod blocking;
 pub mod buffer;
 pub mod bulk;
 pub mod crash;
+pub mod dicom;
 pub mod error;
 pub(crate) mod file_scan;
 pub mod index;

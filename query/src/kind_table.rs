@@ -2,6 +2,10 @@
 //! `<namespace>.<name>`: each scan is the union of the Delta snapshot and the in-memory
 //! tail, taken together from the lake as for `fhir_history`, so a row acknowledged a
 //! moment ago is in the answer and a row being flushed is counted once.
+//!
+//! A kind's SQL views ([`TableKind::views`], `dicom.studies` over `dicom.instances`)
+//! appear beside its table. Each is planned when a query names it, against this
+//! namespace's tables, so it reads the same consistent scans as a query of the table.
 
 use std::sync::Arc;
 
@@ -9,9 +13,11 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::datasource::TableType;
+use datafusion::datasource::view::ViewTable;
 use datafusion::error::Result;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionContext;
 use medlake_lake::kind::qualified_name;
 use medlake_lake::{Lake, TableKind};
 
@@ -96,11 +102,59 @@ impl KindSchema {
             .into_iter()
             .find(|k| k.namespace() == self.namespace && k.name().eq_ignore_ascii_case(name))
     }
+
+    /// The views of this namespace's kinds, as `(name, SELECT ...)`.
+    fn views(&self) -> Vec<(&'static str, String)> {
+        self.lake
+            .0
+            .kinds()
+            .iter()
+            .filter(|k| k.namespace() == self.namespace)
+            .flat_map(|k| k.views())
+            .collect()
+    }
+
+    /// A view planned against this namespace's tables (not its views: a view reads
+    /// tables only).
+    async fn plan_view(&self, query: &str) -> Result<Arc<dyn TableProvider>> {
+        let ctx = SessionContext::new();
+        let tables = KindSchema::new(self.lake.0.clone(), self.namespace.clone());
+        ctx.catalog("datafusion")
+            .ok_or_else(|| external_text("DataFusion's default catalog is missing"))?
+            .register_schema(&self.namespace, Arc::new(TablesOnly(tables)))?;
+        let plan = ctx.sql(query).await?.into_unoptimized_plan();
+        Ok(Arc::new(ViewTable::new(plan, Some(query.to_string()))))
+    }
 }
 
+fn external_text(message: &str) -> datafusion::error::DataFusionError {
+    datafusion::error::DataFusionError::Internal(message.to_string())
+}
+
+/// A namespace's kind tables without its views, for planning the views.
+#[derive(Debug)]
+struct TablesOnly(KindSchema);
+
 #[async_trait]
-impl SchemaProvider for KindSchema {
+impl SchemaProvider for TablesOnly {
     fn table_names(&self) -> Vec<String> {
+        self.0.table_names_only()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        Ok(self
+            .0
+            .kind(name)
+            .map(|k| Arc::new(KindTable::new(self.0.lake.0.clone(), k.as_ref())) as _))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.0.kind(name).is_some()
+    }
+}
+
+impl KindSchema {
+    fn table_names_only(&self) -> Vec<String> {
         self.lake
             .0
             .kinds()
@@ -109,14 +163,38 @@ impl SchemaProvider for KindSchema {
             .map(|k| k.name().to_string())
             .collect()
     }
+}
+
+#[async_trait]
+impl SchemaProvider for KindSchema {
+    fn table_names(&self) -> Vec<String> {
+        let mut names = self.table_names_only();
+        names.extend(self.views().into_iter().map(|(name, _)| name.to_string()));
+        names
+    }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        Ok(self
-            .kind(name)
-            .map(|k| Arc::new(KindTable::new(self.lake.0.clone(), k.as_ref())) as _))
+        if let Some(k) = self.kind(name) {
+            return Ok(Some(Arc::new(KindTable::new(
+                self.lake.0.clone(),
+                k.as_ref(),
+            ))));
+        }
+        let view = self
+            .views()
+            .into_iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name));
+        match view {
+            Some((_, query)) => Ok(Some(self.plan_view(&query).await?)),
+            None => Ok(None),
+        }
     }
 
     fn table_exist(&self, name: &str) -> bool {
         self.kind(name).is_some()
+            || self
+                .views()
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
     }
 }

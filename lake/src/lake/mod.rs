@@ -130,6 +130,22 @@ impl LakeOptions {
     }
 }
 
+impl LakeOptions {
+    /// These options with the DICOM tables ([`crate::dicom`]): `dicom.instances` among
+    /// the kinds, so that [`Lake::store_dicom`] can store instances.
+    pub fn with_dicom(mut self) -> Self {
+        let dicom = crate::dicom::INSTANCES_TABLE;
+        if !self
+            .kinds
+            .iter()
+            .any(|k| kind::qualified_name(k.as_ref()) == dicom)
+        {
+            self.kinds.push(Arc::new(crate::dicom::DicomInstances));
+        }
+        self
+    }
+}
+
 /// The default of [`LakeOptions::max_tail_rows`]: about a minute of the heaviest write
 /// load at a few hundred bytes a row.
 pub const DEFAULT_MAX_TAIL_ROWS: usize = 2_000_000;
@@ -211,6 +227,8 @@ struct Shared {
     views: Mutex<std::collections::BTreeMap<String, views::ViewState>>,
     /// Whether this process maintains the views: it owns the workspace (has the WAL).
     maintain_views: bool,
+    /// The duplicate check and blob store of DICOM stores ([`crate::dicom`]).
+    dicom: crate::dicom::DicomState,
 }
 
 struct WriteState {
@@ -347,6 +365,10 @@ impl Lake {
 
     pub(crate) fn keeps_search_index(&self) -> bool {
         self.shared.search.is_some()
+    }
+
+    pub(crate) fn dicom_state(&self) -> &crate::dicom::DicomState {
+        &self.shared.dicom
     }
 
     /// The registered table kinds, by qualified name.

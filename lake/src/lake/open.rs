@@ -324,6 +324,7 @@ impl Lake {
                 search: search.map(RwLock::new),
                 views: Mutex::new(views),
                 maintain_views: options.with_wal,
+                dicom: Default::default(),
             }
         });
         if options.with_wal && shared.wal.is_none() {

@@ -386,6 +386,19 @@ impl Lake {
     /// Make rows of a registered kind's table durable ([`TableKind`]). Returns their WAL
     /// sequence once they are in the fsync'd log and readable by SQL.
     pub async fn append(&self, table: &str, batch: RecordBatch) -> Result<i64> {
+        if table == crate::dicom::INSTANCES_TABLE {
+            return Err(LakeError::BadRows {
+                table: table.to_string(),
+                reason: "its rows are written by Lake::store_dicom, which stores the file \
+                         and checks for duplicates with them"
+                    .into(),
+            });
+        }
+        self.append_rows(table, batch).await
+    }
+
+    /// [`Lake::append`] for any kind, the lake's own included.
+    pub(crate) async fn append_rows(&self, table: &str, batch: RecordBatch) -> Result<i64> {
         let wal = self.writable()?;
         let kind = self
             .shared
