@@ -103,7 +103,16 @@ impl DicomInstance {
     }
 
     /// [`read`](Self::read), with another bound on the header size in bytes.
-    pub fn read_limited(reader: impl Read, limit: u64) -> Result<DicomInstance, DicomError> {
+    pub fn read_limited(mut reader: impl Read, limit: u64) -> Result<DicomInstance, DicomError> {
+        DicomInstance::read_dyn(&mut reader, limit)
+    }
+
+    /// The parse, for any reader behind one type. dicom-parser is generic over its
+    /// source, and makes room for a value by zero-filling its claimed length before
+    /// reading it; compiled with a caller built without optimisation (a test crate, or
+    /// any crate in the dev profile) that loop took 27 s on a malformed file claiming a
+    /// 3.7 GB value. Behind `dyn Read` it is compiled once, here.
+    fn read_dyn(reader: &mut dyn Read, limit: u64) -> Result<DicomInstance, DicomError> {
         let mut counted = Limited {
             inner: reader,
             read: 0,

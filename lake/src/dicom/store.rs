@@ -73,12 +73,8 @@ struct Parsed {
 type ParseOutcome = Result<Parsed, DicomStoreError>;
 
 /// Reads the header from the upload's chunks, checks it against the URL's study, and
-/// reserves its SOPInstanceUID.
-///
-/// Not generic, unlike the store that calls it: the parser's generic code is then
-/// compiled with this crate, not with each caller's. A caller compiled without
-/// optimisation (a test crate in the dev profile) took 27 s to refuse a file claiming a
-/// 3.7 GB value, as dicom-parser zero-fills room for the claimed length before reading.
+/// reserves its SOPInstanceUID. Not generic, unlike the store that calls it, so that it
+/// is compiled once, with this crate.
 fn parse_upload(
     chunks: mpsc::Receiver<Bytes>,
     requested: Option<String>,
