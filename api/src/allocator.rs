@@ -24,9 +24,10 @@ const MI_OPTION_PURGE_DECOMMITS: libmimalloc_sys::mi_option_t = 5;
 /// a second. With the default, mimalloc gives such memory back within milliseconds, and
 /// the next buffer faults every page in again, each zeroed by the kernel: rebuilding
 /// `views.observation` took 811,000 page faults, the kernel's page clearing was the
-/// largest item of its profile, and three window queries 130,000 to 180,000 faults.
-/// Keeping the pages mapped until the kernel wants them took those to 4,000 to 25,000
-/// faults and 7 to 15% of the CPU time (benches/README.md). `MIMALLOC_PURGE_DECOMMITS`
+/// largest item of its profile, and three window and aggregate queries took 130,000 to
+/// 180,000 faults. Keeping the pages mapped until the kernel wants them took those to
+/// 8,000 to 42,000 faults and 8 to 26% off their CPU time, and those queries from 1.2 to
+/// 1.5 s down to 0.8 to 0.9 s (benches/README.md, 2026-12-02). `MIMALLOC_PURGE_DECOMMITS`
 /// in the environment still decides, as mimalloc documents.
 pub fn keep_freed_pages() {
     if std::env::var_os("MIMALLOC_PURGE_DECOMMITS").is_none() {
