@@ -9,8 +9,6 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufReader;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 
 use medlake_ingest::dicom::{BulkData, DicomError, DicomInstance};
@@ -24,42 +22,13 @@ const REQUIRED: [&str; 5] = [
     "PatientID",
 ];
 
-fn repo_dir() -> PathBuf {
-    // CARGO_MANIFEST_DIR at run time first: a shared build cache can hold binaries
-    // compiled in another checkout.
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
-        .join("..")
-}
+#[path = "support/pydicom_dump.rs"]
+mod pydicom_dump;
 
-/// pydicom's reading of its files, or `None` (with a loud message) when pydicom is absent.
+/// pydicom's reading of its files, read once; `None` when pydicom is absent.
 fn pydicom() -> Option<&'static Value> {
     static DUMP: OnceLock<Option<Value>> = OnceLock::new();
-    DUMP.get_or_init(|| {
-        let repo = repo_dir();
-        let python = repo.join("tests/.venv/bin/python");
-        let output = Command::new(&python)
-            .arg(repo.join("tests/python/dicom_dump.py"))
-            .output();
-        let missing = match output {
-            Ok(out) if out.status.success() => {
-                return Some(
-                    serde_json::from_slice(&out.stdout).expect("dicom_dump.py prints JSON"),
-                );
-            }
-            Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
-            Err(e) => format!("{}: {e}", python.display()),
-        };
-        let message = format!(
-            "pydicom is not available ({missing}): run the test command (scripts/test), which \
-             installs tests/python/requirements.txt into tests/.venv"
-        );
-        assert!(std::env::var_os("CI").is_none(), "{message}");
-        eprintln!("\n!!! SKIPPED: {message}\n");
-        None
-    })
-    .as_ref()
+    DUMP.get_or_init(pydicom_dump::pydicom_dump).as_ref()
 }
 
 fn files() -> Vec<&'static Value> {

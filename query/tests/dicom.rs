@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use bytes::Bytes;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
@@ -24,41 +23,21 @@ use medlake_lake::dicom::{DicomStoreError, INSTANCES_TABLE, StoredInstance};
 use medlake_lake::{Lake, LakeError, LakeOptions};
 use medlake_query::QueryEngine;
 
-fn repo_dir() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
-        .join("..")
-}
+#[path = "../../ingest/tests/support/pydicom_dump.rs"]
+mod pydicom_dump;
 
 /// The paths of pydicom's test and character-set files, or none (loudly) without pydicom.
 fn pydicom_files() -> Vec<PathBuf> {
-    let repo = repo_dir();
-    let python = repo.join("tests/.venv/bin/python");
-    let output = Command::new(&python)
-        .arg(repo.join("tests/python/dicom_dump.py"))
-        .output();
-    let missing = match output {
-        Ok(out) if out.status.success() => {
-            let dump: serde_json::Value =
-                serde_json::from_slice(&out.stdout).expect("dicom_dump.py prints JSON");
-            return dump["files"]
+    pydicom_dump::pydicom_dump()
+        .map(|dump| {
+            dump["files"]
                 .as_array()
                 .expect("files")
                 .iter()
                 .map(|f| PathBuf::from(f["path"].as_str().expect("path")))
-                .collect();
-        }
-        Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
-        Err(e) => format!("{}: {e}", python.display()),
-    };
-    let message = format!(
-        "pydicom is not available ({missing}): run the test command (scripts/test), which \
-         installs tests/python/requirements.txt into tests/.venv"
-    );
-    assert!(std::env::var_os("CI").is_none(), "{message}");
-    eprintln!("\n!!! SKIPPED: {message}\n");
-    Vec::new()
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 async fn open(data: &Path) -> Lake {
